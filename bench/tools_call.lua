@@ -1,0 +1,49 @@
+-- wrk script: POST a tools/call `echo` request on an existing MCP session.
+-- usage: wrk ... -s bench/tools_call.lua <url> -- <mcp-session-id> [protocol-version]
+-- Counts non-200 responses and 200 responses whose body lacks the echoed text.
+local threads = {}
+local PAYLOAD = "bench-payload"
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+function init(args)
+  local session = args[1]
+  local version = args[2] or "2025-11-25"
+  if session == nil or session == "" then
+    error("tools_call.lua: pass the Mcp-Session-Id after --")
+  end
+  non200 = 0
+  badbody = 0
+  local body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"'
+    .. PAYLOAD .. '"}}}'
+  local headers = {
+    ["Content-Type"] = "application/json",
+    ["Accept"] = "application/json, text/event-stream",
+    ["Mcp-Session-Id"] = session,
+    ["MCP-Protocol-Version"] = version,
+  }
+  req = wrk.format("POST", nil, headers, body)
+end
+
+function request()
+  return req
+end
+
+function response(status, headers, body)
+  if status ~= 200 then
+    non200 = non200 + 1
+  elseif body == nil or not string.find(body, PAYLOAD, 1, true) then
+    badbody = badbody + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local n, b = 0, 0
+  for _, t in ipairs(threads) do
+    n = n + (t:get("non200") or 0)
+    b = b + (t:get("badbody") or 0)
+  end
+  io.write(string.format("mcp-non200: %d\nmcp-badbody: %d\n", n, b))
+end

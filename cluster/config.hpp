@@ -1,0 +1,75 @@
+#pragma once
+// Membership timings. Every knob is here, with a LAN default and a fast profile; the derived
+// values follow the formulas below (also in docs/CLUSTER.md).
+//
+//   n                    = number of known non-dead members (including self)
+//   LHM                  = local health score, 0 .. max_local_health-1 (Lifeguard)
+//   probe interval       = probe_interval * (1 + LHM)
+//   probe timeout        = probe_timeout  * (1 + LHM)
+//   suspicion min        = suspicion_alpha * max(1, log10(n)) * probe_interval
+//   suspicion max        = suspicion_beta * suspicion min
+//   expected confirms K  = min(suspicion_confirmations, n - 2)
+//   suspicion timeout(C) = max(min, max - (max - min) * log(C + 1) / log(K + 1))
+//   retransmits          = ceil(retransmit_mult * log10(n + 1))   (λ·log n)
+//   push-pull interval   = push_pull_interval * max(1, 1 + log2(n / 32))
+// Thread-safety: plain value.
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "cluster/types.hpp"
+
+namespace mcpmesh::cluster {
+
+struct MembershipConfig {
+  std::string cluster_name = "mcpmesh";
+
+  Duration probe_interval = std::chrono::milliseconds(1000);
+  Duration probe_timeout = std::chrono::milliseconds(400);
+  int indirect_checks = 3;             // k helpers for ping-req
+  double nack_fraction = 0.8;          // helper nacks after this share of its timeout
+  int max_local_health = 8;            // Lifeguard S
+
+  double suspicion_alpha = 1.0;
+  double suspicion_beta = 5.0;
+  int suspicion_confirmations = 3;     // Lifeguard K
+
+  Duration gossip_interval = std::chrono::milliseconds(200);
+  int gossip_fanout = 3;
+  double retransmit_mult = 4.0;        // λ
+  int max_piggyback = 12;              // updates per message
+  size_t max_broadcast_queue = 4096;   // oldest-most-sent dropped beyond this (counted)
+
+  Duration push_pull_interval = std::chrono::seconds(30);
+  Duration reconnect_interval = std::chrono::seconds(2);   // ping one dead member
+  Duration reconnect_window = std::chrono::hours(24);      // stop trying dead members after
+  Duration dead_reap_after = std::chrono::hours(24);       // forget dead/left members after
+
+  Duration join_retry_min = std::chrono::milliseconds(200);
+  Duration join_retry_max = std::chrono::seconds(5);
+  Duration bulk_timeout = std::chrono::seconds(5);         // push-pull / join deadline
+  Duration oneway_timeout = std::chrono::milliseconds(500);
+
+  size_t max_updates_per_message = 64;      // more is malformed (piggyback)
+  size_t max_state_members = 1u << 20;      // push-pull state bigger than this is malformed
+  size_t max_id_bytes = 128;
+
+  /// LAN default: detects a crash in ~3-6 s at 4..1000 nodes, tolerates 10% loss.
+  static MembershipConfig lan() { return {}; }
+  /// Fast profile for loopback/same-rack: ~5x quicker, same formulas.
+  static MembershipConfig fast();
+  /// "lan" or "fast"; throws std::invalid_argument otherwise (start-up only).
+  static MembershipConfig profile(std::string_view name);
+
+  // Derived values.
+  [[nodiscard]] Duration suspicion_min(size_t n) const;
+  [[nodiscard]] Duration suspicion_max(size_t n) const;
+  [[nodiscard]] int expected_confirmations(size_t n) const;
+  [[nodiscard]] Duration suspicion_timeout(size_t n, int confirmations) const;
+  [[nodiscard]] int retransmit_limit(size_t n) const;
+  [[nodiscard]] Duration push_pull_period(size_t n) const;
+};
+
+}  // namespace mcpmesh::cluster

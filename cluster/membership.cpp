@@ -1,0 +1,959 @@
+#include "cluster/membership.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cassert>
+
+namespace mcpmesh::cluster {
+
+namespace {
+enum TimerSlot : size_t { kProbeTimer, kGossipTimer, kPushPullTimer, kReconnectTimer, kJoinTimer,
+                          kTimerSlots };
+
+bool is_live(MemberState s) { return s == MemberState::kAlive || s == MemberState::kSuspect; }
+}  // namespace
+
+Membership::Membership(MembershipConfig cfg, MemberMeta self, Clock& clock, Transport& transport,
+                       uint64_t rng_seed)
+    : cfg_(std::move(cfg)),
+      self_meta_(std::make_shared<const MemberMeta>(std::move(self))),
+      clock_(clock),
+      transport_(transport),
+      rng_(rng_seed),
+      timers_(kTimerSlots, 0) {
+  // The boot epoch doubles as the first incarnation: a restarted node starts above anything
+  // its previous life could have reached (one refutation per millisecond at most).
+  boot_epoch_ = static_cast<uint64_t>(std::max<int64_t>(1, clock_.wall_ms()));
+  Member& m = members_[self_meta_->node_id];
+  m.id = self_meta_->node_id;
+  m.state = MemberState::kAlive;
+  m.incarnation = boot_epoch_;
+  m.meta = self_meta_;
+  m.last_change = clock_.now();
+  m.last_change_wall_ms = clock_.wall_ms();
+  self_ = &m;
+  live_add(m);
+}
+
+Membership::~Membership() { stop(); }
+
+void Membership::stop() {
+  running_ = false;
+  for (auto& t : timers_) {
+    if (t) clock_.cancel(t);
+    t = 0;
+  }
+  for (auto& [id, m] : members_) {
+    if (m.suspicion) {
+      clock_.cancel(m.suspicion->timer);
+      m.suspicion.reset();
+    }
+  }
+}
+
+uint64_t Membership::incarnation() const { return self_->incarnation; }
+
+const MemberState* Membership::state_of(const std::string& node_id) const {
+  auto it = members_.find(node_id);
+  return it == members_.end() ? nullptr : &it->second.state;
+}
+
+void Membership::seed_members(const std::vector<MemberMeta>& metas, uint64_t incarnation) {
+  for (const auto& meta : metas) {
+    if (meta.node_id == self_->id || members_.count(meta.node_id)) continue;
+    Member& m = members_[meta.node_id];
+    m.id = meta.node_id;
+    m.state = MemberState::kAlive;
+    m.incarnation = incarnation;
+    m.meta = std::make_shared<const MemberMeta>(meta);
+    m.last_change = clock_.now();
+    m.last_change_wall_ms = clock_.wall_ms();
+    live_add(m);
+    probe_order_.push_back(m.id);
+  }
+  std::shuffle(probe_order_.begin(), probe_order_.end(), rng_);
+  probe_pos_ = 0;
+  joined_ = joined_ || live_.size() > 1;
+}
+
+void Membership::start(std::vector<std::string> seeds) {
+  running_ = true;
+  seeds_.clear();
+  for (auto& s : seeds)
+    if (s != self_meta_->grpc_addr) seeds_.push_back(std::move(s));
+  enqueue(update_of(*self_));
+  // Desynchronise nodes: the first tick of each loop lands at a random phase.
+  std::uniform_int_distribution<int64_t> phase(0, cfg_.probe_interval.count());
+  timers_[kProbeTimer] = clock_.schedule(Duration(phase(rng_)), [this] { probe_tick(); });
+  std::uniform_int_distribution<int64_t> gphase(0, cfg_.gossip_interval.count());
+  timers_[kGossipTimer] = clock_.schedule(Duration(gphase(rng_)), [this] { gossip_tick(); });
+  std::uniform_int_distribution<int64_t> pphase(cfg_.push_pull_interval.count() / 2,
+                                                cfg_.push_pull_interval.count());
+  timers_[kPushPullTimer] = clock_.schedule(Duration(pphase(rng_)), [this] { push_pull_tick(); });
+  std::uniform_int_distribution<int64_t> rphase(0, cfg_.reconnect_interval.count());
+  timers_[kReconnectTimer] =
+      clock_.schedule(Duration(rphase(rng_)), [this] { reconnect_tick(); });
+  if (!seeds_.empty() && !joined_) {
+    join_backoff_ = cfg_.join_retry_min;
+    timers_[kJoinTimer] = clock_.schedule(Duration(0), [this] { join_attempt(0); });
+  } else {
+    joined_ = true;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Join, leave.
+
+void Membership::join_attempt(size_t seed_index) {
+  timers_[kJoinTimer] = 0;
+  if (!running_ || joined_ || leaving_) return;
+  if (seed_index >= seeds_.size()) {
+    // Every seed failed this round: back off (capped) and start over.
+    timers_[kJoinTimer] = clock_.schedule(join_backoff_, [this] { join_attempt(0); });
+    join_backoff_ = std::min(cfg_.join_retry_max, join_backoff_ * 2);
+    return;
+  }
+  Message msg = make_msg(MsgType::kPushPull);
+  msg.join = true;
+  msg.updates = full_state();
+  std::weak_ptr<bool> token = alive_token_;
+  send_request(seeds_[seed_index], std::move(msg), cfg_.bulk_timeout,
+               [this, token, seed_index](const Message* reply) {
+                 if (token.expired() || !running_) return;
+                 if (reply && reply->type == MsgType::kPushPull) {
+                   joined_ = true;
+                   counters_.push_pulls++;
+                   spdlog::debug("{} joined through {}", self_->id, seeds_[seed_index]);
+                   return;
+                 }
+                 if (!joined_) join_attempt(seed_index + 1);
+               });
+}
+
+void Membership::leave() {
+  if (leaving_) return;
+  leaving_ = true;
+  uint64_t old_inc = self_->incarnation;
+  set_state(*self_, MemberState::kLeft, old_inc + 1);
+  Update u = update_of(*self_);
+  enqueue(u);
+  // Tell everyone directly so `left` shows at once; gossip covers losses.
+  std::vector<Member*> targets(live_.begin(), live_.end());
+  for (Member* m : targets) {
+    if (m == self_ || !m->meta) continue;
+    Message msg = make_msg(MsgType::kLeave);
+    msg.updates.push_back(u);
+    attach_gossip(msg, nullptr);
+    send_oneway(m->meta->grpc_addr, std::move(msg));
+  }
+  if (timers_[kProbeTimer]) clock_.cancel(timers_[kProbeTimer]);
+  timers_[kProbeTimer] = 0;
+  if (timers_[kJoinTimer]) clock_.cancel(timers_[kJoinTimer]);
+  timers_[kJoinTimer] = 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Probing.
+
+void Membership::schedule_probe_tick() {
+  timers_[kProbeTimer] = clock_.schedule(scaled(cfg_.probe_interval), [this] { probe_tick(); });
+}
+
+void Membership::probe_tick() {
+  timers_[kProbeTimer] = 0;
+  if (!running_ || leaving_) return;
+  if (probe_.active) finish_probe();
+  schedule_probe_tick();
+  Member* target = next_probe_target();
+  if (!target) return;
+  probe_.active = true;
+  probe_.target = target->id;
+  probe_.seq = ++probe_seq_;
+  probe_.acked = false;
+  probe_.nacks_expected = 0;
+  probe_.nacks = 0;
+  counters_.probes++;
+
+  Message msg = make_msg(MsgType::kPing);
+  msg.probe_seq = probe_.seq;
+  msg.target_id = target->id;
+  // Buddy system: a suspect target hears about its suspicion first, so it can refute.
+  Update buddy;
+  bool has_buddy = target->state == MemberState::kSuspect;
+  if (has_buddy) {
+    buddy = update_of(*target);
+    buddy.from = self_->id;
+  }
+  attach_gossip(msg, has_buddy ? &buddy : nullptr);
+  uint64_t seq = probe_.seq;
+  std::weak_ptr<bool> token = alive_token_;
+  send_request(target->meta->grpc_addr, std::move(msg), scaled(cfg_.probe_timeout),
+               [this, token, seq](const Message* reply) {
+                 if (!token.expired()) on_direct_reply(seq, reply);
+               });
+}
+
+void Membership::on_direct_reply(uint64_t seq, const Message* reply) {
+  if (!probe_.active || probe_.seq != seq) return;
+  if (reply && reply->type == MsgType::kAck && reply->ack) {
+    probe_.acked = true;
+    return;
+  }
+  start_indirect(seq);
+}
+
+void Membership::start_indirect(uint64_t seq) {
+  auto it = members_.find(probe_.target);
+  if (it == members_.end() || !it->second.meta) return;
+  const Member& target = it->second;
+  // Helpers get the rest of the probe interval.
+  Duration budget = scaled(cfg_.probe_interval) - scaled(cfg_.probe_timeout);
+  budget = std::max(budget, cfg_.probe_timeout);
+  std::vector<Member*> helpers;
+  for (int tries = 0; tries < cfg_.indirect_checks * 4 &&
+                      static_cast<int>(helpers.size()) < cfg_.indirect_checks;
+       ++tries) {
+    Member* h = random_live_other(target.id);
+    if (!h || std::find(helpers.begin(), helpers.end(), h) != helpers.end()) continue;
+    helpers.push_back(h);
+  }
+  std::weak_ptr<bool> token = alive_token_;
+  for (Member* h : helpers) {
+    Message msg = make_msg(MsgType::kPingReq);
+    msg.probe_seq = seq;
+    msg.target_id = target.id;
+    msg.target_addr = target.meta->grpc_addr;
+    msg.timeout_ms = static_cast<uint32_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(budget).count());
+    attach_gossip(msg, nullptr);
+    probe_.nacks_expected++;
+    counters_.indirect_probes++;
+    send_request(h->meta->grpc_addr, std::move(msg), budget,
+                 [this, token, seq](const Message* reply) {
+                   if (token.expired() || !probe_.active || probe_.seq != seq || !reply) return;
+                   if (reply->type != MsgType::kPingReqReply) return;
+                   if (reply->ack) probe_.acked = true;
+                   if (reply->nack) {
+                     probe_.nacks++;
+                     counters_.nacks_received++;
+                   }
+                 });
+  }
+}
+
+void Membership::finish_probe() {
+  probe_.active = false;
+  if (probe_.acked) {
+    health_delta(-1);
+    return;
+  }
+  counters_.probe_failures++;
+  // Lifeguard: a missing nack means our own links or CPU may be the problem.
+  int missed = probe_.nacks_expected - probe_.nacks;
+  health_delta(probe_.nacks_expected == 0 ? 1 : std::max(0, missed));
+  auto it = members_.find(probe_.target);
+  if (it == members_.end() || !is_live(it->second.state)) return;
+  suspect_locally(it->second);
+}
+
+Membership::Member* Membership::next_probe_target() {
+  for (int pass = 0; pass < 2; ++pass) {
+    while (probe_pos_ < probe_order_.size()) {
+      auto it = members_.find(probe_order_[probe_pos_++]);
+      if (it != members_.end() && &it->second != self_ && is_live(it->second.state) &&
+          it->second.meta)
+        return &it->second;
+    }
+    // Round finished: a fresh random permutation of the live members.
+    probe_order_.clear();
+    for (Member* m : live_)
+      if (m != self_) probe_order_.push_back(m->id);
+    std::shuffle(probe_order_.begin(), probe_order_.end(), rng_);
+    probe_pos_ = 0;
+  }
+  return nullptr;
+}
+
+void Membership::health_delta(int delta) {
+  lhm_ = std::clamp(lhm_ + delta, 0, cfg_.max_local_health - 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Periodic dissemination.
+
+void Membership::gossip_tick() {
+  timers_[kGossipTimer] = clock_.schedule(cfg_.gossip_interval, [this] { gossip_tick(); });
+  if (!running_ || queue_.empty()) return;
+  std::vector<Member*> targets;
+  for (int tries = 0; tries < cfg_.gossip_fanout * 3 &&
+                      static_cast<int>(targets.size()) < cfg_.gossip_fanout;
+       ++tries) {
+    Member* t = random_live_other("");
+    if (!t || std::find(targets.begin(), targets.end(), t) != targets.end()) continue;
+    targets.push_back(t);
+  }
+  for (Member* t : targets) {
+    if (queue_.empty()) break;
+    Message msg = make_msg(MsgType::kGossip);
+    attach_gossip(msg, nullptr);
+    send_oneway(t->meta->grpc_addr, std::move(msg));
+  }
+}
+
+void Membership::push_pull_tick() {
+  timers_[kPushPullTimer] = clock_.schedule(cfg_.push_pull_period(live_.size()),
+                                            [this] { push_pull_tick(); });
+  if (!running_) return;
+  Member* peer = random_live_other("");
+  if (!peer) return;
+  Message msg = make_msg(MsgType::kPushPull);
+  msg.updates = full_state();
+  std::weak_ptr<bool> token = alive_token_;
+  send_request(peer->meta->grpc_addr, std::move(msg), cfg_.bulk_timeout,
+               [this, token](const Message* reply) {
+                 if (!token.expired() && reply) counters_.push_pulls++;
+               });
+}
+
+void Membership::reconnect_tick() {
+  timers_[kReconnectTimer] =
+      clock_.schedule(cfg_.reconnect_interval, [this] { reconnect_tick(); });
+  if (!running_ || dead_.empty()) return;
+  TimePoint now = clock_.now();
+  // Forget members dead for long enough.
+  for (size_t i = 0; i < dead_.size();) {
+    Member* m = dead_[i];
+    if (now - m->last_change > cfg_.dead_reap_after) {
+      std::string id = m->id;
+      dead_remove(*m);
+      members_.erase(id);
+      continue;
+    }
+    ++i;
+  }
+  if (dead_.empty()) return;
+  std::uniform_int_distribution<size_t> pick(0, dead_.size() - 1);
+  Member* m = dead_[pick(rng_)];
+  if (!m->meta || now - m->last_change > cfg_.reconnect_window) return;
+  // A dead member that answers is partitioned or paused, not dead: exchange state so both
+  // sides refute what they believe about each other.
+  Message ping = make_msg(MsgType::kPing);
+  ping.probe_seq = ++probe_seq_;
+  ping.target_id = m->id;
+  std::string addr = m->meta->grpc_addr;
+  std::weak_ptr<bool> token = alive_token_;
+  send_request(addr, std::move(ping), scaled(cfg_.probe_timeout),
+               [this, token, addr](const Message* reply) {
+                 if (token.expired() || !running_ || !reply || !reply->ack) return;
+                 Message msg = make_msg(MsgType::kPushPull);
+                 msg.updates = full_state();
+                 send_request(addr, std::move(msg), cfg_.bulk_timeout, [](const Message*) {});
+               });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Incoming messages.
+
+bool Membership::valid_update(const Update& u) const {
+  if (u.node_id.empty() || u.node_id.size() > cfg_.max_id_bytes) return false;
+  if (u.from.size() > cfg_.max_id_bytes) return false;
+  if (static_cast<uint8_t>(u.state) > static_cast<uint8_t>(MemberState::kLeft)) return false;
+  if (u.incarnation == 0) return false;
+  if (u.state == MemberState::kAlive) {
+    if (!u.meta || u.meta->node_id != u.node_id || u.meta->grpc_addr.empty()) return false;
+  }
+  return true;
+}
+
+bool Membership::ingest(const Message& msg) {
+  counters_.msgs_received++;
+  if (msg.cluster != cfg_.cluster_name) {
+    counters_.rejected_cluster++;
+    return false;
+  }
+  if (msg.sender_id.empty() || msg.sender_id.size() > cfg_.max_id_bytes ||
+      msg.boot_epoch == 0 || msg.seq == 0) {
+    counters_.rejected_malformed++;
+    return false;
+  }
+  size_t limit = msg.type == MsgType::kPushPull ? cfg_.max_state_members
+                                                : cfg_.max_updates_per_message;
+  if (msg.updates.size() > limit) {
+    counters_.rejected_malformed++;
+    return false;
+  }
+  for (const auto& u : msg.updates) {
+    if (!valid_update(u)) {
+      counters_.rejected_malformed++;
+      return false;
+    }
+  }
+  if (msg.sender_id == self_->id) {
+    // Only we speak for ourselves; an echo of our own message is a replay too.
+    counters_.rejected_id_conflict++;
+    return false;
+  }
+  auto it = members_.find(msg.sender_id);
+  if (it != members_.end()) {
+    Member& m = it->second;
+    if (m.meta && is_live(m.state) && m.meta->grpc_addr != msg.sender_addr) {
+      counters_.rejected_id_conflict++;
+      return false;
+    }
+    // Anti-replay: (boot_epoch, seq) must be new; a sliding window tolerates reordering.
+    if (msg.boot_epoch < m.boot_epoch) {
+      counters_.rejected_replay++;
+      return false;
+    }
+    if (msg.boot_epoch > m.boot_epoch) {
+      m.boot_epoch = msg.boot_epoch;
+      m.max_seq = 0;
+      m.seen.reset();
+    }
+    constexpr uint64_t kWindow = 256;
+    if (msg.seq > m.max_seq) {
+      uint64_t shift = msg.seq - m.max_seq;
+      m.seen = shift >= kWindow ? std::bitset<256>() : (m.seen << shift);
+      m.seen.set(0);
+      m.max_seq = msg.seq;
+    } else {
+      uint64_t back = m.max_seq - msg.seq;
+      if (back >= kWindow || m.seen.test(back)) {
+        counters_.rejected_replay++;
+        return false;
+      }
+      m.seen.set(back);
+    }
+  }
+  bool push_pull = msg.type == MsgType::kPushPull;
+  for (const auto& u : msg.updates) apply(u, push_pull, msg.sender_id);
+  return true;
+}
+
+void Membership::handle(Message msg, Responder respond) {
+  bool ok = ingest(msg);
+  if (!ok) {
+    if (respond) {
+      // Answer with an empty, non-acking reply so the caller does not wait for its deadline.
+      // An empty envelope tells the caller "rejected" without revealing anything.
+      Message r;
+      r.type = msg.type == MsgType::kPingReq    ? MsgType::kPingReqReply
+               : msg.type == MsgType::kPushPull ? MsgType::kPushPull
+                                                : MsgType::kAck;
+      counters_.msgs_sent++;
+      respond(std::move(r));
+    }
+    return;
+  }
+  switch (msg.type) {
+    case MsgType::kPing:
+      handle_ping(msg, respond);
+      break;
+    case MsgType::kPingReq:
+      handle_ping_req(msg, std::move(respond));
+      break;
+    case MsgType::kPushPull:
+      handle_push_pull(msg, respond);
+      break;
+    case MsgType::kGossip:
+    case MsgType::kLeave:
+    case MsgType::kAck:
+    case MsgType::kPingReqReply:
+      if (respond) {
+        Message r = make_msg(MsgType::kAck);
+        counters_.msgs_sent++;
+        respond(std::move(r));
+      }
+      break;
+  }
+}
+
+void Membership::handle_ping(const Message& msg, Responder& respond) {
+  if (!respond) return;
+  Message r = make_msg(MsgType::kAck);
+  r.probe_seq = msg.probe_seq;
+  r.ack = msg.target_id == self_->id && !leaving_;
+  // A sender we believe dead learns it at once and can refute (heals pauses and partitions).
+  Update about_sender;
+  const Update* prio = nullptr;
+  auto it = members_.find(msg.sender_id);
+  if (it != members_.end() && !is_live(it->second.state) &&
+      it->second.state != MemberState::kLeft) {
+    about_sender = update_of(it->second);
+    prio = &about_sender;
+  }
+  attach_gossip(r, prio);
+  counters_.msgs_sent++;
+  respond(std::move(r));
+}
+
+void Membership::handle_ping_req(const Message& msg, Responder respond) {
+  if (!respond) return;
+  if (msg.target_addr.empty() || msg.target_id.empty()) {
+    counters_.rejected_malformed++;
+    Message r = make_msg(MsgType::kPingReqReply);
+    r.probe_seq = msg.probe_seq;
+    counters_.msgs_sent++;
+    respond(std::move(r));
+    return;
+  }
+  Duration budget = std::chrono::milliseconds(std::min<uint32_t>(msg.timeout_ms, 60000));
+  Duration ping_timeout = Duration(static_cast<int64_t>(budget.count() * cfg_.nack_fraction));
+  Message ping = make_msg(MsgType::kPing);
+  ping.probe_seq = ++probe_seq_;
+  ping.target_id = msg.target_id;
+  attach_gossip(ping, nullptr);
+  uint64_t their_seq = msg.probe_seq;
+  std::weak_ptr<bool> token = alive_token_;
+  send_request(msg.target_addr, std::move(ping), ping_timeout,
+               [this, token, their_seq, respond = std::move(respond)](const Message* reply) {
+                 Message r;
+                 if (!token.expired()) r = make_msg(MsgType::kPingReqReply);
+                 r.type = MsgType::kPingReqReply;
+                 r.probe_seq = their_seq;
+                 r.ack = reply && reply->type == MsgType::kAck && reply->ack;
+                 r.nack = !r.ack;
+                 if (!token.expired()) {
+                   attach_gossip(r, nullptr);
+                   counters_.msgs_sent++;
+                 }
+                 respond(std::move(r));
+               });
+}
+
+void Membership::handle_push_pull(const Message& msg, Responder& respond) {
+  counters_.push_pulls++;
+  if (msg.join) joined_ = true;  // someone reached us: we are part of a cluster
+  if (!respond) return;
+  Message r = make_msg(MsgType::kPushPull);
+  r.updates = full_state();
+  counters_.msgs_sent++;
+  respond(std::move(r));
+}
+
+// ---------------------------------------------------------------------------------------------
+// State machine.
+
+void Membership::apply(const Update& u, bool from_push_pull, const std::string& sender) {
+  switch (u.state) {
+    case MemberState::kAlive:
+      apply_alive(u);
+      break;
+    case MemberState::kSuspect:
+      apply_suspect(u);
+      break;
+    case MemberState::kDead:
+      if (from_push_pull) {
+        // Someone else's belief that a node is dead only makes us suspect it.
+        Update s = u;
+        s.state = MemberState::kSuspect;
+        s.from = sender;
+        apply_suspect(s);
+      } else {
+        apply_dead(u);
+      }
+      break;
+    case MemberState::kLeft:
+      apply_dead(u);
+      break;
+  }
+}
+
+void Membership::apply_alive(const Update& u) {
+  if (u.node_id == self_->id) {
+    if (leaving_) return;
+    // Someone advertises us with other metadata or a newer incarnation: refute it.
+    if (u.incarnation > self_->incarnation || *u.meta != *self_meta_) {
+      if (*u.meta != *self_meta_) counters_.rejected_id_conflict++;
+      if (u.incarnation >= self_->incarnation) refute(u.incarnation);
+    }
+    return;
+  }
+  auto it = members_.find(u.node_id);
+  if (it == members_.end()) {
+    Member& m = members_[u.node_id];
+    m.id = u.node_id;
+    m.state = MemberState::kDead;  // placeholder, set_state below notifies alive
+    m.incarnation = u.incarnation;
+    m.meta = u.meta;
+    set_state(m, MemberState::kAlive, u.incarnation);
+    // New members join the probe order at a random position.
+    std::uniform_int_distribution<size_t> pos(probe_pos_, probe_order_.size());
+    probe_order_.insert(probe_order_.begin() + static_cast<std::ptrdiff_t>(pos(rng_)), m.id);
+    counters_.updates_applied++;
+    enqueue(u);
+    return;
+  }
+  Member& m = it->second;
+  if (u.incarnation <= m.incarnation) {
+    counters_.updates_stale++;
+    return;
+  }
+  if (is_live(m.state) && m.meta && m.meta->grpc_addr != u.meta->grpc_addr) {
+    // A live member keeps its address; a different one is an impostor (or a stale id reuse).
+    counters_.rejected_id_conflict++;
+    return;
+  }
+  m.meta = u.meta;
+  bool was_dead = !is_live(m.state);
+  set_state(m, MemberState::kAlive, u.incarnation);
+  if (was_dead) {
+    std::uniform_int_distribution<size_t> pos(probe_pos_, probe_order_.size());
+    probe_order_.insert(probe_order_.begin() + static_cast<std::ptrdiff_t>(pos(rng_)), m.id);
+  }
+  counters_.updates_applied++;
+  enqueue(u);
+}
+
+void Membership::apply_suspect(const Update& u) {
+  if (u.node_id == self_->id) {
+    if (!leaving_ && u.incarnation >= self_->incarnation) refute(u.incarnation);
+    return;
+  }
+  auto it = members_.find(u.node_id);
+  if (it == members_.end()) return;
+  Member& m = it->second;
+  if (u.incarnation < m.incarnation || !is_live(m.state)) {
+    counters_.updates_stale++;
+    return;
+  }
+  if (m.state == MemberState::kSuspect && u.incarnation == m.incarnation) {
+    add_confirmation(m, u.from);
+    return;
+  }
+  // Alive at <= incarnation, or suspect at an older one: (re)start suspicion.
+  m.incarnation = u.incarnation;
+  set_state(m, MemberState::kSuspect, u.incarnation);
+  start_suspicion(m, u.from.empty() ? std::string("?") : u.from);
+  counters_.updates_applied++;
+  enqueue(u);
+}
+
+void Membership::apply_dead(const Update& u) {
+  if (u.node_id == self_->id) {
+    if (!leaving_ && u.incarnation >= self_->incarnation) refute(u.incarnation);
+    return;
+  }
+  auto it = members_.find(u.node_id);
+  if (it == members_.end()) return;
+  Member& m = it->second;
+  if (u.incarnation < m.incarnation) {
+    counters_.updates_stale++;
+    return;
+  }
+  if (m.state == u.state || m.state == MemberState::kLeft ||
+      (m.state == MemberState::kDead && u.incarnation == m.incarnation)) {
+    counters_.updates_stale++;
+    return;
+  }
+  set_state(m, u.state, u.incarnation);
+  counters_.updates_applied++;
+  enqueue(u);
+}
+
+void Membership::refute(uint64_t seen_incarnation) {
+  counters_.refutations++;
+  health_delta(1);
+  uint64_t inc = std::max(seen_incarnation, self_->incarnation) + 1;
+  self_->incarnation = inc;
+  enqueue(update_of(*self_));
+}
+
+void Membership::set_state(Member& m, MemberState s, uint64_t incarnation) {
+  MemberState old = m.state;
+  bool old_live = is_live(old);
+  m.incarnation = incarnation;
+  if (s != MemberState::kSuspect && m.suspicion) {
+    clock_.cancel(m.suspicion->timer);
+    m.suspicion.reset();
+  }
+  if (old == s) return;
+  m.state = s;
+  m.last_change = clock_.now();
+  m.last_change_wall_ms = clock_.wall_ms();
+  bool new_live = is_live(s);
+  if (new_live && m.live_index == SIZE_MAX) live_add(m);
+  if (!new_live && old_live) live_remove(m);
+  if (s == MemberState::kDead) {
+    if (m.dead_index == SIZE_MAX) dead_add(m);
+  } else if (m.dead_index != SIZE_MAX) {
+    dead_remove(m);
+  }
+  if (old != s || new_live != old_live) notify(m, old);
+}
+
+void Membership::suspect_locally(Member& m) {
+  Update u;
+  u.node_id = m.id;
+  u.state = MemberState::kSuspect;
+  u.incarnation = m.incarnation;
+  u.from = self_->id;
+  if (m.state == MemberState::kSuspect) {
+    // We failed it independently: a confirmation everyone else should count too.
+    add_confirmation(m, self_->id);
+    return;
+  }
+  counters_.suspicions_started++;
+  set_state(m, MemberState::kSuspect, m.incarnation);
+  start_suspicion(m, self_->id);
+  enqueue(u);
+}
+
+void Membership::start_suspicion(Member& m, const std::string& from) {
+  if (m.suspicion) clock_.cancel(m.suspicion->timer);
+  m.suspicion = std::make_unique<Suspicion>();
+  m.suspicion->start = clock_.now();
+  m.suspicion->confirmers.push_back(from);
+  reschedule_suspicion(m);
+}
+
+void Membership::add_confirmation(Member& m, const std::string& from) {
+  if (!m.suspicion) return;
+  auto& c = m.suspicion->confirmers;
+  if (from.empty() || std::find(c.begin(), c.end(), from) != c.end()) return;
+  if (static_cast<int>(c.size()) > cfg_.expected_confirmations(live_.size())) return;
+  c.push_back(from);
+  reschedule_suspicion(m);
+  // Re-gossip so others count this independent confirmation as well.
+  Update u;
+  u.node_id = m.id;
+  u.state = MemberState::kSuspect;
+  u.incarnation = m.incarnation;
+  u.from = from;
+  enqueue(std::move(u));
+}
+
+void Membership::reschedule_suspicion(Member& m) {
+  Suspicion& s = *m.suspicion;
+  if (s.timer) clock_.cancel(s.timer);
+  int confirmations = static_cast<int>(s.confirmers.size()) - 1;
+  Duration timeout = cfg_.suspicion_timeout(live_.size(), confirmations);
+  Duration remaining = std::max(Duration(0), s.start + timeout - clock_.now());
+  std::string id = m.id;
+  uint64_t inc = m.incarnation;
+  s.timer = clock_.schedule(remaining, [this, id, inc] { suspicion_expired(id, inc); });
+}
+
+void Membership::suspicion_expired(const std::string& id, uint64_t incarnation) {
+  auto it = members_.find(id);
+  if (it == members_.end()) return;
+  Member& m = it->second;
+  if (m.state != MemberState::kSuspect || m.incarnation != incarnation) return;
+  if (m.suspicion) m.suspicion->timer = 0;
+  counters_.declared_dead++;
+  spdlog::debug("{} declares {} dead (incarnation {})", self_->id, id, incarnation);
+  Update u;
+  u.node_id = id;
+  u.state = MemberState::kDead;
+  u.incarnation = incarnation;
+  u.from = self_->id;
+  set_state(m, MemberState::kDead, incarnation);
+  enqueue(std::move(u));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Dissemination.
+
+Update Membership::update_of(const Member& m) const {
+  Update u;
+  u.node_id = m.id;
+  u.state = m.state;
+  u.incarnation = m.incarnation;
+  u.meta = m.meta;
+  if (m.state == MemberState::kSuspect && m.suspicion && !m.suspicion->confirmers.empty())
+    u.from = m.suspicion->confirmers.front();
+  else if (m.state == MemberState::kDead || m.state == MemberState::kSuspect)
+    u.from = self_->id;
+  return u;
+}
+
+std::vector<Update> Membership::full_state() const {
+  std::vector<Update> out;
+  out.reserve(members_.size());
+  for (const auto& [id, m] : members_) {
+    if (!m.meta) continue;
+    out.push_back(update_of(m));
+  }
+  return out;
+}
+
+void Membership::enqueue(Update u) {
+  // Alive updates carry metadata; others may be sent without it.
+  if (u.state != MemberState::kAlive) u.meta.reset();
+  // Suspect confirmations from different declarers are separate facts; everything else about
+  // a node supersedes what was queued for it.
+  std::string key = u.node_id;
+  if (u.state == MemberState::kSuspect) key += '\x1f' + u.from;
+  auto it = queue_index_.find(key);
+  if (it != queue_index_.end()) {
+    Broadcast& b = queue_[it->second];
+    b.update = std::move(u);
+    b.transmits = 0;
+    b.order = ++broadcast_order_;
+  } else {
+    queue_index_.emplace(key, queue_.size());
+    queue_.push_back(Broadcast{std::move(u), 0, ++broadcast_order_});
+  }
+  if (queue_.size() > cfg_.max_broadcast_queue) {
+    // Drop the most transmitted (then oldest) entry.
+    size_t worst = 0;
+    for (size_t i = 1; i < queue_.size(); ++i) {
+      const auto& a = queue_[i];
+      const auto& w = queue_[worst];
+      if (a.transmits > w.transmits || (a.transmits == w.transmits && a.order < w.order))
+        worst = i;
+    }
+    std::string wkey = queue_[worst].update.node_id;
+    if (queue_[worst].update.state == MemberState::kSuspect)
+      wkey += '\x1f' + queue_[worst].update.from;
+    queue_index_.erase(wkey);
+    if (worst != queue_.size() - 1) {
+      queue_[worst] = std::move(queue_.back());
+      std::string mkey = queue_[worst].update.node_id;
+      if (queue_[worst].update.state == MemberState::kSuspect)
+        mkey += '\x1f' + queue_[worst].update.from;
+      queue_index_[mkey] = worst;
+    }
+    queue_.pop_back();
+    counters_.gossip_dropped++;
+  }
+}
+
+void Membership::attach_gossip(Message& msg, const Update* priority) {
+  if (priority) msg.updates.push_back(*priority);
+  size_t room = static_cast<size_t>(cfg_.max_piggyback) - msg.updates.size();
+  if (queue_.empty() || room == 0) return;
+  size_t take = std::min(room, queue_.size());
+  // Fewest transmissions first, newest first among equals.
+  thread_local std::vector<uint32_t> idx;
+  idx.resize(queue_.size());
+  for (uint32_t i = 0; i < idx.size(); ++i) idx[i] = i;
+  auto better = [this](uint32_t a, uint32_t b) {
+    const auto& x = queue_[a];
+    const auto& y = queue_[b];
+    return x.transmits != y.transmits ? x.transmits < y.transmits : x.order > y.order;
+  };
+  if (take < idx.size())
+    std::partial_sort(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(take), idx.end(),
+                      better);
+  int limit = cfg_.retransmit_limit(live_.size());
+  std::vector<uint32_t> spent;
+  for (size_t i = 0; i < take; ++i) {
+    Broadcast& b = queue_[idx[i]];
+    if (priority && b.update.node_id == priority->node_id) continue;
+    msg.updates.push_back(b.update);
+    if (++b.transmits >= limit) spent.push_back(idx[i]);
+  }
+  // Remove spent entries, highest index first so swap-pop keeps the others valid.
+  std::sort(spent.begin(), spent.end(), std::greater<>());
+  for (uint32_t i : spent) {
+    std::string key = queue_[i].update.node_id;
+    if (queue_[i].update.state == MemberState::kSuspect) key += '\x1f' + queue_[i].update.from;
+    queue_index_.erase(key);
+    if (i != queue_.size() - 1) {
+      queue_[i] = std::move(queue_.back());
+      std::string mkey = queue_[i].update.node_id;
+      if (queue_[i].update.state == MemberState::kSuspect)
+        mkey += '\x1f' + queue_[i].update.from;
+      queue_index_[mkey] = i;
+    }
+    queue_.pop_back();
+  }
+}
+
+Message Membership::make_msg(MsgType type) {
+  Message m;
+  m.type = type;
+  m.cluster = cfg_.cluster_name;
+  m.sender_id = self_->id;
+  m.sender_addr = self_meta_->grpc_addr;
+  m.boot_epoch = boot_epoch_;
+  m.seq = ++msg_seq_;
+  return m;
+}
+
+void Membership::send_request(const std::string& addr, Message msg, Duration timeout,
+                              Transport::ReplyFn fn) {
+  counters_.msgs_sent++;
+  std::weak_ptr<bool> token = alive_token_;
+  transport_.request(addr, std::move(msg), timeout,
+                     [this, token, fn = std::move(fn)](const Message* reply) {
+                       if (token.expired()) return;
+                       if (reply && (reply->sender_id.empty() || !ingest(*reply))) reply = nullptr;
+                       fn(reply);
+                     });
+}
+
+void Membership::send_oneway(const std::string& addr, Message msg) {
+  counters_.msgs_sent++;
+  transport_.send(addr, std::move(msg), cfg_.oneway_timeout);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Bookkeeping.
+
+void Membership::live_add(Member& m) {
+  m.live_index = live_.size();
+  live_.push_back(&m);
+}
+
+void Membership::live_remove(Member& m) {
+  size_t i = m.live_index;
+  assert(i < live_.size() && live_[i] == &m);
+  live_[i] = live_.back();
+  live_[i]->live_index = i;
+  live_.pop_back();
+  m.live_index = SIZE_MAX;
+}
+
+void Membership::dead_add(Member& m) {
+  m.dead_index = dead_.size();
+  dead_.push_back(&m);
+}
+
+void Membership::dead_remove(Member& m) {
+  size_t i = m.dead_index;
+  assert(i < dead_.size() && dead_[i] == &m);
+  dead_[i] = dead_.back();
+  dead_[i]->dead_index = i;
+  dead_.pop_back();
+  m.dead_index = SIZE_MAX;
+}
+
+Membership::Member* Membership::random_live_other(const std::string& exclude) {
+  if (live_.size() <= 1) return nullptr;
+  std::uniform_int_distribution<size_t> pick(0, live_.size() - 1);
+  for (int tries = 0; tries < 8; ++tries) {
+    Member* m = live_[pick(rng_)];
+    if (m != self_ && m->id != exclude && m->meta) return m;
+  }
+  return nullptr;
+}
+
+MemberView Membership::view_of(const Member& m) const {
+  MemberView v;
+  if (m.meta) v.meta = *m.meta;
+  v.meta.node_id = m.id;
+  v.state = m.state;
+  v.incarnation = m.incarnation;
+  v.last_change = m.last_change;
+  v.last_change_wall_ms = m.last_change_wall_ms;
+  v.is_self = &m == self_;
+  return v;
+}
+
+void Membership::notify(const Member& m, MemberState old_state) {
+  if (on_change_) on_change_(view_of(m), old_state);
+}
+
+std::vector<MemberView> Membership::members() const {
+  std::vector<MemberView> out;
+  out.reserve(members_.size());
+  for (const auto& [id, m] : members_) out.push_back(view_of(m));
+  std::sort(out.begin(), out.end(),
+            [](const MemberView& a, const MemberView& b) { return a.meta.node_id < b.meta.node_id; });
+  return out;
+}
+
+}  // namespace mcpmesh::cluster

@@ -1,0 +1,172 @@
+#include "mcp/jsonrpc.hpp"
+
+namespace mcpmesh::mcp {
+
+bool is_valid_id(const json::value& id) {
+  if (id.is_string()) return true;
+  if (id.is_int64() || id.is_uint64()) return true;
+  // Integral doubles are accepted too (some clients serialize ids as 1.0).
+  if (id.is_double()) {
+    double d = id.get_double();
+    return d == static_cast<double>(static_cast<std::int64_t>(d));
+  }
+  return false;
+}
+
+json::value json_number(double d) {
+  if (d == static_cast<double>(static_cast<std::int64_t>(d)) && d > -9e15 && d < 9e15) {
+    return static_cast<std::int64_t>(d);
+  }
+  return d;
+}
+
+std::string id_key(const json::value& id) {
+  if (id.is_string()) return "s:" + std::string(id.get_string());
+  if (id.is_int64()) return "n:" + std::to_string(id.get_int64());
+  if (id.is_uint64()) return "n:" + std::to_string(id.get_uint64());
+  if (id.is_double()) return "n:" + std::to_string(static_cast<std::int64_t>(id.get_double()));
+  return "x:" + json::serialize(id);
+}
+
+std::variant<Message, std::pair<json::value, RpcError>> decode_message(json::value v) {
+  using Err = std::pair<json::value, RpcError>;
+  auto* obj = v.if_object();
+  if (!obj) return Err{nullptr, {ErrorCode::kInvalidRequest, "message must be a JSON object"}};
+  json::value id = nullptr;
+  bool has_id = false;
+  if (auto* p = obj->if_contains("id")) {
+    has_id = true;
+    id = *p;
+  }
+  auto* ver = obj->if_contains("jsonrpc");
+  if (!ver || !ver->is_string() || ver->get_string() != "2.0") {
+    return Err{is_valid_id(id) ? id : json::value(nullptr),
+               {ErrorCode::kInvalidRequest, "\"jsonrpc\" must be \"2.0\""}};
+  }
+  if (has_id && !is_valid_id(id)) {
+    return Err{nullptr, {ErrorCode::kInvalidRequest, "\"id\" must be a string or an integer"}};
+  }
+  Message m;
+  if (auto* method = obj->if_contains("method")) {
+    if (!method->is_string()) {
+      return Err{id, {ErrorCode::kInvalidRequest, "\"method\" must be a string"}};
+    }
+    m.method = std::string(method->get_string());
+    if (auto* params = obj->if_contains("params")) {
+      if (params->is_object()) {
+        m.params = std::move(params->get_object());
+      } else if (!params->is_null()) {
+        return Err{id, {ErrorCode::kInvalidRequest, "\"params\" must be an object"}};
+      }
+    }
+    m.kind = has_id ? Message::Kind::kRequest : Message::Kind::kNotification;
+    m.id = std::move(id);
+    return m;
+  }
+  if (!has_id) return Err{nullptr, {ErrorCode::kInvalidRequest, "missing \"method\""}};
+  m.id = std::move(id);
+  if (auto* result = obj->if_contains("result")) {
+    m.kind = Message::Kind::kResponse;
+    m.result = std::move(*result);
+    return m;
+  }
+  if (auto* error = obj->if_contains("error"); error && error->is_object()) {
+    m.kind = Message::Kind::kErrorResponse;
+    auto& eo = error->get_object();
+    if (auto* c = eo.if_contains("code"); c && c->is_int64()) {
+      m.error.code = static_cast<int>(c->get_int64());
+    }
+    if (auto* msg = eo.if_contains("message"); msg && msg->is_string()) {
+      m.error.message = std::string(msg->get_string());
+    }
+    if (auto* d = eo.if_contains("data")) m.error.data = *d;
+    return m;
+  }
+  return Err{m.id, {ErrorCode::kInvalidRequest, "message has neither method, result nor error"}};
+}
+
+ParsedFrame parse_frame(std::string_view text, const ParseLimits& limits) {
+  ParsedFrame frame;
+  json::parse_options opts;
+  opts.max_depth = limits.max_depth;
+  boost::system::error_code ec;
+  json::value root = json::parse(text, ec, {}, opts);
+  if (ec) {
+    if (ec == json::error::too_deep) {
+      frame.frame_error = RpcError(ErrorCode::kInvalidRequest,
+                                   "JSON nesting deeper than the limit of " +
+                                       std::to_string(limits.max_depth));
+    } else {
+      frame.frame_error = RpcError(ErrorCode::kParseError, "parse error: " + ec.message());
+    }
+    return frame;
+  }
+  auto take = [&frame](json::value v) {
+    auto decoded = decode_message(std::move(v));
+    if (auto* m = std::get_if<Message>(&decoded)) {
+      frame.messages.push_back(std::move(*m));
+    } else {
+      frame.errors.push_back(std::move(std::get<1>(decoded)));
+    }
+  };
+  if (auto* arr = root.if_array()) {
+    frame.is_batch = true;
+    if (arr->empty()) {
+      frame.frame_error = RpcError(ErrorCode::kInvalidRequest, "empty batch");
+      return frame;
+    }
+    for (auto& v : *arr) take(std::move(v));
+  } else {
+    take(std::move(root));
+  }
+  return frame;
+}
+
+json::object error_object(const RpcError& error) {
+  json::object e;
+  e["code"] = error.code;
+  e["message"] = error.message;
+  if (!error.data.is_null()) e["data"] = error.data;
+  return e;
+}
+
+namespace {
+Payload finish(json::object&& o) {
+  return std::make_shared<const std::string>(json::serialize(o));
+}
+}  // namespace
+
+Payload make_result(const json::value& id, json::value result) {
+  json::object o;
+  o["jsonrpc"] = "2.0";
+  o["id"] = id;
+  o["result"] = std::move(result);
+  return finish(std::move(o));
+}
+
+Payload make_error(const json::value& id, const RpcError& error) {
+  json::object o;
+  o["jsonrpc"] = "2.0";
+  o["id"] = id;
+  o["error"] = error_object(error);
+  return finish(std::move(o));
+}
+
+Payload make_notification(std::string_view method, json::object params) {
+  json::object o;
+  o["jsonrpc"] = "2.0";
+  o["method"] = method;
+  if (!params.empty()) o["params"] = std::move(params);
+  return finish(std::move(o));
+}
+
+Payload make_request(const json::value& id, std::string_view method, json::object params) {
+  json::object o;
+  o["jsonrpc"] = "2.0";
+  o["id"] = id;
+  o["method"] = method;
+  o["params"] = std::move(params);
+  return finish(std::move(o));
+}
+
+}  // namespace mcpmesh::mcp

@@ -1,0 +1,106 @@
+#pragma once
+// JSON-RPC 2.0 codec on Boost.JSON: parsing with limits, message classification, builders.
+// Thread-safety: free functions, no shared state; safe from any thread.
+
+#include <boost/json.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+namespace mcpmesh::mcp {
+
+namespace json = boost::json;
+
+/// Standard JSON-RPC and MCP error codes.
+enum class ErrorCode : int {
+  kParseError = -32700,
+  kInvalidRequest = -32600,
+  kMethodNotFound = -32601,
+  kInvalidParams = -32602,
+  kInternalError = -32603,
+  /// MCP: resource not found (resources/read of an unknown URI).
+  kResourceNotFound = -32002,
+  /// Server→client request that the client did not answer within its deadline.
+  kRequestTimeout = -32001,
+  /// Server overloaded or a limit was hit (see metrics); retry later.
+  kServerBusy = -32000,
+};
+
+/// An error that becomes a JSON-RPC error object.
+struct RpcError {
+  int code = static_cast<int>(ErrorCode::kInternalError);
+  std::string message;
+  json::value data = nullptr;
+
+  RpcError() = default;
+  RpcError(ErrorCode c, std::string msg, json::value d = nullptr)
+      : code(static_cast<int>(c)), message(std::move(msg)), data(std::move(d)) {}
+  RpcError(int c, std::string msg, json::value d = nullptr)
+      : code(c), message(std::move(msg)), data(std::move(d)) {}
+};
+
+/// One decoded JSON-RPC message.
+struct Message {
+  enum class Kind { kRequest, kNotification, kResponse, kErrorResponse };
+  Kind kind = Kind::kRequest;
+  json::value id = nullptr;  // string or integer; null for notifications
+  std::string method;
+  json::object params;  // empty when absent
+  json::value result = nullptr;
+  RpcError error;
+
+  [[nodiscard]] bool is_request() const { return kind == Kind::kRequest; }
+  [[nodiscard]] bool is_notification() const { return kind == Kind::kNotification; }
+  [[nodiscard]] bool is_response() const {
+    return kind == Kind::kResponse || kind == Kind::kErrorResponse;
+  }
+};
+
+/// Limits applied while parsing untrusted input.
+struct ParseLimits {
+  std::size_t max_depth = 64;
+};
+
+/// The outcome of parsing one transport frame (an HTTP body or a stdio line).
+struct ParsedFrame {
+  bool is_batch = false;
+  /// Valid messages, in order.
+  std::vector<Message> messages;
+  /// Errors for entries that could not be decoded, each with the id it had (or null).
+  std::vector<std::pair<json::value, RpcError>> errors;
+  /// Set when the frame as a whole was unusable (bad JSON, too deep, empty batch).
+  std::optional<RpcError> frame_error;
+};
+
+/// Parses a frame: one message or a batch array. Never throws.
+[[nodiscard]] ParsedFrame parse_frame(std::string_view text, const ParseLimits& limits);
+
+/// Decodes one JSON value into a message, or an error carrying the id when one was readable.
+[[nodiscard]] std::variant<Message, std::pair<json::value, RpcError>> decode_message(
+    json::value v);
+
+/// True if `id` is a valid JSON-RPC id for MCP (string or integer; MCP forbids null).
+[[nodiscard]] bool is_valid_id(const json::value& id);
+
+// Builders. Each returns the serialized message, ready to share between writers.
+using Payload = std::shared_ptr<const std::string>;
+
+[[nodiscard]] Payload make_result(const json::value& id, json::value result);
+[[nodiscard]] Payload make_error(const json::value& id, const RpcError& error);
+[[nodiscard]] Payload make_notification(std::string_view method, json::object params);
+[[nodiscard]] Payload make_request(const json::value& id, std::string_view method,
+                                   json::object params);
+[[nodiscard]] json::object error_object(const RpcError& error);
+
+/// A JSON number that prints as an integer when `d` is integral ("3", not "3E0").
+[[nodiscard]] json::value json_number(double d);
+
+/// Compact key for an id usable in maps: "s:<string>" or "n:<integer>".
+[[nodiscard]] std::string id_key(const json::value& id);
+
+}  // namespace mcpmesh::mcp

@@ -1,0 +1,31 @@
+#include "mcp/metrics.hpp"
+
+#include <string_view>
+
+namespace mcpmesh::mcp {
+
+std::string Metrics::render_prometheus() const {
+  std::string out;
+  out.reserve(4096);
+  auto emit = [&out](std::string_view name, std::string_view help, std::uint64_t value) {
+    bool counter = name.size() > 6 && name.substr(name.size() - 6) == "_total";
+    out += "# HELP mcpmesh_";
+    out += name;
+    out += ' ';
+    out += help;
+    out += "\n# TYPE mcpmesh_";
+    out += name;
+    out += counter ? " counter\n" : " gauge\n";
+    out += "mcpmesh_";
+    out += name;
+    out += ' ';
+    out += std::to_string(value);
+    out += '\n';
+  };
+#define MCPMESH_METRIC_EMIT(name, help) emit(#name, help, name.load(std::memory_order_relaxed));
+  MCPMESH_METRICS(MCPMESH_METRIC_EMIT)
+#undef MCPMESH_METRIC_EMIT
+  return out;
+}
+
+}  // namespace mcpmesh::mcp

@@ -1,0 +1,33 @@
+#pragma once
+// Protocol revisions this node speaks and what each allows.
+
+#include <array>
+#include <string_view>
+
+namespace mcpmesh::mcp {
+
+/// Session-era revisions, newest first.
+inline constexpr std::array<std::string_view, 4> kSupportedVersions = {
+    "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"};
+inline constexpr std::string_view kLatestVersion = kSupportedVersions[0];
+/// What a Streamable HTTP request without MCP-Protocol-Version is assumed to speak.
+inline constexpr std::string_view kDefaultHttpVersion = "2025-03-26";
+
+[[nodiscard]] constexpr bool is_supported_version(std::string_view v) {
+  for (auto s : kSupportedVersions) {
+    if (s == v) return true;
+  }
+  return false;
+}
+
+/// The version the server answers an initialize with: the client's if supported, else latest.
+[[nodiscard]] constexpr std::string_view negotiate_version(std::string_view requested) {
+  return is_supported_version(requested) ? requested : kLatestVersion;
+}
+
+/// JSON-RPC batches exist only in 2025-03-26 (added there, removed in 2025-06-18).
+[[nodiscard]] constexpr bool version_allows_batches(std::string_view v) {
+  return v == "2025-03-26";
+}
+
+}  // namespace mcpmesh::mcp

@@ -1,0 +1,182 @@
+#include "node/config.hpp"
+
+#include <boost/program_options.hpp>
+
+#include <fstream>
+#include <iostream>
+
+namespace mcpmesh::node {
+
+namespace po = boost::program_options;
+
+std::pair<std::string, std::uint16_t> split_host_port(const std::string& text) {
+  auto colon = text.rfind(':');
+  if (colon == std::string::npos || colon + 1 == text.size()) {
+    throw std::runtime_error("expected HOST:PORT, got '" + text + "'");
+  }
+  std::string host = text.substr(0, colon);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  unsigned long port = 0;
+  try {
+    std::size_t used = 0;
+    port = std::stoul(text.substr(colon + 1), &used);
+    if (used != text.size() - colon - 1) throw std::invalid_argument("trailing");
+  } catch (const std::exception&) {
+    throw std::runtime_error("bad port in '" + text + "'");
+  }
+  if (port > 65535) throw std::runtime_error("port out of range in '" + text + "'");
+  return {host.empty() ? "127.0.0.1" : host, static_cast<std::uint16_t>(port)};
+}
+
+namespace {
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  std::size_t start = 0;
+  while (start <= s.size()) {
+    auto comma = s.find(',', start);
+    auto item = s.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    if (!item.empty()) out.push_back(item);
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  return out;
+}
+}  // namespace
+
+std::optional<NodeConfig> parse_config(int argc, char** argv) {
+  NodeConfig c;
+  auto& s = c.server;
+  auto& h = c.http_config;
+  std::string config_file, allowed_origins, allowed_hosts, seeds;
+  std::size_t max_body = h.max_body_bytes, max_header = h.max_header_bytes,
+              json_depth = h.max_json_depth;
+  long read_ms = h.read_timeout.count(), idle_ms = h.idle_timeout.count(),
+       write_ms = h.write_timeout.count(), keepalive_ms = h.sse_keepalive.count(),
+       retry_ms = h.sse_retry.count(), client_timeout_ms = s.client_request_timeout.count(),
+       session_idle_s = s.session_idle_timeout.count();
+
+  po::options_description general("General");
+  general.add_options()
+      ("help,h", "print this help and exit")
+      ("version", "print the version and exit")
+      ("config", po::value(&config_file), "read options from FILE (lines `key = value`, keys "
+       "are the long option names without --); flags on the command line win")
+      ("app", po::value(&c.app)->default_value(c.app), "built-in app to serve: demo | conformance")
+      ("node-id", po::value(&s.node_id)->default_value(s.node_id),
+       "this node's id; prefixes every session id (visible ASCII, no '.')")
+      ("http", po::value<std::string>(), "serve Streamable HTTP on HOST:PORT (port 0 = any); "
+       "default 127.0.0.1:8080 unless --stdio")
+      ("stdio", po::bool_switch(&c.stdio), "serve one session on stdin/stdout (logs go to stderr)")
+      ("threads", po::value(&c.threads)->default_value(0), "I/O threads (0 = one per core)")
+      ("worker-threads", po::value(&c.worker_threads)->default_value(c.worker_threads),
+       "threads of the pool that runs blocking handler work")
+      ("log-level", po::value(&c.log_level)->default_value(c.log_level),
+       "trace | debug | info | warn | error | off");
+  po::options_description limits("Limits (each counted in /metrics when it bites)");
+  limits.add_options()
+      ("max-body-bytes", po::value(&max_body)->default_value(max_body),
+       "largest accepted HTTP body (413 above)")
+      ("max-header-bytes", po::value(&max_header)->default_value(max_header),
+       "largest accepted HTTP header block (431 above)")
+      ("max-json-depth", po::value(&json_depth)->default_value(json_depth),
+       "deepest accepted JSON nesting (-32600 above)")
+      ("max-connections", po::value(&h.max_connections)->default_value(h.max_connections),
+       "open connections before new ones get 503")
+      ("max-sessions", po::value(&s.max_sessions)->default_value(s.max_sessions),
+       "sessions on this node before initialize gets 503")
+      ("max-inflight", po::value(&s.max_inflight_per_session)
+           ->default_value(s.max_inflight_per_session),
+       "concurrent requests per session before -32000")
+      ("read-timeout-ms", po::value(&read_ms)->default_value(read_ms),
+       "time to receive one whole request once its first byte arrived")
+      ("idle-timeout-ms", po::value(&idle_ms)->default_value(idle_ms),
+       "keep-alive connection idle time before it is closed")
+      ("write-timeout-ms", po::value(&write_ms)->default_value(write_ms),
+       "time one write may take before the client counts as a slow consumer")
+      ("sse-keepalive-ms", po::value(&keepalive_ms)->default_value(keepalive_ms),
+       "SSE keep-alive comment interval")
+      ("sse-retry-ms", po::value(&retry_ms)->default_value(retry_ms),
+       "retry hint sent with the SSE priming event")
+      ("sse-buffer-events", po::value(&h.sse.buffer_events)->default_value(h.sse.buffer_events),
+       "events kept per stream for Last-Event-ID resumption")
+      ("sse-queue-events", po::value(&h.sse.queue_events)->default_value(h.sse.queue_events),
+       "events queued for a live SSE connection before it counts as a slow consumer")
+      ("client-request-timeout-ms",
+       po::value(&client_timeout_ms)->default_value(client_timeout_ms),
+       "default deadline for sampling / elicitation / roots requests to the client")
+      ("session-idle-timeout-s", po::value(&session_idle_s)->default_value(session_idle_s),
+       "idle sessions are removed after this long")
+      ("page-size", po::value(&s.page_size)->default_value(s.page_size),
+       "items per page of the list methods")
+      ("allowed-origins", po::value(&allowed_origins),
+       "comma-separated allowed Origin values, or *; default: loopback origins only")
+      ("allowed-hosts", po::value(&allowed_hosts),
+       "comma-separated allowed Host names, or *; default: loopback names (and the bound "
+       "address)");
+  po::options_description cluster("Cluster");
+  cluster.add_options()
+      ("cluster", po::value(&c.cluster), "join a cluster: gRPC membership/admin on HOST:PORT")
+      ("seeds", po::value(&seeds), "comma-separated HOST:PORT of other nodes' --cluster address")
+      ("cluster-profile", po::value(&c.cluster_profile)->default_value(c.cluster_profile),
+       "membership timings: lan | fast (see docs/CLUSTER.md)")
+      ("cluster-name", po::value(&c.cluster_name)->default_value(c.cluster_name),
+       "nodes only talk to nodes with the same cluster name");
+  po::options_description all;
+  all.add(general).add(limits).add(cluster);
+
+  po::variables_map vm;
+  try {
+    po::store(po::parse_command_line(argc, argv, all), vm);
+    if (vm.count("config")) {
+      auto path = vm["config"].as<std::string>();
+      std::ifstream in(path);
+      if (!in) throw std::runtime_error("cannot open config file '" + path + "'");
+      po::store(po::parse_config_file(in, all), vm);
+    }
+    po::notify(vm);
+  } catch (const po::error& e) {
+    throw std::runtime_error(e.what());
+  }
+  if (vm.count("help")) {
+    std::cout << "mcpmesh-node: a clustered MCP server node\n\n"
+                 "Usage: mcpmesh-node [--http HOST:PORT | --stdio] [--app NAME] [options]\n"
+              << all << "\n";
+    return std::nullopt;
+  }
+  if (vm.count("version")) {
+    std::cout << "mcpmesh-node " << s.server_version << "\n";
+    return std::nullopt;
+  }
+  if (s.node_id.empty() || s.node_id.find('.') != std::string::npos ||
+      std::any_of(s.node_id.begin(), s.node_id.end(),
+                  [](unsigned char ch) { return ch < 0x21 || ch > 0x7e; })) {
+    throw std::runtime_error("--node-id must be visible ASCII without '.'");
+  }
+  if (vm.count("http")) c.http = vm["http"].as<std::string>();
+  if (!c.http && !c.stdio) c.http = "127.0.0.1:8080";
+  if (c.http) std::tie(h.host, h.port) = split_host_port(*c.http);
+  h.max_body_bytes = max_body;
+  h.max_header_bytes = max_header;
+  h.max_json_depth = json_depth;
+  c.stdio_config.max_line_bytes = max_body;
+  c.stdio_config.max_json_depth = json_depth;
+  h.read_timeout = std::chrono::milliseconds(read_ms);
+  h.idle_timeout = std::chrono::milliseconds(idle_ms);
+  h.write_timeout = std::chrono::milliseconds(write_ms);
+  h.sse_keepalive = std::chrono::milliseconds(keepalive_ms);
+  h.sse_retry = std::chrono::milliseconds(retry_ms);
+  s.client_request_timeout = std::chrono::milliseconds(client_timeout_ms);
+  s.session_idle_timeout = std::chrono::seconds(session_idle_s);
+  h.allowed_origins = split_list(allowed_origins);
+  h.allowed_hosts = split_list(allowed_hosts);
+  c.seeds = split_list(seeds);
+  if (json_depth < 2) throw std::runtime_error("--max-json-depth must be at least 2");
+  if (c.app != "demo" && c.app != "conformance") {
+    throw std::runtime_error("unknown --app '" + c.app + "' (demo | conformance)");
+  }
+  return c;
+}
+
+}  // namespace mcpmesh::node

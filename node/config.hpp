@@ -1,0 +1,39 @@
+#pragma once
+// mcpmesh-node configuration: command-line flags and a config file whose keys are the flags'
+// long names. Parsed once at start-up (exceptions allowed here, not on the data path).
+
+#include "mcp/server.hpp"
+#include "transport/http_server.hpp"
+#include "transport/stdio_transport.hpp"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mcpmesh::node {
+
+struct NodeConfig {
+  std::string app = "demo";
+  bool stdio = false;
+  std::optional<std::string> http;  // HOST:PORT; default 127.0.0.1:8080 unless --stdio
+  std::size_t threads = 0;          // 0 = one per core
+  std::string log_level = "info";
+  mcp::ServerConfig server;
+  std::size_t worker_threads = 4;
+  transport::HttpConfig http_config;
+  transport::StdioConfig stdio_config;
+  // Cluster membership (optional).
+  std::string cluster;  // HOST:PORT of the gRPC endpoint; empty = single node
+  std::vector<std::string> seeds;
+  std::string cluster_profile = "lan";
+  std::string cluster_name = "mcpmesh";
+};
+
+/// Parses argv (and --config FILE). Returns nullopt after printing --help or --version.
+/// Throws std::runtime_error with a readable message on bad input.
+std::optional<NodeConfig> parse_config(int argc, char** argv);
+
+/// "HOST:PORT" or "[v6]:PORT" → host, port. Throws on malformed input.
+std::pair<std::string, std::uint16_t> split_host_port(const std::string& text);
+
+}  // namespace mcpmesh::node

@@ -1,0 +1,98 @@
+#pragma once
+// A bounded multi-producer, single-consumer queue whose consumer awaits on its own executor.
+// Thread-safety: push() and close() from any thread; pop() only from the consumer's executor
+// (a strand), one pop at a time.
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <chrono>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+
+namespace mcpmesh::transport {
+
+namespace asio = boost::asio;
+
+template <class T>
+class AsyncQueue : public std::enable_shared_from_this<AsyncQueue<T>> {
+ public:
+  enum class Status { kItem, kTimeout, kClosed, kOverflow };
+
+  AsyncQueue(asio::any_io_executor consumer, std::size_t bound)
+      : timer_(std::move(consumer)), bound_(bound) {}
+
+  /// Any thread. False (and the queue is marked overflowed) when full; false when closed.
+  bool push(T item) {
+    std::lock_guard lock(mutex_);
+    if (closed_ || overflow_) return false;
+    if (items_.size() >= bound_) {
+      overflow_ = true;
+      wake_locked();
+      return false;
+    }
+    items_.push_back(std::move(item));
+    wake_locked();
+    return true;
+  }
+
+  /// Any thread. The consumer sees kClosed once the queued items are drained.
+  void close() {
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+    wake_locked();
+  }
+
+  /// Consumer executor only. Waits at most `timeout` for an item.
+  asio::awaitable<std::pair<Status, std::optional<T>>> pop(std::chrono::milliseconds timeout) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      {
+        std::lock_guard lock(mutex_);
+        if (overflow_) co_return std::pair{Status::kOverflow, std::optional<T>()};
+        if (!items_.empty()) {
+          std::optional<T> item(std::move(items_.front()));
+          items_.pop_front();
+          co_return std::pair{Status::kItem, std::move(item)};
+        }
+        if (closed_) co_return std::pair{Status::kClosed, std::optional<T>()};
+      }
+      if (std::chrono::steady_clock::now() >= deadline) {
+        co_return std::pair{Status::kTimeout, std::optional<T>()};
+      }
+      // A push between the check above and this wait posts its wake-up to this executor,
+      // which runs only after the wait has started, so no wake-up is lost.
+      timer_.expires_at(deadline);
+      boost::system::error_code ec;
+      co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+
+ private:
+  void wake_locked() {
+    if (wake_posted_) return;
+    wake_posted_ = true;
+    asio::post(timer_.get_executor(), [self = this->shared_from_this()] {
+      {
+        std::lock_guard lock(self->mutex_);
+        self->wake_posted_ = false;
+      }
+      self->timer_.cancel();
+    });
+  }
+
+  asio::steady_timer timer_;
+  const std::size_t bound_;
+  std::mutex mutex_;
+  std::deque<T> items_;  // guarded by mutex_
+  bool closed_ = false;  // guarded by mutex_
+  bool overflow_ = false;
+  bool wake_posted_ = false;
+};
+
+}  // namespace mcpmesh::transport

@@ -1,0 +1,631 @@
+#include "transport/http_server.hpp"
+
+#include "mcp/version.hpp"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace mcpmesh::transport {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using mcp::Metrics;
+using mcp::RpcError;
+using mcp::ErrorCode;
+
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+bool contains_ci(std::string_view haystack, std::string_view needle) {
+  return lower(haystack).find(lower(needle)) != std::string::npos;
+}
+
+bool accepts(std::string_view accept, std::string_view type) {
+  return contains_ci(accept, type) || contains_ci(accept, "*/*");
+}
+
+bool is_loopback_name(std::string_view host) {
+  return host == "localhost" || host == "127.0.0.1" || host == "[::1]" || host == "::1";
+}
+
+/// "name:port" / "[v6]:port" → name (lower case).
+std::string strip_port(std::string_view host) {
+  if (!host.empty() && host.front() == '[') {
+    auto close = host.find(']');
+    return lower(close == std::string_view::npos ? host : host.substr(0, close + 1));
+  }
+  auto colon = host.rfind(':');
+  if (colon != std::string_view::npos && host.find(':') == colon) host = host.substr(0, colon);
+  return lower(host);
+}
+
+}  // namespace
+
+bool origin_allowed(std::string_view origin, const std::vector<std::string>& allowed) {
+  std::string o = lower(origin);
+  for (auto& a : allowed) {
+    if (a == "*" || lower(a) == o) return true;
+  }
+  if (!allowed.empty()) return false;
+  auto scheme_end = o.find("://");
+  if (scheme_end == std::string::npos) return false;
+  auto rest = std::string_view(o).substr(scheme_end + 3);
+  rest = rest.substr(0, rest.find('/'));
+  return is_loopback_name(strip_port(rest));
+}
+
+bool host_allowed(std::string_view host, const std::vector<std::string>& allowed) {
+  auto name = strip_port(host);
+  if (name.empty()) return false;
+  for (auto& a : allowed) {
+    if (a == "*" || lower(a) == name) return true;
+  }
+  return allowed.empty() && is_loopback_name(name);
+}
+
+struct HttpServer::Shared {
+  Shared(asio::io_context& io, mcp::Server& s, HttpConfig c)
+      : io(io), server(s), config(std::move(c)), acceptor(io) {}
+  asio::io_context& io;
+  mcp::Server& server;
+  HttpConfig config;
+  tcp::acceptor acceptor;
+  mcp::Metrics& metrics() { return server.metrics(); }
+};
+
+namespace {
+
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+
+/// One HTTP connection. Lives as long as its coroutine (shared_from_this).
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(std::shared_ptr<HttpServer::Shared> shared, tcp::socket socket)
+      : shared_(std::move(shared)), cfg_(shared_->config), stream_(std::move(socket)) {}
+
+  ~Connection() { Metrics::dec(shared_->metrics().connections_active); }
+
+  asio::awaitable<void> run() {
+    try {
+      co_await serve();
+    } catch (const boost::system::system_error& e) {
+      fail(e.code());
+    }
+    boost::system::error_code ec;
+    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
+    stream_.socket().close(ec);
+  }
+
+ private:
+  void fail(boost::system::error_code ec) {
+    // Expected ends of a connection are not worth a log line.
+    if (ec == asio::error::operation_aborted || ec == http::error::end_of_stream ||
+        ec == asio::error::eof || ec == asio::error::connection_reset ||
+        ec == asio::error::broken_pipe || ec == beast::error::timeout) {
+      if (ec == beast::error::timeout) Metrics::inc(shared_->metrics().slow_consumers_total);
+      return;
+    }
+    spdlog::debug("http connection: {}", ec.message());
+  }
+
+  asio::awaitable<bool> wait_readable() {
+    using namespace asio::experimental::awaitable_operators;
+    asio::steady_timer idle(stream_.get_executor());
+    idle.expires_after(cfg_.idle_timeout);
+    auto which = co_await (
+        stream_.socket().async_wait(tcp::socket::wait_read, asio::use_awaitable) ||
+        idle.async_wait(asio::use_awaitable));
+    co_return which.index() == 0;
+  }
+
+  asio::awaitable<void> serve() {
+    for (;;) {
+      if (buffer_.size() == 0) {
+        buffer_.shrink_to_fit();  // an idle connection holds no read buffer
+        if (!co_await wait_readable()) {
+          Metrics::inc(shared_->metrics().idle_timeouts_total);
+          co_return;
+        }
+      }
+      http::request_parser<http::string_body> parser;
+      parser.header_limit(static_cast<std::uint32_t>(cfg_.max_header_bytes));
+      parser.body_limit(cfg_.max_body_bytes);
+      stream_.expires_after(cfg_.read_timeout);
+      boost::system::error_code ec;
+      co_await http::async_read(stream_, buffer_, parser,
+                                asio::redirect_error(asio::use_awaitable, ec));
+      stream_.expires_never();
+      if (ec) {
+        if (ec == http::error::body_limit) {
+          Metrics::inc(shared_->metrics().body_too_large_total);
+          co_await send_error(http::status::payload_too_large, 11, false,
+                              RpcError(ErrorCode::kInvalidRequest,
+                                       "request body larger than " +
+                                           std::to_string(cfg_.max_body_bytes) + " bytes"));
+        } else if (ec == http::error::header_limit) {
+          Metrics::inc(shared_->metrics().header_too_large_total);
+          co_await send_error(http::status::request_header_fields_too_large, 11, false,
+                              RpcError(ErrorCode::kInvalidRequest, "request headers too large"));
+        } else if (ec == beast::error::timeout) {
+          Metrics::inc(shared_->metrics().read_timeouts_total);
+          co_await send_error(http::status::request_timeout, 11, false,
+                              RpcError(ErrorCode::kInvalidRequest, "request not received in time"));
+        } else if (ec != http::error::end_of_stream && ec != asio::error::eof &&
+                   ec != asio::error::connection_reset) {
+          co_await send_error(http::status::bad_request, 11, false,
+                              RpcError(ErrorCode::kInvalidRequest, "malformed HTTP request"));
+        }
+        co_return;
+      }
+      Metrics::inc(shared_->metrics().http_requests_total);
+      Request req = parser.release();
+      bool keep = co_await handle(req);
+      if (!keep || !req.keep_alive()) co_return;
+    }
+  }
+
+  // -- responses ------------------------------------------------------------------------------
+  asio::awaitable<void> write(Response& res) {
+    auto code = res.result_int();
+    if (code >= 500) {
+      Metrics::inc(shared_->metrics().http_5xx_total);
+    } else if (code >= 400) {
+      Metrics::inc(shared_->metrics().http_4xx_total);
+    }
+    res.prepare_payload();
+    stream_.expires_after(cfg_.write_timeout);
+    co_await http::async_write(stream_, res, asio::use_awaitable);
+    stream_.expires_never();
+  }
+
+  asio::awaitable<void> send_error(http::status status, unsigned version, bool keep,
+                                   const RpcError& error, const mcp::json::value& id = nullptr) {
+    Response res{status, version};
+    res.set(http::field::content_type, "application/json");
+    res.keep_alive(keep);
+    res.body() = *mcp::make_error(id, error);
+    if (status == http::status::method_not_allowed) res.set(http::field::allow, "GET, POST, DELETE");
+    co_await write(res);
+  }
+
+  asio::awaitable<void> send_plain(http::status status, unsigned version, bool keep,
+                                   std::string body, std::string_view type = "text/plain") {
+    Response res{status, version};
+    res.set(http::field::content_type, type);
+    res.keep_alive(keep);
+    res.body() = std::move(body);
+    co_await write(res);
+  }
+
+  // -- routing --------------------------------------------------------------------------------
+  asio::awaitable<bool> handle(Request& req) {
+    auto version = req.version();
+    bool keep = req.keep_alive();
+    auto host = req[http::field::host];
+    if (!host_allowed(host, cfg_.allowed_hosts)) {
+      Metrics::inc(shared_->metrics().host_rejected_total);
+      co_await send_error(http::status::forbidden, version, keep,
+                          RpcError(ErrorCode::kInvalidRequest, "Host not allowed"));
+      co_return keep;
+    }
+    if (auto origin = req[http::field::origin];
+        !origin.empty() && !origin_allowed(origin, cfg_.allowed_origins)) {
+      Metrics::inc(shared_->metrics().origin_rejected_total);
+      co_await send_error(http::status::forbidden, version, keep,
+                          RpcError(ErrorCode::kInvalidRequest, "Origin not allowed"));
+      co_return keep;
+    }
+    std::string_view target = req.target();
+    target = target.substr(0, target.find('?'));
+    if (target == "/healthz" && req.method() == http::verb::get) {
+      co_await send_plain(http::status::ok, version, keep, "ok\n");
+      co_return keep;
+    }
+    if (target == "/metrics" && req.method() == http::verb::get) {
+      co_await send_plain(http::status::ok, version, keep,
+                          shared_->metrics().render_prometheus(),
+                          "text/plain; version=0.0.4");
+      co_return keep;
+    }
+    if (target != cfg_.path) {
+      co_await send_error(http::status::not_found, version, keep,
+                          RpcError(ErrorCode::kInvalidRequest, "no such endpoint"));
+      co_return keep;
+    }
+    if (auto pv = req["MCP-Protocol-Version"]; !pv.empty() && !mcp::is_supported_version(pv)) {
+      co_await send_error(http::status::bad_request, version, keep,
+                          RpcError(ErrorCode::kInvalidRequest,
+                                   "unsupported MCP-Protocol-Version: " + std::string(pv)));
+      co_return keep;
+    }
+    switch (req.method()) {
+      case http::verb::post:
+        co_return co_await handle_post(req);
+      case http::verb::get:
+        co_return co_await handle_get(req);
+      case http::verb::delete_:
+        co_return co_await handle_delete(req);
+      default:
+        co_await send_error(http::status::method_not_allowed, version, keep,
+                            RpcError(ErrorCode::kInvalidRequest, "method not allowed"));
+        co_return keep;
+    }
+  }
+
+  /// Looks up the session named by Mcp-Session-Id, answering 400/404 itself when it fails.
+  asio::awaitable<std::shared_ptr<mcp::Session>> require_session(Request& req) {
+    auto id = req["Mcp-Session-Id"];
+    if (id.empty()) {
+      co_await send_error(http::status::bad_request, req.version(), req.keep_alive(),
+                          RpcError(ErrorCode::kInvalidRequest,
+                                   "Bad Request: Mcp-Session-Id header is required"));
+      co_return nullptr;
+    }
+    auto session = shared_->server.find_session(id);
+    if (!session || session->closed()) {
+      co_await send_error(http::status::not_found, req.version(), req.keep_alive(),
+                          RpcError(ErrorCode::kInvalidRequest, "Session not found"));
+      co_return nullptr;
+    }
+    session->touch();
+    co_return session;
+  }
+
+  static std::shared_ptr<SessionStreams> streams_of(const mcp::Session& s) {
+    return std::static_pointer_cast<SessionStreams>(s.standalone());
+  }
+
+  asio::awaitable<bool> handle_post(Request& req) {
+    auto version = req.version();
+    bool keep = req.keep_alive();
+    auto ct = req[http::field::content_type];
+    if (!contains_ci(ct.substr(0, ct.find(';')), "application/json")) {
+      co_await send_error(http::status::unsupported_media_type, version, keep,
+                          RpcError(ErrorCode::kInvalidRequest,
+                                   "Content-Type must be application/json"));
+      co_return keep;
+    }
+    auto accept = req[http::field::accept];
+    if (!accepts(accept, "application/json") || !accepts(accept, "text/event-stream")) {
+      co_await send_error(http::status::not_acceptable, version, keep,
+                          RpcError(ErrorCode::kInvalidRequest,
+                                   "Not Acceptable: Accept must list application/json and "
+                                   "text/event-stream"));
+      co_return keep;
+    }
+    auto frame = mcp::parse_frame(req.body(), {.max_depth = cfg_.max_json_depth});
+    if (frame.frame_error) {
+      if (frame.frame_error->code == static_cast<int>(ErrorCode::kParseError)) {
+        Metrics::inc(shared_->metrics().parse_errors_total);
+      } else if (frame.frame_error->message.find("nesting") != std::string::npos) {
+        Metrics::inc(shared_->metrics().json_too_deep_total);
+      }
+      co_await send_error(http::status::bad_request, version, keep, *frame.frame_error);
+      co_return keep;
+    }
+    if (!frame.is_batch && !frame.errors.empty()) {
+      co_await send_error(http::status::bad_request, version, keep, frame.errors[0].second,
+                          frame.errors[0].first);
+      co_return keep;
+    }
+    bool has_initialize = std::any_of(frame.messages.begin(), frame.messages.end(),
+                                      [](auto& m) { return m.method == "initialize"; });
+    std::shared_ptr<mcp::Session> session;
+    std::shared_ptr<SessionStreams> streams;
+    bool created = false;
+    if (has_initialize) {
+      if (frame.is_batch || frame.messages.size() != 1 || !frame.messages[0].is_request()) {
+        co_await send_error(http::status::bad_request, version, keep,
+                            RpcError(ErrorCode::kInvalidRequest,
+                                     "initialize must be sent alone, as a request"));
+        co_return keep;
+      }
+      if (!req["Mcp-Session-Id"].empty()) {
+        co_await send_error(http::status::bad_request, version, keep,
+                            RpcError(ErrorCode::kInvalidRequest,
+                                     "initialize must not carry Mcp-Session-Id"),
+                            frame.messages[0].id);
+        co_return keep;
+      }
+      streams = std::make_shared<SessionStreams>(cfg_.sse, shared_->metrics());
+      auto made = shared_->server.create_session(streams);
+      if (!made) {
+        Response res{http::status::service_unavailable, version};
+        res.set(http::field::content_type, "application/json");
+        res.set(http::field::retry_after, "5");
+        res.keep_alive(keep);
+        res.body() = *mcp::make_error(frame.messages[0].id, made.error());
+        co_await write(res);
+        co_return keep;
+      }
+      session = *made;
+      created = true;
+    } else {
+      session = co_await require_session(req);
+      if (!session) co_return keep;
+      streams = streams_of(*session);
+      if (frame.is_batch && !mcp::version_allows_batches(session->protocol_version())) {
+        co_await send_error(http::status::bad_request, version, keep,
+                            RpcError(ErrorCode::kInvalidRequest,
+                                     "JSON-RPC batches are not allowed in protocol version " +
+                                         std::string(session->protocol_version())));
+        co_return keep;
+      }
+    }
+    std::size_t requests = 0;
+    for (auto& m : frame.messages) requests += m.is_request() ? 1 : 0;
+    for (auto& e : frame.errors) requests += e.first.is_null() ? 0 : 1;
+    if (requests == 0) {
+      session->post_frame(std::move(frame.messages), streams);
+      Response res{http::status::accepted, version};
+      res.keep_alive(keep);
+      co_await write(res);
+      co_return keep;
+    }
+    auto stream_id = streams->open_post_stream(requests);
+    auto channel = streams->channel(stream_id);
+    auto queue = std::make_shared<EventQueue>(stream_.get_executor(), cfg_.sse.queue_events);
+    streams->attach(stream_id, 0, queue);
+    for (auto& [id, error] : frame.errors) {
+      if (!id.is_null()) channel->deliver(mcp::make_error(id, error), true);
+    }
+    session->post_frame(std::move(frame.messages), channel);
+    std::string session_header = created ? session->id() : std::string();
+    bool ok = co_await stream_answer(req, *streams, stream_id, queue, session, session_header,
+                                     created);
+    co_return ok && keep;
+  }
+
+  /// Answers a POST: JSON when every event is a response, else an SSE stream.
+  asio::awaitable<bool> stream_answer(Request& req, SessionStreams& streams,
+                                      std::uint64_t stream_id, std::shared_ptr<EventQueue> queue,
+                                      std::shared_ptr<mcp::Session> session,
+                                      const std::string& session_header, bool created) {
+    struct Detach {
+      SessionStreams& s;
+      std::uint64_t id;
+      std::shared_ptr<EventQueue> q;
+      ~Detach() { s.detach(id, q); }
+    } detach{streams, stream_id, queue};
+    std::vector<SseEvent> held;
+    for (;;) {
+      auto [status, ev] = co_await queue->pop(cfg_.sse_keepalive);
+      if (status == AsyncQueue<SseEvent>::Status::kItem && ev->end) {
+        co_return co_await send_json(req, held, session, session_header, created);
+      }
+      if (status == AsyncQueue<SseEvent>::Status::kItem && ev->is_response) {
+        held.push_back(std::move(*ev));
+        continue;
+      }
+      if (status == AsyncQueue<SseEvent>::Status::kClosed ||
+          status == AsyncQueue<SseEvent>::Status::kOverflow) {
+        if (!held.empty()) co_return co_await send_json(req, held, session, session_header, created);
+        co_await send_error(http::status::not_found, req.version(), false,
+                            RpcError(ErrorCode::kInvalidRequest, "session closed"));
+        co_return false;
+      }
+      // A notification or a server→client request, or a long wait: switch to SSE.
+      co_await start_sse(req, session_header, session->protocol_version(), stream_id);
+      for (auto& h : held) co_await write_event(h);
+      if (ev) co_await write_event(*ev);
+      co_return co_await pump_sse(*queue);
+    }
+  }
+
+  asio::awaitable<bool> send_json(Request& req, std::vector<SseEvent>& held,
+                                  const std::shared_ptr<mcp::Session>& session,
+                                  const std::string& session_header, bool created) {
+    Response res{http::status::ok, req.version()};
+    res.set(http::field::content_type, "application/json");
+    res.keep_alive(req.keep_alive());
+    if (!session_header.empty()) res.set("Mcp-Session-Id", session_header);
+    if (held.size() == 1) {
+      res.body() = *held[0].data;
+    } else {
+      std::string body = "[";
+      for (std::size_t i = 0; i < held.size(); ++i) {
+        if (i) body += ',';
+        body += *held[i].data;
+      }
+      body += ']';
+      res.body() = std::move(body);
+    }
+    if (created && held.size() == 1 && held[0].data->find("\"error\"") != std::string::npos) {
+      // The initialize failed: the session never existed for the client.
+      shared_->server.close_session(session->id());
+      res.erase("Mcp-Session-Id");
+    }
+    co_await write(res);
+    co_return true;
+  }
+
+  asio::awaitable<void> start_sse(Request& req, const std::string& session_header,
+                                  std::string_view protocol_version, std::uint64_t stream_id) {
+    http::response<http::empty_body> res{http::status::ok, req.version()};
+    res.set(http::field::content_type, "text/event-stream");
+    res.set(http::field::cache_control, "no-cache");
+    res.set("X-Accel-Buffering", "no");
+    if (!session_header.empty()) res.set("Mcp-Session-Id", session_header);
+    res.keep_alive(req.keep_alive());
+    res.chunked(true);
+    http::response_serializer<http::empty_body> sr{res};
+    stream_.expires_after(cfg_.write_timeout);
+    co_await http::async_write_header(stream_, sr, asio::use_awaitable);
+    stream_.expires_never();
+    if (protocol_version >= "2025-11-25") {
+      // Priming event: an id (so the client can resume from here) and empty data.
+      std::string prime = "id: " + std::to_string(stream_id) + "-0\nretry: " +
+                          std::to_string(cfg_.sse_retry.count()) + "\ndata: \n\n";
+      co_await write_chunk(prime);
+    }
+  }
+
+  asio::awaitable<void> write_chunk(std::string_view data) {
+    stream_.expires_after(cfg_.write_timeout);
+    co_await asio::async_write(stream_, http::make_chunk(asio::buffer(data)), asio::use_awaitable);
+    stream_.expires_never();
+  }
+
+  asio::awaitable<void> write_event(const SseEvent& ev) {
+    std::string text;
+    text.reserve(ev.data->size() + ev.id.size() + 24);
+    text += "event: message\nid: ";
+    text += ev.id;
+    text += "\ndata: ";
+    text += *ev.data;
+    text += "\n\n";
+    Metrics::inc(shared_->metrics().sse_events_total);
+    co_await write_chunk(text);
+  }
+
+  /// Writes events until the stream ends. Returns whether the connection may be reused.
+  asio::awaitable<bool> pump_sse(EventQueue& queue) {
+    for (;;) {
+      auto [status, ev] = co_await queue.pop(cfg_.sse_keepalive);
+      switch (status) {
+        case EventQueue::Status::kItem:
+          if (ev->end) {
+            stream_.expires_after(cfg_.write_timeout);
+            co_await asio::async_write(stream_, http::make_chunk_last(), asio::use_awaitable);
+            stream_.expires_never();
+            co_return true;
+          }
+          co_await write_event(*ev);
+          break;
+        case EventQueue::Status::kTimeout:
+          co_await write_chunk(": keep-alive\n\n");
+          break;
+        case EventQueue::Status::kClosed:
+          co_return false;
+        case EventQueue::Status::kOverflow:
+          Metrics::inc(shared_->metrics().slow_consumers_total);
+          co_return false;
+      }
+    }
+  }
+
+  asio::awaitable<bool> handle_get(Request& req) {
+    if (!accepts(req[http::field::accept], "text/event-stream")) {
+      co_await send_error(http::status::not_acceptable, req.version(), req.keep_alive(),
+                          RpcError(ErrorCode::kInvalidRequest,
+                                   "Not Acceptable: Accept must list text/event-stream"));
+      co_return req.keep_alive();
+    }
+    auto session = co_await require_session(req);
+    if (!session) co_return req.keep_alive();
+    auto streams = streams_of(*session);
+    auto queue = std::make_shared<EventQueue>(stream_.get_executor(), cfg_.sse.queue_events);
+    std::uint64_t stream_id = 0, seq = 0;
+    auto last = req["Last-Event-ID"];
+    if (last.empty() || !SessionStreams::parse_event_id(last, stream_id, seq) ||
+        !streams->attach(stream_id, seq, queue)) {
+      stream_id = 0;
+      streams->attach(0, SessionStreams::kUndelivered, queue);
+    }
+    struct Detach {
+      SessionStreams& s;
+      std::uint64_t id;
+      std::shared_ptr<EventQueue> q;
+      ~Detach() { s.detach(id, q); }
+    } detach{*streams, stream_id, queue};
+    co_await start_sse(req, {}, {}, stream_id);
+    co_return co_await pump_sse(*queue) && req.keep_alive();
+  }
+
+  asio::awaitable<bool> handle_delete(Request& req) {
+    auto session = co_await require_session(req);
+    if (!session) co_return req.keep_alive();
+    shared_->server.close_session(session->id());
+    co_await send_plain(http::status::ok, req.version(), req.keep_alive(), {});
+    co_return req.keep_alive();
+  }
+
+  std::shared_ptr<HttpServer::Shared> shared_;
+  const HttpConfig& cfg_;
+  beast::tcp_stream stream_;
+  beast::flat_buffer buffer_;
+};
+
+asio::awaitable<void> accept_loop(std::shared_ptr<HttpServer::Shared> shared) {
+  for (;;) {
+    boost::system::error_code ec;
+    auto socket = co_await shared->acceptor.async_accept(
+        asio::make_strand(shared->io), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == asio::error::operation_aborted || !shared->acceptor.is_open()) co_return;
+    if (ec) {
+      // EMFILE and friends: back off briefly rather than spin.
+      spdlog::warn("accept failed: {}", ec.message());
+      asio::steady_timer t(shared->io, std::chrono::milliseconds(50));
+      co_await t.async_wait(asio::use_awaitable);
+      continue;
+    }
+    auto& m = shared->metrics();
+    Metrics::inc(m.connections_total);
+    if (m.connections_active.load(std::memory_order_relaxed) >= shared->config.max_connections) {
+      Metrics::inc(m.connections_rejected_total);
+      static constexpr std::string_view kBusy =
+          "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n"
+          "Connection: close\r\n\r\n";
+      boost::system::error_code ignored;
+      socket.non_blocking(true, ignored);
+      socket.write_some(asio::buffer(kBusy), ignored);
+      socket.close(ignored);
+      continue;
+    }
+    Metrics::inc(m.connections_active);
+    socket.set_option(tcp::no_delay(true), ec);
+    auto ex = socket.get_executor();
+    auto conn = std::make_shared<Connection>(shared, std::move(socket));
+    asio::co_spawn(ex, [conn]() { return conn->run(); }, asio::detached);
+  }
+}
+
+}  // namespace
+
+HttpServer::HttpServer(asio::io_context& io, mcp::Server& server, HttpConfig config)
+    : shared_(std::make_shared<Shared>(io, server, std::move(config))) {
+  auto& cfg = shared_->config;
+  tcp::endpoint ep(asio::ip::make_address(cfg.host), cfg.port);
+  auto& acc = shared_->acceptor;
+  acc.open(ep.protocol());
+  acc.set_option(asio::socket_base::reuse_address(true));
+  acc.bind(ep);
+  acc.listen(asio::socket_base::max_listen_connections);
+  if (cfg.allowed_hosts.empty() && !is_loopback_name(cfg.host) && cfg.host != "0.0.0.0" &&
+      cfg.host != "::") {
+    // Bound to a specific non-loopback address: that address names this node too.
+    cfg.allowed_hosts = {"localhost", "127.0.0.1", "[::1]", cfg.host};
+  }
+}
+
+HttpServer::~HttpServer() { stop(); }
+
+void HttpServer::start() {
+  asio::co_spawn(shared_->acceptor.get_executor(), accept_loop(shared_), asio::detached);
+}
+
+void HttpServer::stop() {
+  boost::system::error_code ec;
+  shared_->acceptor.close(ec);
+}
+
+asio::ip::tcp::endpoint HttpServer::local_endpoint() const {
+  return shared_->acceptor.local_endpoint();
+}
+
+}  // namespace mcpmesh::transport

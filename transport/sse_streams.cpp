@@ -1,0 +1,135 @@
+#include "transport/sse_streams.hpp"
+
+#include <charconv>
+
+namespace mcpmesh::transport {
+
+class SessionStreams::PostChannel final : public mcp::ClientChannel {
+ public:
+  PostChannel(std::shared_ptr<SessionStreams> owner, std::uint64_t id)
+      : owner_(std::move(owner)), id_(id) {}
+  void deliver(mcp::Payload message, bool completes_request) override {
+    owner_->append(id_, std::move(message), completes_request);
+  }
+
+ private:
+  std::shared_ptr<SessionStreams> owner_;
+  std::uint64_t id_;
+};
+
+void SessionStreams::deliver(mcp::Payload message, bool completes_request) {
+  append(0, std::move(message), completes_request);
+}
+
+std::uint64_t SessionStreams::open_post_stream(std::size_t requests) {
+  std::lock_guard lock(mutex_);
+  auto id = next_stream_id_++;
+  streams_[id].pending_requests = requests;
+  prune_locked();
+  return id;
+}
+
+std::shared_ptr<mcp::ClientChannel> SessionStreams::channel(std::uint64_t id) {
+  return std::make_shared<PostChannel>(shared_from_this(), id);
+}
+
+void SessionStreams::append(std::uint64_t id, mcp::Payload message, bool completes_request) {
+  std::lock_guard lock(mutex_);
+  auto& s = streams_[id];
+  if (message) {
+    SseEvent ev{message, std::to_string(id) + "-" + std::to_string(s.next_seq), completes_request,
+                false};
+    auto seq = s.next_seq++;
+    s.buffer.emplace_back(seq, ev);
+    if (s.buffer.size() > limits_.buffer_events) {
+      s.buffer.pop_front();
+      mcp::Metrics::inc(metrics_.sse_buffer_evicted_total);
+    }
+    if (s.live) {
+      if (s.live->push(std::move(ev))) {
+        s.delivered_seq = seq;
+      } else {
+        // The consumer fell behind: it sees kOverflow and disconnects; the buffer keeps the
+        // events for a Last-Event-ID resumption.
+        s.live.reset();
+      }
+    }
+  }
+  if (completes_request && id != 0 && s.pending_requests > 0 && --s.pending_requests == 0) {
+    s.finished = true;
+    if (s.live) {
+      s.live->push(SseEvent{nullptr, {}, false, true});
+      s.live.reset();
+    }
+  }
+}
+
+bool SessionStreams::attach(std::uint64_t id, std::uint64_t after_seq,
+                            const std::shared_ptr<EventQueue>& queue) {
+  std::lock_guard lock(mutex_);
+  auto it = streams_.find(id);
+  if (it == streams_.end()) {
+    if (id != 0) return false;
+    it = streams_.emplace(0, Stream{}).first;
+  }
+  auto& s = it->second;
+  if (s.live && s.live != queue) s.live->close();
+  bool resuming = after_seq != kUndelivered;
+  if (!resuming) after_seq = s.delivered_seq;
+  std::size_t replayed = 0;
+  for (auto& [seq, ev] : s.buffer) {
+    if (seq <= after_seq) continue;
+    if (!queue->push(ev)) break;
+    s.delivered_seq = std::max(s.delivered_seq, seq);
+    ++replayed;
+  }
+  if (resuming) mcp::Metrics::inc(metrics_.sse_replayed_total, replayed);
+  if (s.finished) {
+    queue->push(SseEvent{nullptr, {}, false, true});
+    s.live.reset();
+  } else {
+    s.live = queue;
+  }
+  return true;
+}
+
+void SessionStreams::detach(std::uint64_t id, const std::shared_ptr<EventQueue>& queue) {
+  std::lock_guard lock(mutex_);
+  auto it = streams_.find(id);
+  if (it != streams_.end() && it->second.live == queue) it->second.live.reset();
+}
+
+void SessionStreams::close_all() {
+  std::lock_guard lock(mutex_);
+  for (auto& [id, s] : streams_) {
+    if (s.live) s.live->close();
+    s.live.reset();
+  }
+}
+
+void SessionStreams::prune_locked() {
+  // Keep the standalone stream, every unfinished stream and the newest finished ones.
+  std::size_t finished = 0;
+  for (auto& [id, s] : streams_) finished += s.finished ? 1 : 0;
+  for (auto it = streams_.begin(); it != streams_.end() && finished > limits_.max_streams;) {
+    if (it->first != 0 && it->second.finished && !it->second.live) {
+      it = streams_.erase(it);
+      --finished;
+    } else {
+      ++it;
+    }
+  }
+}
+
+bool SessionStreams::parse_event_id(std::string_view text, std::uint64_t& stream,
+                                    std::uint64_t& seq) {
+  auto dash = text.find('-');
+  if (dash == std::string_view::npos) return false;
+  auto a = text.substr(0, dash), b = text.substr(dash + 1);
+  auto r1 = std::from_chars(a.data(), a.data() + a.size(), stream);
+  auto r2 = std::from_chars(b.data(), b.data() + b.size(), seq);
+  return r1.ec == std::errc() && r1.ptr == a.data() + a.size() && r2.ec == std::errc() &&
+         r2.ptr == b.data() + b.size() && !a.empty() && !b.empty();
+}
+
+}  // namespace mcpmesh::transport

@@ -1,0 +1,86 @@
+#pragma once
+/// \file
+/// Server-Sent Events state of one Streamable HTTP session: its streams (the standalone GET
+/// stream and one per POST that answered with SSE), their event ids, bounded resumption
+/// buffers and the live connection attached to each.
+///
+/// Event ids are `<stream>-<seq>`: unique per session and stream, and enough to find where a
+/// `Last-Event-ID` resumption starts. Stream 0 is the standalone GET stream.
+/// Thread-safety: every member may be called from any thread (one short mutex per session,
+/// never held across I/O).
+
+#include "mcp/metrics.hpp"
+#include "mcp/server.hpp"
+#include "transport/async_queue.hpp"
+
+#include <deque>
+#include <map>
+#include <mutex>
+
+namespace mcpmesh::transport {
+
+/// One message ready to go out on a stream.
+struct SseEvent {
+  mcp::Payload data;    // null for the end-of-stream marker
+  std::string id;       // "<stream>-<seq>"
+  bool is_response = false;
+  bool end = false;     // the stream is complete: every request on it was answered
+};
+
+using EventQueue = AsyncQueue<SseEvent>;
+
+struct SseLimits {
+  std::size_t buffer_events = 256;  // resumption buffer per stream
+  std::size_t queue_events = 1024;  // live queue before the consumer counts as slow
+  std::size_t max_streams = 64;     // finished POST streams kept for resumption
+};
+
+class SessionStreams : public mcp::ClientChannel,
+                       public std::enable_shared_from_this<SessionStreams> {
+ public:
+  SessionStreams(SseLimits limits, mcp::Metrics& metrics) : limits_(limits), metrics_(metrics) {}
+
+  /// Standalone messages (stream 0).
+  void deliver(mcp::Payload message, bool completes_request) override;
+
+  /// Opens a stream for a POST carrying `requests` requests; returns its id.
+  std::uint64_t open_post_stream(std::size_t requests);
+  /// A channel that writes to stream `id` (what the session answers the POST's requests on).
+  std::shared_ptr<mcp::ClientChannel> channel(std::uint64_t id);
+
+  /// `attach` with this sequence replays only what no consumer has been handed yet.
+  static constexpr std::uint64_t kUndelivered = ~std::uint64_t{0};
+  /// Attaches `queue` as the live consumer of stream `id`, first replaying the buffered events
+  /// after `after_seq`. Replaces a previous consumer (which gets closed). False if unknown.
+  bool attach(std::uint64_t id, std::uint64_t after_seq, const std::shared_ptr<EventQueue>& queue);
+  /// Detaches `queue` if it is still the consumer of stream `id`.
+  void detach(std::uint64_t id, const std::shared_ptr<EventQueue>& queue);
+  /// Closes every live consumer (the session ended).
+  void close_all();
+  void on_session_closed() override { close_all(); }
+
+  /// Parses "<stream>-<seq>".
+  static bool parse_event_id(std::string_view text, std::uint64_t& stream, std::uint64_t& seq);
+
+ private:
+  struct Stream {
+    std::uint64_t next_seq = 1;
+    std::deque<std::pair<std::uint64_t, SseEvent>> buffer;
+    std::uint64_t delivered_seq = 0;  // newest seq handed to a live consumer
+    std::size_t pending_requests = 0;
+    bool finished = false;
+    std::shared_ptr<EventQueue> live;
+  };
+  class PostChannel;
+
+  void append(std::uint64_t id, mcp::Payload message, bool completes_request);
+  void prune_locked();
+
+  const SseLimits limits_;
+  mcp::Metrics& metrics_;
+  std::mutex mutex_;
+  std::map<std::uint64_t, Stream> streams_;  // guarded by mutex_
+  std::uint64_t next_stream_id_ = 1;         // guarded by mutex_
+};
+
+}  // namespace mcpmesh::transport
