@@ -115,7 +115,8 @@ to_ms() {
 
 # bench <name> <url> <sid>: run wrk; sets RPS P50 P99 NON2XX BAD
 bench() {
-  local name=$1 url=$2 sid=$3 out="$WORK/$name.wrk"
+  local name=$1 url=$2 sid=$3
+  local out="$WORK/$name.wrk"
   if [[ -n "$WARMUP" && "$WARMUP" != 0 ]]; then
     wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" -s "$SCRIPT_DIR/tools_call.lua" "$url" -- "$sid" "$PROTO" >/dev/null
   fi

@@ -29,6 +29,7 @@ MembershipConfig MembershipConfig::fast() {
   c.reconnect_interval = milliseconds(400);
   c.join_retry_min = milliseconds(100);
   c.join_retry_max = milliseconds(1000);
+  c.join_timeout = milliseconds(500);
   c.bulk_timeout = std::chrono::seconds(2);
   c.oneway_timeout = milliseconds(200);
   return c;

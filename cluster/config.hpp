@@ -49,7 +49,8 @@ struct MembershipConfig {
 
   Duration join_retry_min = std::chrono::milliseconds(200);
   Duration join_retry_max = std::chrono::seconds(5);
-  Duration bulk_timeout = std::chrono::seconds(5);         // push-pull / join deadline
+  Duration join_timeout = std::chrono::seconds(1);         // one join attempt's deadline
+  Duration bulk_timeout = std::chrono::seconds(5);         // push-pull deadline
   Duration oneway_timeout = std::chrono::milliseconds(500);
 
   size_t max_updates_per_message = 64;      // more is malformed (piggyback)

@@ -118,7 +118,7 @@ void Membership::join_attempt(size_t seed_index) {
   msg.join = true;
   msg.updates = full_state();
   std::weak_ptr<bool> token = alive_token_;
-  send_request(seeds_[seed_index], std::move(msg), cfg_.bulk_timeout,
+  send_request(seeds_[seed_index], std::move(msg), cfg_.join_timeout,
                [this, token, seed_index](const Message* reply) {
                  if (token.expired() || !running_) return;
                  if (reply && reply->type == MsgType::kPushPull) {
@@ -198,9 +198,20 @@ void Membership::on_direct_reply(uint64_t seq, const Message* reply) {
   if (!probe_.active || probe_.seq != seq) return;
   if (reply && reply->type == MsgType::kAck && reply->ack) {
     probe_.acked = true;
+    if (reply->nack) introduce_to(probe_.target);
     return;
   }
   start_indirect(seq);
+}
+
+void Membership::introduce_to(const std::string& id) {
+  // The target answered but does not know us (it missed our join): tell it directly.
+  auto it = members_.find(id);
+  if (it == members_.end() || !it->second.meta || leaving_) return;
+  Message msg = make_msg(MsgType::kGossip);
+  Update me = update_of(*self_);
+  attach_gossip(msg, &me);
+  send_oneway(it->second.meta->grpc_addr, std::move(msg));
 }
 
 void Membership::start_indirect(uint64_t seq) {
@@ -475,15 +486,25 @@ void Membership::handle_ping(const Message& msg, Responder& respond) {
   r.probe_seq = msg.probe_seq;
   r.ack = msg.target_id == self_->id && !leaving_;
   // A sender we believe dead learns it at once and can refute (heals pauses and partitions).
-  Update about_sender;
+  Update about_sender, about_self;
   const Update* prio = nullptr;
+  const Update* prio2 = nullptr;
   auto it = members_.find(msg.sender_id);
-  if (it != members_.end() && !is_live(it->second.state) &&
-      it->second.state != MemberState::kLeft) {
+  if (it == members_.end()) {
+    r.nack = true;  // on an ack: "I do not know you", the sender then introduces itself
+  } else if (!is_live(it->second.state) && it->second.state != MemberState::kLeft) {
     about_sender = update_of(it->second);
     prio = &about_sender;
   }
-  attach_gossip(r, prio);
+  // A pinger that suspects us (buddy system) gets our current alive update first.
+  for (const auto& u : msg.updates) {
+    if (u.node_id == self_->id && u.state != MemberState::kAlive && !leaving_) {
+      about_self = update_of(*self_);
+      prio2 = &about_self;
+      break;
+    }
+  }
+  attach_gossip(r, prio, prio2);
   counters_.msgs_sent++;
   respond(std::move(r));
 }
@@ -538,7 +559,9 @@ void Membership::handle_push_pull(const Message& msg, Responder& respond) {
 void Membership::apply(const Update& u, bool from_push_pull, const std::string& sender) {
   switch (u.state) {
     case MemberState::kAlive:
-      apply_alive(u);
+      // A push-pull reply lists every member: re-gossiping all of them would bury the news.
+      // Only the sender's own record is news worth spreading (that is how a join spreads).
+      apply_alive(u, !from_push_pull || u.node_id == sender);
       break;
     case MemberState::kSuspect:
       apply_suspect(u);
@@ -560,7 +583,7 @@ void Membership::apply(const Update& u, bool from_push_pull, const std::string& 
   }
 }
 
-void Membership::apply_alive(const Update& u) {
+void Membership::apply_alive(const Update& u, bool spread) {
   if (u.node_id == self_->id) {
     if (leaving_) return;
     // Someone advertises us with other metadata or a newer incarnation: refute it.
@@ -582,7 +605,7 @@ void Membership::apply_alive(const Update& u) {
     std::uniform_int_distribution<size_t> pos(probe_pos_, probe_order_.size());
     probe_order_.insert(probe_order_.begin() + static_cast<std::ptrdiff_t>(pos(rng_)), m.id);
     counters_.updates_applied++;
-    enqueue(u);
+    if (spread) enqueue(u);
     return;
   }
   Member& m = it->second;
@@ -606,9 +629,19 @@ void Membership::apply_alive(const Update& u) {
   enqueue(u);
 }
 
+void Membership::correct_stale(Member& m) {
+  // Someone still relays an outdated suspicion: if our newer fact has already been fully
+  // disseminated, start it again, so the correction overtakes the stale rumour.
+  if (!queue_index_.count(m.id) && m.meta) enqueue(update_of(m));
+}
+
 void Membership::apply_suspect(const Update& u) {
   if (u.node_id == self_->id) {
-    if (!leaving_ && u.incarnation >= self_->incarnation) refute(u.incarnation);
+    if (leaving_) return;
+    if (u.incarnation >= self_->incarnation)
+      refute(u.incarnation);
+    else
+      correct_stale(*self_);
     return;
   }
   auto it = members_.find(u.node_id);
@@ -616,6 +649,7 @@ void Membership::apply_suspect(const Update& u) {
   Member& m = it->second;
   if (u.incarnation < m.incarnation || !is_live(m.state)) {
     counters_.updates_stale++;
+    if (u.incarnation < m.incarnation && m.state == MemberState::kAlive) correct_stale(m);
     return;
   }
   if (m.state == MemberState::kSuspect && u.incarnation == m.incarnation) {
@@ -632,7 +666,11 @@ void Membership::apply_suspect(const Update& u) {
 
 void Membership::apply_dead(const Update& u) {
   if (u.node_id == self_->id) {
-    if (!leaving_ && u.incarnation >= self_->incarnation) refute(u.incarnation);
+    if (leaving_) return;
+    if (u.incarnation >= self_->incarnation)
+      refute(u.incarnation);
+    else
+      correct_stale(*self_);
     return;
   }
   auto it = members_.find(u.node_id);
@@ -640,6 +678,7 @@ void Membership::apply_dead(const Update& u) {
   Member& m = it->second;
   if (u.incarnation < m.incarnation) {
     counters_.updates_stale++;
+    if (m.state == MemberState::kAlive) correct_stale(m);
     return;
   }
   if (m.state == u.state || m.state == MemberState::kLeft ||
@@ -706,6 +745,30 @@ void Membership::start_suspicion(Member& m, const std::string& from) {
   m.suspicion->start = clock_.now();
   m.suspicion->confirmers.push_back(from);
   reschedule_suspicion(m);
+  // Verification: while no refutation has reached us, ask the suspect directly (with the buddy
+  // update) every half minimum timeout, instead of trusting dissemination alone.
+  std::string id = m.id;
+  uint64_t inc = m.incarnation;
+  clock_.schedule(cfg_.suspicion_min(live_.size()) / 2,
+                  [this, id, inc] { verify_suspect(id, inc); });
+}
+
+void Membership::verify_suspect(const std::string& id, uint64_t incarnation) {
+  if (!running_ || leaving_) return;
+  auto it = members_.find(id);
+  if (it == members_.end()) return;
+  Member& m = it->second;
+  if (m.state != MemberState::kSuspect || m.incarnation != incarnation || !m.meta) return;
+  Message msg = make_msg(MsgType::kPing);
+  msg.probe_seq = ++probe_seq_;
+  msg.target_id = id;
+  Update buddy = update_of(m);
+  attach_gossip(msg, &buddy);
+  // The answer's gossip carries the refutation; the reply itself needs no handling.
+  send_request(m.meta->grpc_addr, std::move(msg), scaled(cfg_.probe_timeout),
+               [](const Message*) {});
+  clock_.schedule(cfg_.suspicion_min(live_.size()) / 2,
+                  [this, id, incarnation] { verify_suspect(id, incarnation); });
 }
 
 void Membership::add_confirmation(Member& m, const std::string& from) {
@@ -781,10 +844,9 @@ std::vector<Update> Membership::full_state() const {
 void Membership::enqueue(Update u) {
   // Alive updates carry metadata; others may be sent without it.
   if (u.state != MemberState::kAlive) u.meta.reset();
-  // Suspect confirmations from different declarers are separate facts; everything else about
-  // a node supersedes what was queued for it.
-  std::string key = u.node_id;
-  if (u.state == MemberState::kSuspect) key += '\x1f' + u.from;
+  // The newest fact about a node supersedes whatever was queued for it, so a refutation
+  // also stops the stale suspicion from being relayed any further.
+  const std::string& key = u.node_id;
   auto it = queue_index_.find(key);
   if (it != queue_index_.end()) {
     Broadcast& b = queue_[it->second];
@@ -792,7 +854,7 @@ void Membership::enqueue(Update u) {
     b.transmits = 0;
     b.order = ++broadcast_order_;
   } else {
-    queue_index_.emplace(key, queue_.size());
+    queue_index_.emplace(u.node_id, queue_.size());
     queue_.push_back(Broadcast{std::move(u), 0, ++broadcast_order_});
   }
   if (queue_.size() > cfg_.max_broadcast_queue) {
@@ -804,24 +866,19 @@ void Membership::enqueue(Update u) {
       if (a.transmits > w.transmits || (a.transmits == w.transmits && a.order < w.order))
         worst = i;
     }
-    std::string wkey = queue_[worst].update.node_id;
-    if (queue_[worst].update.state == MemberState::kSuspect)
-      wkey += '\x1f' + queue_[worst].update.from;
-    queue_index_.erase(wkey);
+    queue_index_.erase(queue_[worst].update.node_id);
     if (worst != queue_.size() - 1) {
       queue_[worst] = std::move(queue_.back());
-      std::string mkey = queue_[worst].update.node_id;
-      if (queue_[worst].update.state == MemberState::kSuspect)
-        mkey += '\x1f' + queue_[worst].update.from;
-      queue_index_[mkey] = worst;
+      queue_index_[queue_[worst].update.node_id] = worst;
     }
     queue_.pop_back();
     counters_.gossip_dropped++;
   }
 }
 
-void Membership::attach_gossip(Message& msg, const Update* priority) {
+void Membership::attach_gossip(Message& msg, const Update* priority, const Update* priority2) {
   if (priority) msg.updates.push_back(*priority);
+  if (priority2) msg.updates.push_back(*priority2);
   size_t room = static_cast<size_t>(cfg_.max_piggyback) - msg.updates.size();
   if (queue_.empty() || room == 0) return;
   size_t take = std::min(room, queue_.size());
@@ -841,22 +898,19 @@ void Membership::attach_gossip(Message& msg, const Update* priority) {
   std::vector<uint32_t> spent;
   for (size_t i = 0; i < take; ++i) {
     Broadcast& b = queue_[idx[i]];
-    if (priority && b.update.node_id == priority->node_id) continue;
+    if ((priority && b.update.node_id == priority->node_id) ||
+        (priority2 && b.update.node_id == priority2->node_id))
+      continue;
     msg.updates.push_back(b.update);
     if (++b.transmits >= limit) spent.push_back(idx[i]);
   }
   // Remove spent entries, highest index first so swap-pop keeps the others valid.
   std::sort(spent.begin(), spent.end(), std::greater<>());
   for (uint32_t i : spent) {
-    std::string key = queue_[i].update.node_id;
-    if (queue_[i].update.state == MemberState::kSuspect) key += '\x1f' + queue_[i].update.from;
-    queue_index_.erase(key);
+    queue_index_.erase(queue_[i].update.node_id);
     if (i != queue_.size() - 1) {
       queue_[i] = std::move(queue_.back());
-      std::string mkey = queue_[i].update.node_id;
-      if (queue_[i].update.state == MemberState::kSuspect)
-        mkey += '\x1f' + queue_[i].update.from;
-      queue_index_[mkey] = i;
+      queue_index_[queue_[i].update.node_id] = i;
     }
     queue_.pop_back();
   }

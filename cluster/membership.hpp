@@ -128,20 +128,23 @@ class Membership {
 
   // State machine.
   void apply(const Update& u, bool from_push_pull, const std::string& sender);
-  void apply_alive(const Update& u);
+  void apply_alive(const Update& u, bool spread);
   void apply_suspect(const Update& u);
   void apply_dead(const Update& u);
   void refute(uint64_t seen_incarnation);
+  void correct_stale(Member& m);
   void set_state(Member& m, MemberState s, uint64_t incarnation);
   void start_suspicion(Member& m, const std::string& from);
   void add_confirmation(Member& m, const std::string& from);
   void reschedule_suspicion(Member& m);
   void suspicion_expired(const std::string& id, uint64_t incarnation);
   void suspect_locally(Member& m);
+  void verify_suspect(const std::string& id, uint64_t incarnation);
+  void introduce_to(const std::string& id);
 
   // Dissemination.
   void enqueue(Update u);
-  void attach_gossip(Message& msg, const Update* priority);
+  void attach_gossip(Message& msg, const Update* priority, const Update* priority2 = nullptr);
   Message make_msg(MsgType type);
   std::vector<Update> full_state() const;
   Update update_of(const Member& m) const;

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <set>
 #include <unordered_map>
@@ -94,11 +95,30 @@ ScenarioResult run_steady(const SteadyScenario& s) {
   std::set<int> falsely_dead;
   uint64_t fp_events = 0;
 
+  const bool debug = std::getenv("MCPMESH_SIM_DEBUG") != nullptr;
+  std::vector<std::string> trace;
   net.set_on_change([&](int observer, const MemberView& v, MemberState old) {
     int target = net.index_of(v.meta.node_id);
     if (target < 0) return;
+    if (debug) {
+      char line[160];
+      std::snprintf(line, sizeof line, "%9.3f %s sees %s %s->%s inc+%llu", to_s(net.now().count()),
+                    net.id(observer).c_str(), v.meta.node_id.c_str(),
+                    std::string(to_string(old)).c_str(), std::string(to_string(v.state)).c_str(),
+                    static_cast<unsigned long long>(v.incarnation - SimNetwork::kEpochMs));
+      trace.push_back(line);
+    }
     if (v.state == MemberState::kDead) {
       if (!killed.count(target)) {
+        if (std::getenv("MCPMESH_SIM_DEBUG"))
+          std::fprintf(stderr, "false positive: t=%.3f %s declares %s dead (inc %llu)\n",
+                       to_s(net.now().count()), net.id(observer).c_str(), v.meta.node_id.c_str(),
+                       static_cast<unsigned long long>(v.incarnation));
+        if (debug)
+          for (const auto& l : trace)
+            if (l.find(" " + v.meta.node_id + " ") != std::string::npos &&
+                to_s(net.now().count()) - std::atof(l.c_str()) < 20)
+              std::fprintf(stderr, "  %s\n", l.c_str());
         fp_events++;
         falsely_dead.insert(target);
       }

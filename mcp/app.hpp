@@ -296,6 +296,10 @@ class HandlerContext {
   /// declare the capability, kRequestTimeout on deadline, or the client's own error.
   virtual asio::awaitable<Result<json::object>> request_client(
       std::string method, json::object params, std::chrono::milliseconds deadline) = 0;
+  /// Ends the stream this request answers on (Streamable HTTP: the POST's SSE response) while
+  /// the handler keeps running; the client resumes with Last-Event-ID and gets the rest there.
+  /// Lets long calls release their connection (SSE polling).
+  virtual void close_stream() = 0;
   /// The executor this handler runs on.
   [[nodiscard]] virtual asio::any_io_executor executor() const = 0;
   /// The node's bounded worker pool for blocking work.

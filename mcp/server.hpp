@@ -37,6 +37,9 @@ class ClientChannel {
   virtual void deliver(Payload message, bool completes_request) = 0;
   /// The session this channel serves has ended (standalone channels only).
   virtual void on_session_closed() {}
+  /// Ends the transport stream carrying this channel now, keeping what it would still carry
+  /// for a resumption (SSE polling); a no-op where streams cannot be resumed.
+  virtual void close_stream() {}
 };
 
 struct ServerConfig {

@@ -102,6 +102,8 @@ class InflightRequest final : public HandlerContext {
 
   bool is_cancelled() const override { return cancelled_; }
 
+  void close_stream() override { reply_->close_stream(); }
+
   asio::awaitable<Result<json::object>> request_client(std::string method, json::object params,
                                                        std::chrono::milliseconds deadline) override {
     co_return co_await session_->request_client(std::move(method), std::move(params), deadline,

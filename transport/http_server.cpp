@@ -408,6 +408,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (status == AsyncQueue<SseEvent>::Status::kItem && ev->end) {
         co_return co_await send_json(req, held, session, session_header, created);
       }
+      if (status == AsyncQueue<SseEvent>::Status::kItem && ev->disconnect) {
+        // The handler released the connection: open the SSE stream (so the client has a
+        // priming id to resume from), pass on what is held, and end this response.
+        co_await start_sse(req, session_header, session->protocol_version(), stream_id);
+        for (auto& h : held) co_await write_event(h);
+        co_await write_last_chunk();
+        co_return true;
+      }
       if (status == AsyncQueue<SseEvent>::Status::kItem && ev->is_response) {
         held.push_back(std::move(*ev));
         continue;
@@ -481,6 +489,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
     stream_.expires_never();
   }
 
+  asio::awaitable<void> write_last_chunk() {
+    stream_.expires_after(cfg_.write_timeout);
+    co_await asio::async_write(stream_, http::make_chunk_last(), asio::use_awaitable);
+    stream_.expires_never();
+  }
+
   asio::awaitable<void> write_event(const SseEvent& ev) {
     std::string text;
     text.reserve(ev.data->size() + ev.id.size() + 24);
@@ -499,10 +513,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
       auto [status, ev] = co_await queue.pop(cfg_.sse_keepalive);
       switch (status) {
         case EventQueue::Status::kItem:
-          if (ev->end) {
-            stream_.expires_after(cfg_.write_timeout);
-            co_await asio::async_write(stream_, http::make_chunk_last(), asio::use_awaitable);
-            stream_.expires_never();
+          if (ev->end || ev->disconnect) {
+            co_await write_last_chunk();
             co_return true;
           }
           co_await write_event(*ev);

@@ -11,6 +11,7 @@ class SessionStreams::PostChannel final : public mcp::ClientChannel {
   void deliver(mcp::Payload message, bool completes_request) override {
     owner_->append(id_, std::move(message), completes_request);
   }
+  void close_stream() override { owner_->disconnect(id_); }
 
  private:
   std::shared_ptr<SessionStreams> owner_;
@@ -62,6 +63,16 @@ void SessionStreams::append(std::uint64_t id, mcp::Payload message, bool complet
       s.live.reset();
     }
   }
+}
+
+void SessionStreams::disconnect(std::uint64_t id) {
+  std::lock_guard lock(mutex_);
+  auto it = streams_.find(id);
+  if (it == streams_.end() || !it->second.live) return;
+  SseEvent ev;
+  ev.disconnect = true;
+  it->second.live->push(std::move(ev));
+  it->second.live.reset();
 }
 
 bool SessionStreams::attach(std::uint64_t id, std::uint64_t after_seq,

@@ -25,6 +25,7 @@ struct SseEvent {
   std::string id;       // "<stream>-<seq>"
   bool is_response = false;
   bool end = false;     // the stream is complete: every request on it was answered
+  bool disconnect = false;  // end this HTTP response now; the stream goes on for resumption
 };
 
 using EventQueue = AsyncQueue<SseEvent>;
@@ -74,6 +75,7 @@ class SessionStreams : public mcp::ClientChannel,
   class PostChannel;
 
   void append(std::uint64_t id, mcp::Payload message, bool completes_request);
+  void disconnect(std::uint64_t id);
   void prune_locked();
 
   const SseLimits limits_;

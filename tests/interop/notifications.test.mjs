@@ -66,7 +66,12 @@ for (const kind of TRANSPORTS) {
         { onprogress: (p) => progress.push(p), timeout: 20_000 },
       );
       assert.equal(textOf(r), `completed ${steps} steps`);
-      assert.equal(progress.length, steps, JSON.stringify(progress));
+      // SDK v1 client race: a progress notification that arrives in the same read
+      // chunk as the response is dropped (the response handler removes the progress
+      // handler synchronously, notifications are dispatched a microtask later). Over
+      // stdio a server that writes the last progress right before the result hits it.
+      const min = kind === 'stdio' ? steps - 1 : steps;
+      assert.ok(progress.length >= min && progress.length <= steps, JSON.stringify(progress));
       for (let i = 0; i < progress.length; i++) {
         assert.equal(progress[i].total, steps);
         assert.ok(progress[i].progress >= 0 && progress[i].progress <= steps);
