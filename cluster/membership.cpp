@@ -764,9 +764,18 @@ void Membership::verify_suspect(const std::string& id, uint64_t incarnation) {
   msg.target_id = id;
   Update buddy = update_of(m);
   attach_gossip(msg, &buddy);
-  // The answer's gossip carries the refutation; the reply itself needs no handling.
+  // An answer's gossip carries the refutation. Silence is our own independent evidence and
+  // counts as a confirmation, unless we are unhealthy ourselves (Lifeguard's rule of thumb).
+  std::weak_ptr<bool> token = alive_token_;
   send_request(m.meta->grpc_addr, std::move(msg), scaled(cfg_.probe_timeout),
-               [](const Message*) {});
+               [this, token, id, incarnation](const Message* reply) {
+                 if (token.expired() || (reply && reply->ack) || lhm_ > 0) return;
+                 auto it = members_.find(id);
+                 if (it == members_.end()) return;
+                 Member& m = it->second;
+                 if (m.state == MemberState::kSuspect && m.incarnation == incarnation)
+                   add_confirmation(m, self_->id);
+               });
   clock_.schedule(cfg_.suspicion_min(live_.size()) / 2,
                   [this, id, incarnation] { verify_suspect(id, incarnation); });
 }

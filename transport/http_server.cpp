@@ -4,7 +4,6 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
@@ -123,14 +122,22 @@ class Connection : public std::enable_shared_from_this<Connection> {
     spdlog::debug("http connection: {}", ec.message());
   }
 
+  /// Waits until the peer sends something, at most idle_timeout. No buffer is held meanwhile.
   asio::awaitable<bool> wait_readable() {
-    using namespace asio::experimental::awaitable_operators;
     asio::steady_timer idle(stream_.get_executor());
     idle.expires_after(cfg_.idle_timeout);
-    auto which = co_await (
-        stream_.socket().async_wait(tcp::socket::wait_read, asio::use_awaitable) ||
-        idle.async_wait(asio::use_awaitable));
-    co_return which.index() == 0;
+    auto timed_out = std::make_shared<bool>(false);
+    idle.async_wait([self = shared_from_this(), timed_out](boost::system::error_code ec) {
+      if (ec) return;
+      *timed_out = true;
+      boost::system::error_code ignored;
+      self->stream_.socket().cancel(ignored);
+    });
+    boost::system::error_code ec;
+    co_await stream_.socket().async_wait(tcp::socket::wait_read,
+                                         asio::redirect_error(asio::use_awaitable, ec));
+    idle.cancel();
+    co_return !ec && !*timed_out;
   }
 
   asio::awaitable<void> serve() {

@@ -1,0 +1,112 @@
+#pragma once
+// Membership over gRPC: the client-side Transport and the server-side services.
+//
+// Client: one channel per peer for probes (ping, ping-req, gossip, leave; no transparent
+// retries, fail fast, reconnect backoff capped at 1 s) and a separate channel per peer for bulk
+// push-pull / join streams, which run on one bulk worker thread with a bounded queue. Every
+// RPC has a deadline. Completions are posted to the EventLoop, where the Membership lives.
+// Server: callback-API services; requests are posted to the EventLoop and answered from there.
+//
+// Thread-safety: GrpcTransport::request/send are called on the loop thread only; the services
+// are called by gRPC threads and never block them.
+
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+#include "cluster/env.hpp"
+#include "cluster/event_loop.hpp"
+#include "cluster/membership.hpp"
+#include "proto/admin.grpc.pb.h"
+#include "proto/membership.grpc.pb.h"
+
+namespace mcpmesh::cluster {
+
+/// Members per push-pull chunk: ~100 bytes each, so a chunk stays far below 4 MiB.
+inline constexpr size_t kMembersPerChunk = 512;
+
+class GrpcTransport final : public Transport {
+ public:
+  explicit GrpcTransport(EventLoop& loop, size_t bulk_queue_limit = 16);
+  ~GrpcTransport() override;
+
+  void request(const std::string& addr, Message msg, Duration timeout, ReplyFn fn) override;
+  void send(const std::string& addr, Message msg, Duration timeout) override;
+
+  /// One-way RPCs still in flight (leave waits for them).
+  [[nodiscard]] int oneway_in_flight() const { return oneway_in_flight_.load(); }
+  /// Bulk jobs refused because the queue was full.
+  [[nodiscard]] uint64_t bulk_rejected() const { return bulk_rejected_.load(); }
+  /// Stops the bulk worker; pending jobs complete with a failure.
+  void shutdown();
+
+ private:
+  struct Peer {
+    std::shared_ptr<v1::Membership::Stub> probe;
+    std::shared_ptr<v1::Membership::Stub> bulk;
+  };
+  Peer& peer(const std::string& addr);
+  void bulk_worker();
+  void push_pull(const std::shared_ptr<v1::Membership::Stub>& stub, Message msg,
+                 Duration timeout, ReplyFn fn);
+
+  EventLoop& loop_;
+  std::unordered_map<std::string, Peer> peers_;  // loop thread only
+  std::atomic<int> oneway_in_flight_{0};
+  std::atomic<uint64_t> bulk_rejected_{0};
+
+  std::mutex bulk_mu_;
+  std::condition_variable bulk_cv_;
+  std::deque<std::function<void()>> bulk_jobs_;
+  size_t bulk_limit_;
+  bool bulk_stop_ = false;
+  std::thread bulk_thread_;
+};
+
+/// Server side of proto/membership.proto, feeding one Membership on `loop`.
+class MembershipService final : public v1::Membership::CallbackService {
+ public:
+  MembershipService(EventLoop& loop, Membership& membership, size_t max_state_members);
+
+  grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* ctx, const v1::PingRequest* req,
+                                 v1::PingResponse* resp) override;
+  grpc::ServerUnaryReactor* PingReq(grpc::CallbackServerContext* ctx,
+                                    const v1::PingReqRequest* req,
+                                    v1::PingReqResponse* resp) override;
+  grpc::ServerUnaryReactor* Gossip(grpc::CallbackServerContext* ctx,
+                                   const v1::GossipRequest* req,
+                                   v1::GossipResponse* resp) override;
+  grpc::ServerUnaryReactor* Leave(grpc::CallbackServerContext* ctx, const v1::LeaveRequest* req,
+                                  v1::LeaveResponse* resp) override;
+  grpc::ServerBidiReactor<v1::StateChunk, v1::StateChunk>* PushPull(
+      grpc::CallbackServerContext* ctx) override;
+  grpc::ServerBidiReactor<v1::StateChunk, v1::StateChunk>* Join(
+      grpc::CallbackServerContext* ctx) override;
+
+ private:
+  EventLoop& loop_;
+  Membership& membership_;
+  size_t max_state_members_;
+};
+
+/// Server side of proto/admin.proto.
+class AdminService final : public v1::Admin::CallbackService {
+ public:
+  AdminService(EventLoop& loop, Membership& membership) : loop_(loop), membership_(membership) {}
+  grpc::ServerUnaryReactor* Members(grpc::CallbackServerContext* ctx,
+                                    const v1::MembersRequest* req,
+                                    v1::MembersResponse* resp) override;
+
+ private:
+  EventLoop& loop_;
+  Membership& membership_;
+};
+
+}  // namespace mcpmesh::cluster
