@@ -132,7 +132,7 @@ bench() {
   return 0
 }
 
-start mcpmesh "$MCPMESH_NODE" --http 127.0.0.1:0 --app demo
+start mcpmesh "$MCPMESH_NODE" --http 127.0.0.1:0 --app demo ${MCPMESH_ARGS:-}
 MESH_URL="http://127.0.0.1:$PORT/mcp"
 start sdk "$NODE22" "$SCRIPT_DIR/reference-server.mjs" 0
 SDK_URL="http://127.0.0.1:$PORT/mcp"

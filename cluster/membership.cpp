@@ -52,6 +52,13 @@ void Membership::stop() {
   }
 }
 
+void Membership::set_self_addr(const std::string& addr) {
+  MemberMeta meta = *self_meta_;
+  meta.grpc_addr = addr;
+  self_meta_ = std::make_shared<const MemberMeta>(std::move(meta));
+  self_->meta = self_meta_;
+}
+
 uint64_t Membership::incarnation() const { return self_->incarnation; }
 
 const MemberState* Membership::state_of(const std::string& node_id) const {

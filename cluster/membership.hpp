@@ -44,6 +44,8 @@ class Membership {
   /// Starts probing, gossip and anti-entropy, and joins through `seeds` (addresses), retrying
   /// with capped exponential backoff until one answers or someone else reaches us.
   void start(std::vector<std::string> seeds);
+  /// Sets the advertised gRPC address (known only after binding); call before start().
+  void set_self_addr(const std::string& addr);
   /// Test/simulator bootstrap: learn these members as alive without any message.
   void seed_members(const std::vector<MemberMeta>& members, uint64_t incarnation);
   /// Graceful leave: marks self `left`, tells up to all live members directly and through

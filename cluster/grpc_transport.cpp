@@ -1,0 +1,399 @@
+#include "cluster/grpc_transport.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "cluster/proto_convert.hpp"
+
+namespace mcpmesh::cluster {
+
+namespace {
+
+std::chrono::system_clock::time_point deadline_after(Duration d) {
+  return std::chrono::system_clock::now() +
+         std::chrono::duration_cast<std::chrono::system_clock::duration>(d);
+}
+
+std::shared_ptr<grpc::Channel> make_channel(const std::string& addr, const char* kind) {
+  grpc::ChannelArguments args;
+  // Probes must fail fast and never be replayed by the library: a retried probe would lie
+  // about the round trip it measures.
+  args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  // Own connection per channel, so bulk streams never queue behind (or ahead of) probes.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetString("mcpmesh.channel_kind", kind);
+  return grpc::CreateCustomChannel(addr, grpc::InsecureChannelCredentials(), args);
+}
+
+template <typename Req, typename Resp>
+struct UnaryCall {
+  grpc::ClientContext ctx;
+  Req req;
+  Resp resp;
+  std::shared_ptr<v1::Membership::Stub> stub;  // keeps the channel alive for the call
+};
+
+}  // namespace
+
+GrpcTransport::GrpcTransport(EventLoop& loop, size_t bulk_queue_limit)
+    : loop_(loop), bulk_limit_(bulk_queue_limit), bulk_thread_([this] { bulk_worker(); }) {}
+
+GrpcTransport::~GrpcTransport() { shutdown(); }
+
+void GrpcTransport::shutdown() {
+  {
+    std::lock_guard lock(bulk_mu_);
+    bulk_stop_ = true;
+    bulk_cv_.notify_all();
+  }
+  if (bulk_thread_.joinable()) bulk_thread_.join();
+}
+
+GrpcTransport::Peer& GrpcTransport::peer(const std::string& addr) {
+  auto it = peers_.find(addr);
+  if (it != peers_.end()) return it->second;
+  Peer p;
+  p.probe = v1::Membership::NewStub(make_channel(addr, "probe"));
+  p.bulk = v1::Membership::NewStub(make_channel(addr, "bulk"));
+  return peers_.emplace(addr, std::move(p)).first->second;
+}
+
+void GrpcTransport::request(const std::string& addr, Message msg, Duration timeout,
+                            ReplyFn fn) {
+  Peer& p = peer(addr);
+  EventLoop* loop = &loop_;
+  switch (msg.type) {
+    case MsgType::kPing: {
+      auto call = std::make_shared<UnaryCall<v1::PingRequest, v1::PingResponse>>();
+      call->stub = p.probe;
+      call->ctx.set_deadline(deadline_after(timeout));
+      to_envelope(msg, call->req.mutable_env());
+      call->req.set_probe_seq(msg.probe_seq);
+      call->req.set_target_id(msg.target_id);
+      call->stub->async()->Ping(
+          &call->ctx, &call->req, &call->resp,
+          [loop, call, fn = std::move(fn)](grpc::Status status) mutable {
+            loop->post([call, fn = std::move(fn), ok = status.ok()] {
+              if (!ok) return fn(nullptr);
+              Message r;
+              r.type = MsgType::kAck;
+              from_envelope(call->resp.env(), &r);
+              r.probe_seq = call->resp.probe_seq();
+              r.ack = call->resp.ack();
+              r.nack = call->resp.unknown_sender();
+              fn(&r);
+            });
+          });
+      return;
+    }
+    case MsgType::kPingReq: {
+      auto call = std::make_shared<UnaryCall<v1::PingReqRequest, v1::PingReqResponse>>();
+      call->stub = p.probe;
+      call->ctx.set_deadline(deadline_after(timeout));
+      to_envelope(msg, call->req.mutable_env());
+      call->req.set_probe_seq(msg.probe_seq);
+      call->req.set_target_id(msg.target_id);
+      call->req.set_target_addr(msg.target_addr);
+      call->req.set_timeout_ms(msg.timeout_ms);
+      call->stub->async()->PingReq(
+          &call->ctx, &call->req, &call->resp,
+          [loop, call, fn = std::move(fn)](grpc::Status status) mutable {
+            loop->post([call, fn = std::move(fn), ok = status.ok()] {
+              if (!ok) return fn(nullptr);
+              Message r;
+              r.type = MsgType::kPingReqReply;
+              from_envelope(call->resp.env(), &r);
+              r.probe_seq = call->resp.probe_seq();
+              r.ack = call->resp.ack();
+              r.nack = call->resp.nack();
+              fn(&r);
+            });
+          });
+      return;
+    }
+    case MsgType::kPushPull: {
+      std::lock_guard lock(bulk_mu_);
+      if (bulk_stop_ || bulk_jobs_.size() >= bulk_limit_) {
+        bulk_rejected_++;
+        loop_.post([fn = std::move(fn)] { fn(nullptr); });
+        return;
+      }
+      bulk_jobs_.push_back([this, stub = p.bulk, msg = std::move(msg), timeout,
+                            fn = std::move(fn)]() mutable {
+        push_pull(stub, std::move(msg), timeout, std::move(fn));
+      });
+      bulk_cv_.notify_one();
+      return;
+    }
+    default:
+      send(addr, std::move(msg), timeout);
+      loop_.post([fn = std::move(fn)] { fn(nullptr); });
+      return;
+  }
+}
+
+void GrpcTransport::send(const std::string& addr, Message msg, Duration timeout) {
+  Peer& p = peer(addr);
+  oneway_in_flight_++;
+  std::atomic<int>* counter = &oneway_in_flight_;
+  if (msg.type == MsgType::kLeave) {
+    auto call = std::make_shared<UnaryCall<v1::LeaveRequest, v1::LeaveResponse>>();
+    call->stub = p.probe;
+    call->ctx.set_deadline(deadline_after(timeout));
+    to_envelope(msg, call->req.mutable_env());
+    call->stub->async()->Leave(&call->ctx, &call->req, &call->resp,
+                               [call, counter](grpc::Status) { (*counter)--; });
+    return;
+  }
+  auto call = std::make_shared<UnaryCall<v1::GossipRequest, v1::GossipResponse>>();
+  call->stub = p.probe;
+  call->ctx.set_deadline(deadline_after(timeout));
+  to_envelope(msg, call->req.mutable_env());
+  call->stub->async()->Gossip(&call->ctx, &call->req, &call->resp,
+                              [call, counter](grpc::Status) { (*counter)--; });
+}
+
+void GrpcTransport::bulk_worker() {
+  for (;;) {
+    std::function<void()> job;
+    {
+      std::unique_lock lock(bulk_mu_);
+      bulk_cv_.wait(lock, [this] { return bulk_stop_ || !bulk_jobs_.empty(); });
+      if (bulk_stop_) {
+        bulk_jobs_.clear();
+        return;
+      }
+      job = std::move(bulk_jobs_.front());
+      bulk_jobs_.pop_front();
+    }
+    job();
+  }
+}
+
+void GrpcTransport::push_pull(const std::shared_ptr<v1::Membership::Stub>& stub, Message msg,
+                              Duration timeout, ReplyFn fn) {
+  // Runs on the bulk thread: the synchronous streaming API is simplest here, and the deadline
+  // bounds how long this thread can be held.
+  grpc::ClientContext ctx;
+  ctx.set_deadline(deadline_after(timeout));
+  auto stream = msg.join ? stub->Join(&ctx) : stub->PushPull(&ctx);
+  for (const auto& chunk : to_chunks(msg, kMembersPerChunk))
+    if (!stream->Write(chunk)) break;
+  stream->WritesDone();
+  auto reply = std::make_shared<Message>();
+  reply->type = MsgType::kPushPull;
+  v1::StateChunk in;
+  bool first = true;
+  while (stream->Read(&in)) {
+    if (first) from_envelope(in.env(), reply.get());
+    first = false;
+    for (const auto& u : in.members()) reply->updates.push_back(from_proto(u));
+    if (reply->updates.size() > (1u << 20)) {
+      ctx.TryCancel();
+      break;
+    }
+  }
+  grpc::Status status = stream->Finish();
+  bool ok = status.ok() && !first;
+  loop_.post([reply, ok, fn = std::move(fn)] { fn(ok ? reply.get() : nullptr); });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Server.
+
+namespace {
+
+/// Push-pull / join server stream: read the client's state to its half-close, hand it to the
+/// membership on the loop, stream our state back chunk by chunk.
+class StateExchangeReactor final : public grpc::ServerBidiReactor<v1::StateChunk, v1::StateChunk> {
+ public:
+  StateExchangeReactor(EventLoop& loop, Membership& membership, size_t max_members, bool join)
+      : loop_(loop), membership_(membership), max_members_(max_members) {
+    msg_.type = MsgType::kPushPull;
+    msg_.join = join;
+    StartRead(&in_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (ok) {
+      if (first_) from_envelope(in_.env(), &msg_);
+      first_ = false;
+      msg_.join = msg_.join || in_.join();
+      for (const auto& u : in_.members()) msg_.updates.push_back(from_proto(u));
+      if (msg_.updates.size() > max_members_) {
+        Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "state too large"));
+        return;
+      }
+      StartRead(&in_);
+      return;
+    }
+    loop_.post([this] {
+      membership_.handle(std::move(msg_), [this](Message reply) {
+        out_ = to_chunks(reply, kMembersPerChunk);
+        write_next();
+      });
+    });
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "write failed"));
+      return;
+    }
+    write_next();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void write_next() {
+    if (next_ < out_.size()) {
+      StartWrite(&out_[next_++]);
+      return;
+    }
+    Finish(grpc::Status::OK);
+  }
+
+  EventLoop& loop_;
+  Membership& membership_;
+  size_t max_members_;
+  v1::StateChunk in_;
+  Message msg_;
+  bool first_ = true;
+  std::vector<v1::StateChunk> out_;
+  size_t next_ = 0;
+};
+
+}  // namespace
+
+MembershipService::MembershipService(EventLoop& loop, Membership& membership,
+                                     size_t max_state_members)
+    : loop_(loop), membership_(membership), max_state_members_(max_state_members) {}
+
+grpc::ServerUnaryReactor* MembershipService::Ping(grpc::CallbackServerContext* ctx,
+                                                  const v1::PingRequest* req,
+                                                  v1::PingResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  Message m;
+  m.type = MsgType::kPing;
+  from_envelope(req->env(), &m);
+  m.probe_seq = req->probe_seq();
+  m.target_id = req->target_id();
+  loop_.post([this, m = std::move(m), reactor, resp]() mutable {
+    membership_.handle(std::move(m), [reactor, resp](Message r) {
+      to_envelope(r, resp->mutable_env());
+      resp->set_probe_seq(r.probe_seq);
+      resp->set_ack(r.ack);
+      resp->set_unknown_sender(r.nack);
+      reactor->Finish(grpc::Status::OK);
+    });
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* MembershipService::PingReq(grpc::CallbackServerContext* ctx,
+                                                     const v1::PingReqRequest* req,
+                                                     v1::PingReqResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  Message m;
+  m.type = MsgType::kPingReq;
+  from_envelope(req->env(), &m);
+  m.probe_seq = req->probe_seq();
+  m.target_id = req->target_id();
+  m.target_addr = req->target_addr();
+  m.timeout_ms = req->timeout_ms();
+  loop_.post([this, m = std::move(m), reactor, resp]() mutable {
+    membership_.handle(std::move(m), [reactor, resp](Message r) {
+      to_envelope(r, resp->mutable_env());
+      resp->set_probe_seq(r.probe_seq);
+      resp->set_ack(r.ack);
+      resp->set_nack(r.nack);
+      reactor->Finish(grpc::Status::OK);
+    });
+  });
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* MembershipService::Gossip(grpc::CallbackServerContext* ctx,
+                                                    const v1::GossipRequest* req,
+                                                    v1::GossipResponse*) {
+  Message m;
+  m.type = MsgType::kGossip;
+  from_envelope(req->env(), &m);
+  loop_.post([this, m = std::move(m)]() mutable { membership_.handle(std::move(m), {}); });
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* MembershipService::Leave(grpc::CallbackServerContext* ctx,
+                                                   const v1::LeaveRequest* req,
+                                                   v1::LeaveResponse*) {
+  Message m;
+  m.type = MsgType::kLeave;
+  from_envelope(req->env(), &m);
+  loop_.post([this, m = std::move(m)]() mutable { membership_.handle(std::move(m), {}); });
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerBidiReactor<v1::StateChunk, v1::StateChunk>* MembershipService::PushPull(
+    grpc::CallbackServerContext*) {
+  return new StateExchangeReactor(loop_, membership_, max_state_members_, false);
+}
+
+grpc::ServerBidiReactor<v1::StateChunk, v1::StateChunk>* MembershipService::Join(
+    grpc::CallbackServerContext*) {
+  return new StateExchangeReactor(loop_, membership_, max_state_members_, true);
+}
+
+grpc::ServerUnaryReactor* AdminService::Members(grpc::CallbackServerContext* ctx,
+                                                const v1::MembersRequest*,
+                                                v1::MembersResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  loop_.post([this, reactor, resp] {
+    resp->set_node_id(membership_.self().node_id);
+    resp->set_cluster(membership_.config().cluster_name);
+    resp->set_local_health(static_cast<uint32_t>(membership_.local_health()));
+    for (const auto& v : membership_.members()) {
+      auto* m = resp->add_members();
+      m->set_node_id(v.meta.node_id);
+      m->set_state(to_proto(v.state));
+      m->set_incarnation(v.incarnation);
+      m->set_grpc_addr(v.meta.grpc_addr);
+      m->set_http_addr(v.meta.http_addr);
+      m->set_version(v.meta.version);
+      m->set_load(v.meta.load);
+      m->set_last_change_unix_ms(v.last_change_wall_ms);
+      m->set_is_self(v.is_self);
+    }
+    const auto& c = membership_.counters();
+    auto& out = *resp->mutable_counters();
+    out["msgs_sent"] = c.msgs_sent;
+    out["msgs_received"] = c.msgs_received;
+    out["probes"] = c.probes;
+    out["probe_failures"] = c.probe_failures;
+    out["indirect_probes"] = c.indirect_probes;
+    out["nacks_received"] = c.nacks_received;
+    out["suspicions_started"] = c.suspicions_started;
+    out["declared_dead"] = c.declared_dead;
+    out["refutations"] = c.refutations;
+    out["push_pulls"] = c.push_pulls;
+    out["updates_applied"] = c.updates_applied;
+    out["updates_stale"] = c.updates_stale;
+    out["rejected_malformed"] = c.rejected_malformed;
+    out["rejected_replay"] = c.rejected_replay;
+    out["rejected_cluster"] = c.rejected_cluster;
+    out["rejected_id_conflict"] = c.rejected_id_conflict;
+    out["gossip_dropped"] = c.gossip_dropped;
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+}  // namespace mcpmesh::cluster
