@@ -307,14 +307,28 @@ class HandlerContext {
   /// The app serving this request (to notify resource updates, for example).
   [[nodiscard]] virtual App& app() const = 0;
 
-  /// Runs `fn` (blocking allowed) on the worker pool and resumes here with its result.
+  /// Runs `fn` (blocking allowed, must return a value) on the worker pool and resumes here with
+  /// its result. Fails with kServerBusy, without running `fn`, when `max_blocking_jobs` jobs
+  /// are already queued or running (counted in blocking_jobs_rejected_total).
   template <class F>
-  auto run_blocking(F fn) -> asio::awaitable<std::invoke_result_t<F>> {
+  auto run_blocking(F fn) -> asio::awaitable<Result<std::invoke_result_t<F>>> {
     using R = std::invoke_result_t<F>;
+    if (!acquire_blocking_slot()) {
+      co_return RpcError(ErrorCode::kServerBusy, "worker pool is full, try again later");
+    }
+    struct Release {
+      HandlerContext* ctx;
+      ~Release() { ctx->release_blocking_slot(); }
+    } release{this};
     co_return co_await asio::co_spawn(
         worker_executor(), [fn = std::move(fn)]() mutable -> asio::awaitable<R> { co_return fn(); },
         asio::use_awaitable);
   }
+
+ protected:
+  /// Reserves one of the node's `max_blocking_jobs` slots; false when none is free.
+  [[nodiscard]] virtual bool acquire_blocking_slot() = 0;
+  virtual void release_blocking_slot() = 0;
 };
 
 }  // namespace mcpmesh::mcp

@@ -28,6 +28,17 @@ Server::~Server() {
   workers_.join();
 }
 
+bool Server::acquire_blocking_slot() {
+  if (blocking_jobs_.fetch_add(1, std::memory_order_acq_rel) >= config_.max_blocking_jobs) {
+    blocking_jobs_.fetch_sub(1, std::memory_order_acq_rel);
+    Metrics::inc(metrics_.blocking_jobs_rejected_total);
+    return false;
+  }
+  return true;
+}
+
+void Server::release_blocking_slot() { blocking_jobs_.fetch_sub(1, std::memory_order_acq_rel); }
+
 std::string Server::new_session_id() const {
   std::array<unsigned char, 16> bytes{};
   std::size_t got = 0;
@@ -107,7 +118,7 @@ void Server::sweep_idle() {
   auto cutoff = std::chrono::steady_clock::now() - config_.session_idle_timeout;
   std::vector<std::string> expired;
   sessions_.for_each([&](const std::string& id, const std::shared_ptr<Session>& s) {
-    if (s->last_activity() < cutoff) expired.push_back(id);
+    if (!s->pinned() && s->last_activity() < cutoff) expired.push_back(id);
   });
   for (auto& id : expired) {
     if (close_session(id)) Metrics::inc(metrics_.sessions_expired_total);

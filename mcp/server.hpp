@@ -88,6 +88,9 @@ class Session : public std::enable_shared_from_this<Session> {
         std::chrono::steady_clock::duration(last_activity_.load(std::memory_order_relaxed)));
   }
   void touch();
+  /// Any thread. A pinned session never expires for idleness (stdio: the process is the session).
+  void pin() { pinned_.store(true, std::memory_order_relaxed); }
+  [[nodiscard]] bool pinned() const { return pinned_.load(std::memory_order_relaxed); }
 
  private:
   friend class InflightRequest;
@@ -127,6 +130,7 @@ class Session : public std::enable_shared_from_this<Session> {
   // Readable from any thread.
   std::atomic<int> version_index_{-1};
   std::atomic<bool> closed_{false};
+  std::atomic<bool> pinned_{false};
   std::atomic<std::chrono::steady_clock::rep> last_activity_;
 };
 
@@ -158,6 +162,10 @@ class Server {
   [[nodiscard]] asio::any_io_executor worker_executor() { return workers_.get_executor(); }
   [[nodiscard]] asio::io_context& io() { return io_; }
 
+  /// Blocking-job admission (HandlerContext::run_blocking): false at max_blocking_jobs.
+  [[nodiscard]] bool acquire_blocking_slot();
+  void release_blocking_slot();
+
   /// Makes a new session id: `<node-id>.<32 hex digits from the OS CSPRNG>`.
   [[nodiscard]] std::string new_session_id() const;
 
@@ -174,6 +182,7 @@ class Server {
   registry::ShardedRegistry<Session> sessions_;
   registry::SubscriptionIndex subscriptions_;
   asio::steady_timer sweep_timer_;
+  std::atomic<std::size_t> blocking_jobs_{0};
 };
 
 }  // namespace mcpmesh::mcp

@@ -116,6 +116,11 @@ class InflightRequest final : public HandlerContext {
   }
   App& app() const override { return session_->server_.app(); }
 
+ protected:
+  bool acquire_blocking_slot() override { return session_->server_.acquire_blocking_slot(); }
+  void release_blocking_slot() override { session_->server_.release_blocking_slot(); }
+
+ public:
   void cancel() {
     cancelled_ = true;
     signal_.emit(asio::cancellation_type::terminal);

@@ -86,6 +86,8 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
        "open connections before new ones get 503")
       ("max-sessions", po::value(&s.max_sessions)->default_value(s.max_sessions),
        "sessions on this node before initialize gets 503")
+      ("max-blocking-jobs", po::value(&s.max_blocking_jobs)->default_value(s.max_blocking_jobs),
+       "blocking handler jobs queued or running on the worker pool before -32000")
       ("max-inflight", po::value(&s.max_inflight_per_session)
            ->default_value(s.max_inflight_per_session),
        "concurrent requests per session before -32000")

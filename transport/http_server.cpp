@@ -438,7 +438,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       co_await start_sse(req, session_header, session->protocol_version(), stream_id);
       for (auto& h : held) co_await write_event(h);
       if (ev) co_await write_event(*ev);
-      co_return co_await pump_sse(*queue);
+      co_return co_await pump_sse(*queue, *session);
     }
   }
 
@@ -515,7 +515,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   /// Writes events until the stream ends. Returns whether the connection may be reused.
-  asio::awaitable<bool> pump_sse(EventQueue& queue) {
+  /// An open stream keeps `session` from expiring for idleness.
+  asio::awaitable<bool> pump_sse(EventQueue& queue, mcp::Session& session) {
     for (;;) {
       auto [status, ev] = co_await queue.pop(cfg_.sse_keepalive);
       switch (status) {
@@ -527,6 +528,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
           co_await write_event(*ev);
           break;
         case EventQueue::Status::kTimeout:
+          session.touch();
           co_await write_chunk(": keep-alive\n\n");
           break;
         case EventQueue::Status::kClosed:
@@ -563,7 +565,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       ~Detach() { s.detach(id, q); }
     } detach{*streams, stream_id, queue};
     co_await start_sse(req, {}, {}, stream_id);
-    co_return co_await pump_sse(*queue) && req.keep_alive();
+    co_return co_await pump_sse(*queue, *session) && req.keep_alive();
   }
 
   asio::awaitable<bool> handle_delete(Request& req) {

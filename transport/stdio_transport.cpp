@@ -163,6 +163,7 @@ StdioTransport::StdioTransport(asio::io_context& io, mcp::Server& server, StdioC
   auto made = server.create_session(state_->out);
   if (!made) throw std::runtime_error("stdio: cannot create the session");
   state_->session = *made;
+  state_->session->pin();
 }
 
 StdioTransport::~StdioTransport() = default;
