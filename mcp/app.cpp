@@ -96,10 +96,14 @@ ToolResult& ToolResult::add_embedded_text(std::string uri, std::string text,
   return *this;
 }
 
-json::object ToolResult::to_json() const {
-  json::object o{{"content", content}};
-  if (structured_content) o["structuredContent"] = *structured_content;
-  if (is_error) o["isError"] = true;
+json::object ToolResult::to_json() const& { return ToolResult(*this).to_json(); }
+
+json::object ToolResult::to_json() && {
+  json::object o;
+  o.reserve(3);
+  o.emplace("content", std::move(content));
+  if (structured_content) o.emplace("structuredContent", std::move(*structured_content));
+  if (is_error) o.emplace("isError", true);
   return o;
 }
 

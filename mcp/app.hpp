@@ -110,7 +110,8 @@ struct ToolResult {
   ToolResult& add_audio(std::string base64, std::string mime_type);
   ToolResult& add_resource_link(std::string uri, std::string name, std::string mime_type = {});
   ToolResult& add_embedded_text(std::string uri, std::string text, std::string mime_type);
-  [[nodiscard]] json::object to_json() const;
+  [[nodiscard]] json::object to_json() const&;
+  [[nodiscard]] json::object to_json() &&;
 };
 
 struct ResourceSpec {

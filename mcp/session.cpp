@@ -353,7 +353,7 @@ asio::awaitable<Result<json::value>> Session::dispatch_async(InflightRequest& ct
     auto handler = tool->handler;  // keep the callable alive across suspension
     auto r = co_await handler(ctx, std::move(args));
     if (!r) co_return r.error();
-    co_return json::value(r->to_json());
+    co_return json::value(std::move(*r).to_json());
   }
   if (m.method == "resources/read") {
     auto uri = get_string(p, "uri");

@@ -48,6 +48,18 @@ class AsyncQueue : public std::enable_shared_from_this<AsyncQueue<T>> {
     wake_locked();
   }
 
+  /// Consumer executor only. True unless closed or overflowed (then make a new queue).
+  [[nodiscard]] bool reusable() {
+    std::lock_guard lock(mutex_);
+    return !closed_ && !overflow_;
+  }
+
+  /// Consumer executor only. Drops queued items (left over from a stream that ended).
+  void clear() {
+    std::lock_guard lock(mutex_);
+    items_.clear();
+  }
+
   /// Consumer executor only. Waits at most `timeout` for an item.
   asio::awaitable<std::pair<Status, std::optional<T>>> pop(std::chrono::milliseconds timeout) {
     auto deadline = std::chrono::steady_clock::now() + timeout;

@@ -29,8 +29,18 @@ std::string lower(std::string_view s) {
   return out;
 }
 
+/// Case-insensitive substring test without allocating (`needle` is lower case).
 bool contains_ci(std::string_view haystack, std::string_view needle) {
-  return lower(haystack).find(lower(needle)) != std::string::npos;
+  if (needle.size() > haystack.size()) return false;
+  for (std::size_t i = 0; i + needle.size() <= haystack.size(); ++i) {
+    std::size_t j = 0;
+    while (j < needle.size() &&
+           std::tolower(static_cast<unsigned char>(haystack[i + j])) == needle[j]) {
+      ++j;
+    }
+    if (j == needle.size()) return true;
+  }
+  return false;
 }
 
 bool accepts(std::string_view accept, std::string_view type) {
@@ -95,7 +105,10 @@ using Response = http::response<http::string_body>;
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(std::shared_ptr<HttpServer::Shared> shared, tcp::socket socket)
-      : shared_(std::move(shared)), cfg_(shared_->config), stream_(std::move(socket)) {}
+      : shared_(std::move(shared)),
+        cfg_(shared_->config),
+        stream_(std::move(socket)),
+        idle_timer_(stream_.get_executor()) {}
 
   ~Connection() { Metrics::dec(shared_->metrics().connections_active); }
 
@@ -124,25 +137,36 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   /// Waits until the peer sends something, at most idle_timeout. No buffer is held meanwhile.
   asio::awaitable<bool> wait_readable() {
-    asio::steady_timer idle(stream_.get_executor());
-    idle.expires_after(cfg_.idle_timeout);
-    auto timed_out = std::make_shared<bool>(false);
-    idle.async_wait([self = shared_from_this(), timed_out](boost::system::error_code ec) {
+    idle_timed_out_ = false;
+    idle_timer_.expires_after(cfg_.idle_timeout);
+    idle_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
       if (ec) return;
-      *timed_out = true;
+      self->idle_timed_out_ = true;
       boost::system::error_code ignored;
       self->stream_.socket().cancel(ignored);
     });
     boost::system::error_code ec;
     co_await stream_.socket().async_wait(tcp::socket::wait_read,
                                          asio::redirect_error(asio::use_awaitable, ec));
-    idle.cancel();
-    co_return !ec && !*timed_out;
+    idle_timer_.cancel();
+    co_return !ec && !idle_timed_out_;
+  }
+
+  /// The connection's event queue, emptied for the next stream. One queue (and its timer) per
+  /// connection: a connection carries one stream at a time.
+  std::shared_ptr<EventQueue> fresh_queue() {
+    if (!queue_ || !queue_->reusable()) {
+      queue_ = std::make_shared<EventQueue>(stream_.get_executor(), cfg_.sse.queue_events);
+    } else {
+      queue_->clear();
+    }
+    return queue_;
   }
 
   asio::awaitable<void> serve() {
     for (;;) {
-      if (buffer_.size() == 0) {
+      boost::system::error_code avail_ec;
+      if (buffer_.size() == 0 && stream_.socket().available(avail_ec) == 0) {
         buffer_.shrink_to_fit();  // an idle connection holds no read buffer
         if (!co_await wait_readable()) {
           Metrics::inc(shared_->metrics().idle_timeouts_total);
@@ -194,10 +218,37 @@ class Connection : public std::enable_shared_from_this<Connection> {
     } else if (code >= 400) {
       Metrics::inc(shared_->metrics().http_4xx_total);
     }
-    res.prepare_payload();
+    // Serialized by hand into one buffer: one write per response, and far cheaper than
+    // Beast's generic serializer for these small messages.
+    std::string& out = write_buffer_;
+    out.clear();
+    out += res.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+    out += std::to_string(code);
+    out += ' ';
+    out += res.reason();
+    out += "\r\n";
+    for (const auto& field : res) {
+      if (field.name() == http::field::content_length ||
+          field.name() == http::field::connection) {
+        continue;
+      }
+      out += field.name_string();
+      out += ": ";
+      out += field.value();
+      out += "\r\n";
+    }
+    out += "Content-Length: ";
+    out += std::to_string(res.body().size());
+    out += "\r\n";
+    bool keep = res.keep_alive();
+    if (res.version() == 11 && !keep) out += "Connection: close\r\n";
+    if (res.version() == 10 && keep) out += "Connection: keep-alive\r\n";
+    out += "\r\n";
+    out += res.body();
     stream_.expires_after(cfg_.write_timeout);
-    co_await http::async_write(stream_, res, asio::use_awaitable);
+    co_await asio::async_write(stream_, asio::buffer(out), asio::use_awaitable);
     stream_.expires_never();
+    if (out.capacity() > 64 * 1024) std::string().swap(out);  // idle connections stay small
   }
 
   asio::awaitable<void> send_error(http::status status, unsigned version, bool keep,
@@ -386,7 +437,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     auto stream_id = streams->open_post_stream(requests);
     auto channel = streams->channel(stream_id);
-    auto queue = std::make_shared<EventQueue>(stream_.get_executor(), cfg_.sse.queue_events);
+    auto queue = fresh_queue();
     streams->attach(stream_id, 0, queue);
     for (auto& [id, error] : frame.errors) {
       if (!id.is_null()) channel->deliver(mcp::make_error(id, error), true);
@@ -550,7 +601,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     auto session = co_await require_session(req);
     if (!session) co_return req.keep_alive();
     auto streams = streams_of(*session);
-    auto queue = std::make_shared<EventQueue>(stream_.get_executor(), cfg_.sse.queue_events);
+    auto queue = fresh_queue();
     std::uint64_t stream_id = 0, seq = 0;
     auto last = req["Last-Event-ID"];
     if (last.empty() || !SessionStreams::parse_event_id(last, stream_id, seq) ||
@@ -580,6 +631,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const HttpConfig& cfg_;
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
+  asio::steady_timer idle_timer_;
+  bool idle_timed_out_ = false;
+  std::shared_ptr<EventQueue> queue_;
+  std::string write_buffer_;
 };
 
 asio::awaitable<void> accept_loop(std::shared_ptr<HttpServer::Shared> shared) {

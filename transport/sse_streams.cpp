@@ -58,6 +58,7 @@ void SessionStreams::append(std::uint64_t id, mcp::Payload message, bool complet
   }
   if (completes_request && id != 0 && s.pending_requests > 0 && --s.pending_requests == 0) {
     s.finished = true;
+    ++finished_streams_;
     if (s.live) {
       s.live->push(SseEvent{nullptr, {}, false, true});
       s.live.reset();
@@ -120,12 +121,11 @@ void SessionStreams::close_all() {
 
 void SessionStreams::prune_locked() {
   // Keep the standalone stream, every unfinished stream and the newest finished ones.
-  std::size_t finished = 0;
-  for (auto& [id, s] : streams_) finished += s.finished ? 1 : 0;
-  for (auto it = streams_.begin(); it != streams_.end() && finished > limits_.max_streams;) {
+  for (auto it = streams_.begin();
+       it != streams_.end() && finished_streams_ > limits_.max_streams;) {
     if (it->first != 0 && it->second.finished && !it->second.live) {
       it = streams_.erase(it);
-      --finished;
+      --finished_streams_;
     } else {
       ++it;
     }

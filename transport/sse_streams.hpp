@@ -83,6 +83,7 @@ class SessionStreams : public mcp::ClientChannel,
   std::mutex mutex_;
   std::map<std::uint64_t, Stream> streams_;  // guarded by mutex_
   std::uint64_t next_stream_id_ = 1;         // guarded by mutex_
+  std::size_t finished_streams_ = 0;         // guarded by mutex_
 };
 
 }  // namespace mcpmesh::transport
