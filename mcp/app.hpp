@@ -22,9 +22,9 @@
 ///                [](mcpmesh::mcp::HandlerContext& ctx, mcpmesh::mcp::json::object args)
 ///                    -> mcpmesh::mcp::asio::awaitable<mcpmesh::mcp::Result<
 ///                        mcpmesh::mcp::ToolResult>> {
-///                  double sum = args.at("a").to_number<double>() + args.at("b").to_number<double>();
-///                  ctx.report_progress(1, 1);
-///                  co_return mcpmesh::mcp::ToolResult::structured({{"sum", sum}});
+///                  double sum = args.at("a").to_number<double>() +
+///                  args.at("b").to_number<double>(); ctx.report_progress(1, 1); co_return
+///                  mcpmesh::mcp::ToolResult::structured({{"sum", sum}});
 ///                });
 /// \endcode
 

@@ -93,9 +93,9 @@ ParsedFrame parse_frame(std::string_view text, const ParseLimits& limits) {
   json::value root = json::parse(text, ec, {}, opts);
   if (ec) {
     if (ec == json::error::too_deep) {
-      frame.frame_error = RpcError(ErrorCode::kInvalidRequest,
-                                   "JSON nesting deeper than the limit of " +
-                                       std::to_string(limits.max_depth));
+      frame.frame_error =
+          RpcError(ErrorCode::kInvalidRequest,
+                   "JSON nesting deeper than the limit of " + std::to_string(limits.max_depth));
     } else {
       frame.frame_error = RpcError(ErrorCode::kParseError, "parse error: " + ec.message());
     }
@@ -131,9 +131,7 @@ json::object error_object(const RpcError& error) {
 }
 
 namespace {
-Payload finish(json::object&& o) {
-  return std::make_shared<const std::string>(json::serialize(o));
-}
+Payload finish(json::object&& o) { return std::make_shared<const std::string>(json::serialize(o)); }
 }  // namespace
 
 Payload make_result(const json::value& id, json::value result) {

@@ -81,8 +81,7 @@ struct ParsedFrame {
 [[nodiscard]] ParsedFrame parse_frame(std::string_view text, const ParseLimits& limits);
 
 /// Decodes one JSON value into a message, or an error carrying the id when one was readable.
-[[nodiscard]] std::variant<Message, std::pair<json::value, RpcError>> decode_message(
-    json::value v);
+[[nodiscard]] std::variant<Message, std::pair<json::value, RpcError>> decode_message(json::value v);
 
 /// True if `id` is a valid JSON-RPC id for MCP (string or integer; MCP forbids null).
 [[nodiscard]] bool is_valid_id(const json::value& id);

@@ -62,16 +62,15 @@ std::string Server::new_session_id() const {
   return id;
 }
 
-Result<std::shared_ptr<Session>> Server::create_session(
-    std::shared_ptr<ClientChannel> standalone) {
+Result<std::shared_ptr<Session>> Server::create_session(std::shared_ptr<ClientChannel> standalone) {
   if (sessions_.size() >= config_.max_sessions) {
     Metrics::inc(metrics_.sessions_rejected_total);
     return RpcError(ErrorCode::kServerBusy, "too many sessions on this node (max " +
                                                 std::to_string(config_.max_sessions) + ")");
   }
   for (;;) {
-    auto session = std::make_shared<Session>(*this, new_session_id(), asio::make_strand(io_),
-                                             standalone);
+    auto session =
+        std::make_shared<Session>(*this, new_session_id(), asio::make_strand(io_), standalone);
     if (sessions_.insert(session->id(), session)) {
       Metrics::inc(metrics_.sessions_created_total);
       Metrics::inc(metrics_.sessions_active);
@@ -97,9 +96,8 @@ std::size_t Server::session_count() const { return sessions_.size(); }
 
 void Server::close_all() {
   std::vector<std::string> ids;
-  sessions_.for_each([&](const std::string& id, const std::shared_ptr<Session>&) {
-    ids.push_back(id);
-  });
+  sessions_.for_each(
+      [&](const std::string& id, const std::shared_ptr<Session>&) { ids.push_back(id); });
   for (auto& id : ids) close_session(id);
 }
 
@@ -129,8 +127,7 @@ void Server::on_resource_updated(std::string_view uri) {
   auto subscribers = subscriptions_.subscribers(uri);
   if (subscribers.empty()) return;
   // One immutable payload shared by every subscriber's stream.
-  auto payload = make_notification("notifications/resources/updated",
-                                   json::object{{"uri", uri}});
+  auto payload = make_notification("notifications/resources/updated", json::object{{"uri", uri}});
   for (auto& id : subscribers) {
     if (auto s = sessions_.find(id)) s->post_notification(payload);
   }

@@ -45,16 +45,23 @@ std::optional<std::string> check_arguments(const json::object& schema, const jso
     auto type = get_string(prop->get_object(), "type");
     if (!type) continue;
     bool ok = true;
-    if (*type == "string") ok = value.is_string();
-    else if (*type == "number") ok = value.is_number();
+    if (*type == "string")
+      ok = value.is_string();
+    else if (*type == "number")
+      ok = value.is_number();
     else if (*type == "integer") {
       ok = value.is_int64() || value.is_uint64() ||
-           (value.is_double() && value.get_double() == static_cast<double>(
-                                                          static_cast<std::int64_t>(value.get_double())));
-    } else if (*type == "boolean") ok = value.is_bool();
-    else if (*type == "object") ok = value.is_object();
-    else if (*type == "array") ok = value.is_array();
-    else if (*type == "null") ok = value.is_null();
+           (value.is_double() &&
+            value.get_double() ==
+                static_cast<double>(static_cast<std::int64_t>(value.get_double())));
+    } else if (*type == "boolean")
+      ok = value.is_bool();
+    else if (*type == "object")
+      ok = value.is_object();
+    else if (*type == "array")
+      ok = value.is_array();
+    else if (*type == "null")
+      ok = value.is_null();
     if (!ok) return "argument '" + std::string(name) + "' must be of type " + std::string(*type);
   }
   return std::nullopt;
@@ -104,8 +111,8 @@ class InflightRequest final : public HandlerContext {
 
   void close_stream() override { reply_->close_stream(); }
 
-  asio::awaitable<Result<json::object>> request_client(std::string method, json::object params,
-                                                       std::chrono::milliseconds deadline) override {
+  asio::awaitable<Result<json::object>> request_client(
+      std::string method, json::object params, std::chrono::milliseconds deadline) override {
     co_return co_await session_->request_client(std::move(method), std::move(params), deadline,
                                                 reply_);
   }
@@ -263,8 +270,8 @@ void Session::handle_request(Message m, const Reply& reply) {
   if (method == "ping") return answer(json::value(json::object{}));
   if (method == "initialize") return answer(handle_initialize(m));
   if (state_ == State::kNew) {
-    return answer(RpcError(ErrorCode::kInvalidRequest,
-                           "session not initialized: send initialize first"));
+    return answer(
+        RpcError(ErrorCode::kInvalidRequest, "session not initialized: send initialize first"));
   }
   if (method == "tools/list" || method == "resources/list" ||
       method == "resources/templates/list" || method == "prompts/list") {
@@ -317,8 +324,8 @@ asio::awaitable<void> Session::run_request(std::shared_ptr<InflightRequest> infl
   } catch (const std::exception& e) {
     // Handler code is the app's: a throw is its bug, reported to the client, never a crash.
     Metrics::inc(server_.metrics().request_errors_total);
-    response = make_error(m.id, {ErrorCode::kInternalError, std::string("handler failed: ") +
-                                                                e.what()});
+    response =
+        make_error(m.id, {ErrorCode::kInternalError, std::string("handler failed: ") + e.what()});
   }
   auto it = inflight_.find(id_key(m.id));
   if (it != inflight_.end() && it->second == inflight) inflight_.erase(it);
@@ -346,9 +353,9 @@ asio::awaitable<Result<json::value>> Session::dispatch_async(InflightRequest& ct
     }
     // Argument mistakes are tool execution errors (isError), so a model can correct itself.
     if (auto why = check_arguments(tool->spec.input_schema, args)) {
-      co_return json::value(ToolResult::error("invalid arguments for tool '" + tool->spec.name +
-                                              "': " + *why)
-                                .to_json());
+      co_return json::value(
+          ToolResult::error("invalid arguments for tool '" + tool->spec.name + "': " + *why)
+              .to_json());
     }
     auto handler = tool->handler;  // keep the callable alive across suspension
     auto r = co_await handler(ctx, std::move(args));
@@ -459,8 +466,8 @@ asio::awaitable<Result<json::value>> Session::dispatch_async(InflightRequest& ct
   }
   json::object c{{"values", std::move(values)}};
   bool more = completion.has_more || completion.values.size() > kMaxValues;
-  c["total"] = completion.total ? *completion.total
-                                : static_cast<std::int64_t>(completion.values.size());
+  c["total"] =
+      completion.total ? *completion.total : static_cast<std::int64_t>(completion.values.size());
   c["hasMore"] = more;
   co_return json::value(json::object{{"completion", std::move(c)}});
 }
@@ -583,8 +590,8 @@ asio::awaitable<Result<json::object>> Session::request_client(std::string method
     auto mode = get_string(params, "mode");
     if (el) {
       // An empty elicitation capability means form mode only.
-      supported = (mode && *mode == "url") ? el->contains("url")
-                                           : (el->empty() || el->contains("form"));
+      supported =
+          (mode && *mode == "url") ? el->contains("url") : (el->empty() || el->contains("form"));
     }
   } else {
     supported = true;  // an app-defined request: the app knows what the client speaks

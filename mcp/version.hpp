@@ -7,8 +7,8 @@
 namespace mcpmesh::mcp {
 
 /// Session-era revisions, newest first.
-inline constexpr std::array<std::string_view, 4> kSupportedVersions = {
-    "2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"};
+inline constexpr std::array<std::string_view, 4> kSupportedVersions = {"2025-11-25", "2025-06-18",
+                                                                       "2025-03-26", "2024-11-05"};
 inline constexpr std::string_view kLatestVersion = kSupportedVersions[0];
 /// What a Streamable HTTP request without MCP-Protocol-Version is assumed to speak.
 inline constexpr std::string_view kDefaultHttpVersion = "2025-03-26";

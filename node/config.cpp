@@ -58,73 +58,72 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
        session_idle_s = s.session_idle_timeout.count();
 
   po::options_description general("General");
-  general.add_options()
-      ("help,h", "print this help and exit")
-      ("version", "print the version and exit")
-      ("config", po::value(&config_file), "read options from FILE (lines `key = value`, keys "
-       "are the long option names without --); flags on the command line win")
-      ("app", po::value(&c.app)->default_value(c.app), "built-in app to serve: demo | conformance")
-      ("node-id", po::value(&s.node_id)->default_value(s.node_id),
-       "this node's id; prefixes every session id (visible ASCII, no '.')")
-      ("http", po::value<std::string>(), "serve Streamable HTTP on HOST:PORT (port 0 = any); "
-       "default 127.0.0.1:8080 unless --stdio")
-      ("stdio", po::bool_switch(&c.stdio), "serve one session on stdin/stdout (logs go to stderr)")
-      ("threads", po::value(&c.threads)->default_value(0), "I/O threads (0 = one per core)")
-      ("worker-threads", po::value(&c.worker_threads)->default_value(c.worker_threads),
-       "threads of the pool that runs blocking handler work")
-      ("log-level", po::value(&c.log_level)->default_value(c.log_level),
-       "trace | debug | info | warn | error | off");
+  general.add_options()("help,h", "print this help and exit")("version",
+                                                              "print the version and exit")(
+      "config", po::value(&config_file),
+      "read options from FILE (lines `key = value`, keys "
+      "are the long option names without --); flags on the command line win")(
+      "app", po::value(&c.app)->default_value(c.app), "built-in app to serve: demo | conformance")(
+      "node-id", po::value(&s.node_id)->default_value(s.node_id),
+      "this node's id; prefixes every session id (visible ASCII, no '.')")(
+      "http", po::value<std::string>(),
+      "serve Streamable HTTP on HOST:PORT (port 0 = any); "
+      "default 127.0.0.1:8080 unless --stdio")(
+      "stdio", po::bool_switch(&c.stdio), "serve one session on stdin/stdout (logs go to stderr)")(
+      "threads", po::value(&c.threads)->default_value(0), "I/O threads (0 = one per core)")(
+      "worker-threads", po::value(&c.worker_threads)->default_value(c.worker_threads),
+      "threads of the pool that runs blocking handler work")(
+      "log-level", po::value(&c.log_level)->default_value(c.log_level),
+      "trace | debug | info | warn | error | off");
   po::options_description limits("Limits (each counted in /metrics when it bites)");
-  limits.add_options()
-      ("max-body-bytes", po::value(&max_body)->default_value(max_body),
-       "largest accepted HTTP body (413 above)")
-      ("max-header-bytes", po::value(&max_header)->default_value(max_header),
-       "largest accepted HTTP header block (431 above)")
-      ("max-json-depth", po::value(&json_depth)->default_value(json_depth),
-       "deepest accepted JSON nesting (-32600 above)")
-      ("max-connections", po::value(&h.max_connections)->default_value(h.max_connections),
-       "open connections before new ones get 503")
-      ("max-sessions", po::value(&s.max_sessions)->default_value(s.max_sessions),
-       "sessions on this node before initialize gets 503")
-      ("max-blocking-jobs", po::value(&s.max_blocking_jobs)->default_value(s.max_blocking_jobs),
-       "blocking handler jobs queued or running on the worker pool before -32000")
-      ("max-inflight", po::value(&s.max_inflight_per_session)
-           ->default_value(s.max_inflight_per_session),
-       "concurrent requests per session before -32000")
-      ("read-timeout-ms", po::value(&read_ms)->default_value(read_ms),
-       "time to receive one whole request once its first byte arrived")
-      ("idle-timeout-ms", po::value(&idle_ms)->default_value(idle_ms),
-       "keep-alive connection idle time before it is closed")
-      ("write-timeout-ms", po::value(&write_ms)->default_value(write_ms),
-       "time one write may take before the client counts as a slow consumer")
-      ("sse-keepalive-ms", po::value(&keepalive_ms)->default_value(keepalive_ms),
-       "SSE keep-alive comment interval")
-      ("sse-retry-ms", po::value(&retry_ms)->default_value(retry_ms),
-       "retry hint sent with the SSE priming event")
-      ("sse-buffer-events", po::value(&h.sse.buffer_events)->default_value(h.sse.buffer_events),
-       "events kept per stream for Last-Event-ID resumption")
-      ("sse-queue-events", po::value(&h.sse.queue_events)->default_value(h.sse.queue_events),
-       "events queued for a live SSE connection before it counts as a slow consumer")
-      ("client-request-timeout-ms",
-       po::value(&client_timeout_ms)->default_value(client_timeout_ms),
-       "default deadline for sampling / elicitation / roots requests to the client")
-      ("session-idle-timeout-s", po::value(&session_idle_s)->default_value(session_idle_s),
-       "idle sessions are removed after this long")
-      ("page-size", po::value(&s.page_size)->default_value(s.page_size),
-       "items per page of the list methods")
-      ("allowed-origins", po::value(&allowed_origins),
-       "comma-separated allowed Origin values, or *; default: loopback origins only")
-      ("allowed-hosts", po::value(&allowed_hosts),
-       "comma-separated allowed Host names, or *; default: loopback names (and the bound "
-       "address)");
+  limits.add_options()("max-body-bytes", po::value(&max_body)->default_value(max_body),
+                       "largest accepted HTTP body (413 above)")(
+      "max-header-bytes", po::value(&max_header)->default_value(max_header),
+      "largest accepted HTTP header block (431 above)")(
+      "max-json-depth", po::value(&json_depth)->default_value(json_depth),
+      "deepest accepted JSON nesting (-32600 above)")(
+      "max-connections", po::value(&h.max_connections)->default_value(h.max_connections),
+      "open connections before new ones get 503")(
+      "max-sessions", po::value(&s.max_sessions)->default_value(s.max_sessions),
+      "sessions on this node before initialize gets 503")(
+      "max-blocking-jobs", po::value(&s.max_blocking_jobs)->default_value(s.max_blocking_jobs),
+      "blocking handler jobs queued or running on the worker pool before -32000")(
+      "max-inflight",
+      po::value(&s.max_inflight_per_session)->default_value(s.max_inflight_per_session),
+      "concurrent requests per session before -32000")(
+      "read-timeout-ms", po::value(&read_ms)->default_value(read_ms),
+      "time to receive one whole request once its first byte arrived")(
+      "idle-timeout-ms", po::value(&idle_ms)->default_value(idle_ms),
+      "keep-alive connection idle time before it is closed")(
+      "write-timeout-ms", po::value(&write_ms)->default_value(write_ms),
+      "time one write may take before the client counts as a slow consumer")(
+      "sse-keepalive-ms", po::value(&keepalive_ms)->default_value(keepalive_ms),
+      "SSE keep-alive comment interval")("sse-retry-ms",
+                                         po::value(&retry_ms)->default_value(retry_ms),
+                                         "retry hint sent with the SSE priming event")(
+      "sse-buffer-events", po::value(&h.sse.buffer_events)->default_value(h.sse.buffer_events),
+      "events kept per stream for Last-Event-ID resumption")(
+      "sse-queue-events", po::value(&h.sse.queue_events)->default_value(h.sse.queue_events),
+      "events queued for a live SSE connection before it counts as a slow consumer")(
+      "client-request-timeout-ms", po::value(&client_timeout_ms)->default_value(client_timeout_ms),
+      "default deadline for sampling / elicitation / roots requests to the client")(
+      "session-idle-timeout-s", po::value(&session_idle_s)->default_value(session_idle_s),
+      "idle sessions are removed after this long")(
+      "page-size", po::value(&s.page_size)->default_value(s.page_size),
+      "items per page of the list methods")(
+      "allowed-origins", po::value(&allowed_origins),
+      "comma-separated allowed Origin values, or *; default: loopback origins only")(
+      "allowed-hosts", po::value(&allowed_hosts),
+      "comma-separated allowed Host names, or *; default: loopback names (and the bound "
+      "address)");
   po::options_description cluster("Cluster");
-  cluster.add_options()
-      ("cluster", po::value(&c.cluster), "join a cluster: gRPC membership/admin on HOST:PORT")
-      ("seeds", po::value(&seeds), "comma-separated HOST:PORT of other nodes' --cluster address")
-      ("cluster-profile", po::value(&c.cluster_profile)->default_value(c.cluster_profile),
-       "membership timings: lan | fast (see docs/CLUSTER.md)")
-      ("cluster-name", po::value(&c.cluster_name)->default_value(c.cluster_name),
-       "nodes only talk to nodes with the same cluster name");
+  cluster.add_options()("cluster", po::value(&c.cluster),
+                        "join a cluster: gRPC membership/admin on HOST:PORT")(
+      "seeds", po::value(&seeds), "comma-separated HOST:PORT of other nodes' --cluster address")(
+      "cluster-profile", po::value(&c.cluster_profile)->default_value(c.cluster_profile),
+      "membership timings: lan | fast (see docs/CLUSTER.md)")(
+      "cluster-name", po::value(&c.cluster_name)->default_value(c.cluster_name),
+      "nodes only talk to nodes with the same cluster name");
   po::options_description all;
   all.add(general).add(limits).add(cluster);
 

@@ -11,9 +11,9 @@
 #include "cluster/node_membership.hpp"
 #endif
 
-#include <boost/asio/signal_set.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <boost/asio/signal_set.hpp>
 
 #include <cstdio>
 #include <iostream>
@@ -36,11 +36,12 @@ int main(int argc, char** argv) {
   auto& cfg = *parsed;
   spdlog::set_level(spdlog::level::from_str(cfg.log_level));
 
-  std::size_t threads = cfg.threads ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
+  std::size_t threads =
+      cfg.threads ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
   asio::io_context io(static_cast<int>(threads));
   mcp::App app;
-  auto app_state = cfg.app == "conformance" ? node::install_conformance_app(app)
-                                            : node::install_demo_app(app);
+  auto app_state =
+      cfg.app == "conformance" ? node::install_conformance_app(app) : node::install_demo_app(app);
   mcp::Server server(io, app, cfg.server, cfg.worker_threads);
   server.start_idle_sweeper();
 
@@ -51,8 +52,8 @@ int main(int argc, char** argv) {
       http = std::make_unique<transport::HttpServer>(io, server, cfg.http_config);
       http->start();
       auto ep = http->local_endpoint();
-      std::string host = ep.address().is_v6() ? "[" + ep.address().to_string() + "]"
-                                              : ep.address().to_string();
+      std::string host =
+          ep.address().is_v6() ? "[" + ep.address().to_string() + "]" : ep.address().to_string();
       // Tests and scripts wait for this exact line.
       std::fprintf(stderr, "listening on http://%s:%u%s\n", host.c_str(), ep.port(),
                    cfg.http_config.path.c_str());

@@ -2,12 +2,12 @@
 
 #include "mcp/version.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
 
@@ -16,9 +16,9 @@ namespace mcpmesh::transport {
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
+using mcp::ErrorCode;
 using mcp::Metrics;
 using mcp::RpcError;
-using mcp::ErrorCode;
 
 namespace {
 
@@ -228,8 +228,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     out += res.reason();
     out += "\r\n";
     for (const auto& field : res) {
-      if (field.name() == http::field::content_length ||
-          field.name() == http::field::connection) {
+      if (field.name() == http::field::content_length || field.name() == http::field::connection) {
         continue;
       }
       out += field.name_string();
@@ -257,7 +256,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     res.set(http::field::content_type, "application/json");
     res.keep_alive(keep);
     res.body() = *mcp::make_error(id, error);
-    if (status == http::status::method_not_allowed) res.set(http::field::allow, "GET, POST, DELETE");
+    if (status == http::status::method_not_allowed)
+      res.set(http::field::allow, "GET, POST, DELETE");
     co_await write(res);
   }
 
@@ -295,8 +295,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       co_return keep;
     }
     if (target == "/metrics" && req.method() == http::verb::get) {
-      co_await send_plain(http::status::ok, version, keep,
-                          shared_->metrics().render_prometheus(),
+      co_await send_plain(http::status::ok, version, keep, shared_->metrics().render_prometheus(),
                           "text/plain; version=0.0.4");
       co_return keep;
     }
@@ -329,9 +328,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::awaitable<std::shared_ptr<mcp::Session>> require_session(Request& req) {
     auto id = req["Mcp-Session-Id"];
     if (id.empty()) {
-      co_await send_error(http::status::bad_request, req.version(), req.keep_alive(),
-                          RpcError(ErrorCode::kInvalidRequest,
-                                   "Bad Request: Mcp-Session-Id header is required"));
+      co_await send_error(
+          http::status::bad_request, req.version(), req.keep_alive(),
+          RpcError(ErrorCode::kInvalidRequest, "Bad Request: Mcp-Session-Id header is required"));
       co_return nullptr;
     }
     auto session = shared_->server.find_session(id);
@@ -353,9 +352,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool keep = req.keep_alive();
     auto ct = req[http::field::content_type];
     if (!contains_ci(ct.substr(0, ct.find(';')), "application/json")) {
-      co_await send_error(http::status::unsupported_media_type, version, keep,
-                          RpcError(ErrorCode::kInvalidRequest,
-                                   "Content-Type must be application/json"));
+      co_await send_error(
+          http::status::unsupported_media_type, version, keep,
+          RpcError(ErrorCode::kInvalidRequest, "Content-Type must be application/json"));
       co_return keep;
     }
     auto accept = req[http::field::accept];
@@ -388,16 +387,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool created = false;
     if (has_initialize) {
       if (frame.is_batch || frame.messages.size() != 1 || !frame.messages[0].is_request()) {
-        co_await send_error(http::status::bad_request, version, keep,
-                            RpcError(ErrorCode::kInvalidRequest,
-                                     "initialize must be sent alone, as a request"));
+        co_await send_error(
+            http::status::bad_request, version, keep,
+            RpcError(ErrorCode::kInvalidRequest, "initialize must be sent alone, as a request"));
         co_return keep;
       }
       if (!req["Mcp-Session-Id"].empty()) {
-        co_await send_error(http::status::bad_request, version, keep,
-                            RpcError(ErrorCode::kInvalidRequest,
-                                     "initialize must not carry Mcp-Session-Id"),
-                            frame.messages[0].id);
+        co_await send_error(
+            http::status::bad_request, version, keep,
+            RpcError(ErrorCode::kInvalidRequest, "initialize must not carry Mcp-Session-Id"),
+            frame.messages[0].id);
         co_return keep;
       }
       streams = std::make_shared<SessionStreams>(cfg_.sse, shared_->metrics());
@@ -444,9 +443,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     session->post_frame(std::move(frame.messages), channel);
     std::string session_header = created ? session->id() : std::string();
-    bool ok = co_await stream_answer(req, *streams, stream_id, queue, session, session_header,
-                                     created);
-    co_return ok && keep;
+    bool ok =
+        co_await stream_answer(req, *streams, stream_id, queue, session, session_header, created);
+    co_return ok&& keep;
   }
 
   /// Answers a POST: JSON when every event is a response, else an SSE stream.
@@ -480,7 +479,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
       }
       if (status == AsyncQueue<SseEvent>::Status::kClosed ||
           status == AsyncQueue<SseEvent>::Status::kOverflow) {
-        if (!held.empty()) co_return co_await send_json(req, held, session, session_header, created);
+        if (!held.empty())
+          co_return co_await send_json(req, held, session, session_header, created);
         co_await send_error(http::status::not_found, req.version(), false,
                             RpcError(ErrorCode::kInvalidRequest, "session closed"));
         co_return false;
@@ -535,8 +535,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     stream_.expires_never();
     if (protocol_version >= "2025-11-25") {
       // Priming event: an id (so the client can resume from here) and empty data.
-      std::string prime = "id: " + std::to_string(stream_id) + "-0\nretry: " +
-                          std::to_string(cfg_.sse_retry.count()) + "\ndata: \n\n";
+      std::string prime = "id: " + std::to_string(stream_id) +
+                          "-0\nretry: " + std::to_string(cfg_.sse_retry.count()) + "\ndata: \n\n";
       co_await write_chunk(prime);
     }
   }
@@ -667,7 +667,8 @@ asio::awaitable<void> accept_loop(std::shared_ptr<HttpServer::Shared> shared) {
     socket.set_option(tcp::no_delay(true), ec);
     auto ex = socket.get_executor();
     auto conn = std::make_shared<Connection>(shared, std::move(socket));
-    asio::co_spawn(ex, [conn]() { return conn->run(); }, asio::detached);
+    asio::co_spawn(
+        ex, [conn]() { return conn->run(); }, asio::detached);
   }
 }
 

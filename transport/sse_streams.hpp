@@ -21,10 +21,10 @@ namespace mcpmesh::transport {
 
 /// One message ready to go out on a stream.
 struct SseEvent {
-  mcp::Payload data;    // null for the end-of-stream marker
-  std::string id;       // "<stream>-<seq>"
+  mcp::Payload data;  // null for the end-of-stream marker
+  std::string id;     // "<stream>-<seq>"
   bool is_response = false;
-  bool end = false;     // the stream is complete: every request on it was answered
+  bool end = false;         // the stream is complete: every request on it was answered
   bool disconnect = false;  // end this HTTP response now; the stream goes on for resumption
 };
 

@@ -2,12 +2,12 @@
 
 #include "mcp/version.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
-#include <spdlog/spdlog.h>
 
 #include <unistd.h>
 
@@ -129,12 +129,12 @@ asio::awaitable<void> read_loop(std::shared_ptr<StdioTransport::State> st,
         if (pending.size() + piece.size() > st->config.max_line_bytes) {
           discarding = true;
           pending.clear();
-          st->out->deliver(mcp::make_error(nullptr, RpcError(ErrorCode::kInvalidRequest,
-                                                             "message longer than " +
-                                                                 std::to_string(
-                                                                     st->config.max_line_bytes) +
-                                                                 " bytes")),
-                           true);
+          st->out->deliver(
+              mcp::make_error(nullptr,
+                              RpcError(ErrorCode::kInvalidRequest,
+                                       "message longer than " +
+                                           std::to_string(st->config.max_line_bytes) + " bytes")),
+              true);
         } else {
           pending.append(piece);
         }
@@ -158,8 +158,8 @@ asio::awaitable<void> read_loop(std::shared_ptr<StdioTransport::State> st,
 
 StdioTransport::StdioTransport(asio::io_context& io, mcp::Server& server, StdioConfig config)
     : state_(std::make_shared<State>(io, server, config)) {
-  state_->out = std::make_shared<StdoutChannel>(state_->strand, config.out_fd,
-                                                config.max_queued_messages);
+  state_->out =
+      std::make_shared<StdoutChannel>(state_->strand, config.out_fd, config.max_queued_messages);
   auto made = server.create_session(state_->out);
   if (!made) throw std::runtime_error("stdio: cannot create the session");
   state_->session = *made;

@@ -13,9 +13,9 @@ namespace {
 
 // A 1x1 red PNG and a minimal WAV file, base64.
 constexpr std::string_view kImage =
-    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg==";
-constexpr std::string_view kAudio =
-    "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA=";
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8DwHwAFBQIAX8jx0gAAAABJRU5ErkJggg"
+    "==";
+constexpr std::string_view kAudio = "UklGRiYAAABXQVZFZm10IBAAAAABAAEAQB8AAAB9AAACABAAZGF0YQIAAAA=";
 constexpr std::chrono::seconds kClientDeadline{60};
 
 json::object no_args() { return {{"type", "object"}, {"properties", json::object{}}}; }
@@ -106,12 +106,13 @@ void add_tools(App& app) {
                  }
                  co_return ToolResult::text(token.empty() ? "no progress token" : token);
                });
-  app.add_tool({.name = "test_error_handling",
-                .description = "Tests error response handling",
-                .input_schema = no_args()},
-               [](HandlerContext&, json::object) -> ToolCo {
-                 co_return ToolResult::error("This tool intentionally returns an error for testing");
-               });
+  app.add_tool(
+      {.name = "test_error_handling",
+       .description = "Tests error response handling",
+       .input_schema = no_args()},
+      [](HandlerContext&, json::object) -> ToolCo {
+        co_return ToolResult::error("This tool intentionally returns an error for testing");
+      });
   app.add_tool(
       {.name = "test_reconnection",
        .description = "Tests SSE stream disconnection and client reconnection (SEP-1699). Server "
@@ -128,16 +129,16 @@ void add_tools(App& app) {
   app.add_tool(
       {.name = "test_sampling",
        .description = "Tests server-initiated sampling (LLM completion request)",
-       .input_schema = {{"type", "object"},
-                        {"properties",
-                         {{"prompt",
-                           {{"type", "string"}, {"description", "The prompt to send to the LLM"}}}}},
-                        {"required", {"prompt"}}}},
+       .input_schema =
+           {{"type", "object"},
+            {"properties",
+             {{"prompt", {{"type", "string"}, {"description", "The prompt to send to the LLM"}}}}},
+            {"required", {"prompt"}}}},
       [](HandlerContext& ctx, json::object args) -> ToolCo {
         json::object params{
-            {"messages", json::array{json::object{
-                             {"role", "user"},
-                             {"content", {{"type", "text"}, {"text", args.at("prompt")}}}}}},
+            {"messages",
+             json::array{json::object{
+                 {"role", "user"}, {"content", {{"type", "text"}, {"text", args.at("prompt")}}}}}},
             {"maxTokens", 100}};
         auto r = co_await ctx.request_client("sampling/createMessage", std::move(params),
                                              kClientDeadline);
@@ -263,16 +264,16 @@ void add_tools(App& app) {
 using ReadCo = asio::awaitable<Result<std::vector<ResourceContents>>>;
 
 void add_resources(App& app) {
-  app.add_resource({.uri = "test://static-text",
-                    .name = "static-text",
-                    .title = "Static Text Resource",
-                    .description = "A static text resource for testing",
-                    .mime_type = "text/plain"},
-                   [](HandlerContext&, std::string uri) -> ReadCo {
-                     co_return std::vector<ResourceContents>{
-                         {uri, "text/plain", "This is the content of the static text resource.",
-                          std::nullopt}};
-                   });
+  app.add_resource(
+      {.uri = "test://static-text",
+       .name = "static-text",
+       .title = "Static Text Resource",
+       .description = "A static text resource for testing",
+       .mime_type = "text/plain"},
+      [](HandlerContext&, std::string uri) -> ReadCo {
+        co_return std::vector<ResourceContents>{
+            {uri, "text/plain", "This is the content of the static text resource.", std::nullopt}};
+      });
   app.add_resource({.uri = "test://static-binary",
                     .name = "static-binary",
                     .title = "Static Binary Resource",
@@ -298,9 +299,8 @@ void add_resources(App& app) {
        .description = "A resource template with parameter substitution",
        .mime_type = "application/json"},
       [](HandlerContext&, std::string uri, std::map<std::string, std::string> vars) -> ReadCo {
-        json::object body{{"id", vars["id"]},
-                          {"templateTest", true},
-                          {"data", "Data for ID: " + vars["id"]}};
+        json::object body{
+            {"id", vars["id"]}, {"templateTest", true}, {"data", "Data for ID: " + vars["id"]}};
         co_return std::vector<ResourceContents>{
             {uri, "application/json", json::serialize(body), std::nullopt}};
       });
@@ -317,53 +317,53 @@ void add_prompts(App& app) {
                    r.add_text("user", "This is a simple prompt for testing.");
                    co_return r;
                  });
-  app.add_prompt({.name = "test_prompt_with_arguments",
-                  .title = "Prompt With Arguments",
-                  .description = "A prompt with required arguments",
-                  .arguments = {{.name = "arg1", .description = "First test argument", .required = true},
-                                {.name = "arg2", .description = "Second test argument", .required = true}}},
+  app.add_prompt(
+      {.name = "test_prompt_with_arguments",
+       .title = "Prompt With Arguments",
+       .description = "A prompt with required arguments",
+       .arguments = {{.name = "arg1", .description = "First test argument", .required = true},
+                     {.name = "arg2", .description = "Second test argument", .required = true}}},
+      [](HandlerContext&, std::map<std::string, std::string> a) -> PromptCo {
+        PromptResult r;
+        r.add_text("user",
+                   "Prompt with arguments: arg1='" + a["arg1"] + "', arg2='" + a["arg2"] + "'");
+        co_return r;
+      });
+  app.add_prompt({.name = "test_prompt_with_embedded_resource",
+                  .title = "Prompt With Embedded Resource",
+                  .description = "A prompt that includes an embedded resource",
+                  .arguments = {{.name = "resourceUri",
+                                 .description = "URI of the resource to embed",
+                                 .required = true}}},
                  [](HandlerContext&, std::map<std::string, std::string> a) -> PromptCo {
                    PromptResult r;
-                   r.add_text("user", "Prompt with arguments: arg1='" + a["arg1"] + "', arg2='" +
-                                          a["arg2"] + "'");
+                   r.add_content("user", {{"type", "resource"},
+                                          {"resource",
+                                           {{"uri", a["resourceUri"]},
+                                            {"mimeType", "text/plain"},
+                                            {"text", "Embedded resource content for testing."}}}});
+                   r.add_text("user", "Please process the embedded resource above.");
                    co_return r;
                  });
   app.add_prompt(
-      {.name = "test_prompt_with_embedded_resource",
-       .title = "Prompt With Embedded Resource",
-       .description = "A prompt that includes an embedded resource",
-       .arguments = {{.name = "resourceUri",
-                      .description = "URI of the resource to embed",
-                      .required = true}}},
-      [](HandlerContext&, std::map<std::string, std::string> a) -> PromptCo {
+      {.name = "test_prompt_with_image",
+       .title = "Prompt With Image",
+       .description = "A prompt that includes image content"},
+      [](HandlerContext&, std::map<std::string, std::string>) -> PromptCo {
         PromptResult r;
-        r.add_content("user", {{"type", "resource"},
-                               {"resource",
-                                {{"uri", a["resourceUri"]},
-                                 {"mimeType", "text/plain"},
-                                 {"text", "Embedded resource content for testing."}}}});
-        r.add_text("user", "Please process the embedded resource above.");
+        r.add_content("user", {{"type", "image"}, {"data", kImage}, {"mimeType", "image/png"}});
+        r.add_text("user", "Please analyze the image above.");
         co_return r;
       });
-  app.add_prompt({.name = "test_prompt_with_image",
-                  .title = "Prompt With Image",
-                  .description = "A prompt that includes image content"},
-                 [](HandlerContext&, std::map<std::string, std::string>) -> PromptCo {
-                   PromptResult r;
-                   r.add_content("user",
-                                 {{"type", "image"}, {"data", kImage}, {"mimeType", "image/png"}});
-                   r.add_text("user", "Please analyze the image above.");
-                   co_return r;
-                 });
-  app.add_completion("ref/prompt", "test_prompt_with_arguments",
-                     [](HandlerContext&, const CompletionRequest& req)
-                         -> asio::awaitable<Result<Completion>> {
-                       Completion c;
-                       for (std::string v : {"test", "testValue1", "testValue2"}) {
-                         if (v.rfind(req.value, 0) == 0) c.values.push_back(v);
-                       }
-                       co_return c;
-                     });
+  app.add_completion(
+      "ref/prompt", "test_prompt_with_arguments",
+      [](HandlerContext&, const CompletionRequest& req) -> asio::awaitable<Result<Completion>> {
+        Completion c;
+        for (std::string v : {"test", "testValue1", "testValue2"}) {
+          if (v.rfind(req.value, 0) == 0) c.values.push_back(v);
+        }
+        co_return c;
+      });
 }
 
 }  // namespace

@@ -40,26 +40,25 @@ std::shared_ptr<void> install_demo_app(App& app) {
                  co_return ToolResult::text(args.at("text").get_string());
                });
 
-  app.add_tool(
-      {.name = "add",
-       .title = "Add",
-       .description = "Adds two numbers; the sum also comes as structured content.",
-       .input_schema = object_schema({{"a", "number"}, {"b", "number"}}, {"a", "b"}),
-       .output_schema = object_schema({{"sum", "number"}}, {"sum"}),
-       .annotations = {{"readOnlyHint", true}, {"idempotentHint", true}}},
-      [](HandlerContext&, json::object args) -> asio::awaitable<Result<ToolResult>> {
-        double sum = args.at("a").to_number<double>() + args.at("b").to_number<double>();
-        ToolResult r = ToolResult::text(number_text(sum));
-        r.structured_content = json::object{{"sum", json_number(sum)}};
-        co_return r;
-      });
+  app.add_tool({.name = "add",
+                .title = "Add",
+                .description = "Adds two numbers; the sum also comes as structured content.",
+                .input_schema = object_schema({{"a", "number"}, {"b", "number"}}, {"a", "b"}),
+                .output_schema = object_schema({{"sum", "number"}}, {"sum"}),
+                .annotations = {{"readOnlyHint", true}, {"idempotentHint", true}}},
+               [](HandlerContext&, json::object args) -> asio::awaitable<Result<ToolResult>> {
+                 double sum = args.at("a").to_number<double>() + args.at("b").to_number<double>();
+                 ToolResult r = ToolResult::text(number_text(sum));
+                 r.structured_content = json::object{{"sum", json_number(sum)}};
+                 co_return r;
+               });
 
   app.add_tool(
       {.name = "slow",
        .title = "Slow",
        .description = "Works for `seconds`, reporting progress `steps` times; stops on cancel.",
-       .input_schema = object_schema({{"seconds", "number"}, {"steps", "integer"}},
-                                     {"seconds", "steps"})},
+       .input_schema =
+           object_schema({{"seconds", "number"}, {"steps", "integer"}}, {"seconds", "steps"})},
       [](HandlerContext& ctx, json::object args) -> asio::awaitable<Result<ToolResult>> {
         double seconds = args.at("seconds").to_number<double>();
         auto steps = args.at("steps").to_number<std::int64_t>();
@@ -111,18 +110,17 @@ std::shared_ptr<void> install_demo_app(App& app) {
                                                    {"session_id", ctx.request().session_id}});
                });
 
-  app.add_tool(
-      {.name = "log",
-       .title = "Log",
-       .description = "Emits a log notification at the given level (logger 'demo').",
-       .input_schema = object_schema({{"level", "string"}, {"message", "string"}},
-                                     {"level", "message"})},
-      [](HandlerContext& ctx, json::object args) -> asio::awaitable<Result<ToolResult>> {
-        auto level = parse_log_level(args.at("level").get_string());
-        if (!level) co_return ToolResult::error("unknown level");
-        ctx.log(*level, args.at("message"), "demo");
-        co_return ToolResult::text("logged");
-      });
+  app.add_tool({.name = "log",
+                .title = "Log",
+                .description = "Emits a log notification at the given level (logger 'demo').",
+                .input_schema = object_schema({{"level", "string"}, {"message", "string"}},
+                                              {"level", "message"})},
+               [](HandlerContext& ctx, json::object args) -> asio::awaitable<Result<ToolResult>> {
+                 auto level = parse_log_level(args.at("level").get_string());
+                 if (!level) co_return ToolResult::error("unknown level");
+                 ctx.log(*level, args.at("message"), "demo");
+                 co_return ToolResult::text("logged");
+               });
 
   app.add_tool(
       {.name = "ask_llm",
@@ -131,9 +129,9 @@ std::shared_ptr<void> install_demo_app(App& app) {
        .input_schema = object_schema({{"prompt", "string"}}, {"prompt"})},
       [](HandlerContext& ctx, json::object args) -> asio::awaitable<Result<ToolResult>> {
         json::object params{
-            {"messages", json::array{json::object{
-                             {"role", "user"},
-                             {"content", {{"type", "text"}, {"text", args.at("prompt")}}}}}},
+            {"messages",
+             json::array{json::object{
+                 {"role", "user"}, {"content", {{"type", "text"}, {"text", args.at("prompt")}}}}}},
             {"maxTokens", 100}};
         auto r = co_await ctx.request_client("sampling/createMessage", std::move(params),
                                              kClientDeadline);
@@ -155,8 +153,8 @@ std::shared_ptr<void> install_demo_app(App& app) {
       [](HandlerContext& ctx, json::object args) -> asio::awaitable<Result<ToolResult>> {
         json::object params{{"message", args.at("question")},
                             {"requestedSchema", object_schema({{"answer", "string"}}, {"answer"})}};
-        auto r = co_await ctx.request_client("elicitation/create", std::move(params),
-                                             kClientDeadline);
+        auto r =
+            co_await ctx.request_client("elicitation/create", std::move(params), kClientDeadline);
         if (!r) co_return ToolResult::error("elicitation failed: " + r.error().message);
         std::string action, answer;
         if (auto* a = r->if_contains("action"); a && a->is_string()) action = a->get_string();
@@ -196,33 +194,31 @@ std::shared_ptr<void> install_demo_app(App& app) {
         return out;
       });
 
-  app.add_prompt({.name = "summarize",
-                  .title = "Summarize",
-                  .description = "Asks for a summary of a topic.",
-                  .arguments = {{.name = "topic",
-                                 .description = "What to summarize",
-                                 .required = true}}},
-                 [](HandlerContext&, std::map<std::string, std::string> args)
-                     -> asio::awaitable<Result<PromptResult>> {
-                   PromptResult r;
-                   r.description = "Summary request";
-                   r.add_text("user", "Summarize " + args["topic"] + ".");
-                   co_return r;
-                 });
+  app.add_prompt(
+      {.name = "summarize",
+       .title = "Summarize",
+       .description = "Asks for a summary of a topic.",
+       .arguments = {{.name = "topic", .description = "What to summarize", .required = true}}},
+      [](HandlerContext&,
+         std::map<std::string, std::string> args) -> asio::awaitable<Result<PromptResult>> {
+        PromptResult r;
+        r.description = "Summary request";
+        r.add_text("user", "Summarize " + args["topic"] + ".");
+        co_return r;
+      });
 
-  app.add_completion("ref/prompt", "summarize",
-                     [](HandlerContext&, const CompletionRequest& req)
-                         -> asio::awaitable<Result<Completion>> {
-                       static const std::vector<std::string> kTopics = {"mcp", "mesh",
-                                                                         "membership", "metrics"};
-                       Completion c;
-                       if (req.argument == "topic") {
-                         for (auto& t : kTopics) {
-                           if (t.rfind(req.value, 0) == 0) c.values.push_back(t);
-                         }
-                       }
-                       co_return c;
-                     });
+  app.add_completion(
+      "ref/prompt", "summarize",
+      [](HandlerContext&, const CompletionRequest& req) -> asio::awaitable<Result<Completion>> {
+        static const std::vector<std::string> kTopics = {"mcp", "mesh", "membership", "metrics"};
+        Completion c;
+        if (req.argument == "topic") {
+          for (auto& t : kTopics) {
+            if (t.rfind(req.value, 0) == 0) c.values.push_back(t);
+          }
+        }
+        co_return c;
+      });
   return notes;
 }
 
