@@ -135,20 +135,33 @@ class Connection : public std::enable_shared_from_this<Connection> {
     spdlog::debug("http connection: {}", ec.message());
   }
 
-  /// Waits until the peer sends something, at most idle_timeout. No buffer is held meanwhile.
-  asio::awaitable<bool> wait_readable() {
+  /// Arms the connection's watchdog: after `after`, pending socket operations are cancelled
+  /// and `idle_timed_out_` is set.
+  void arm_watchdog(std::chrono::milliseconds after) {
     idle_timed_out_ = false;
-    idle_timer_.expires_after(cfg_.idle_timeout);
-    idle_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
-      if (ec) return;
+    idle_timer_.expires_after(after);
+    idle_timer_.async_wait([self = shared_from_this(), gen = ++watchdog_gen_](
+                               boost::system::error_code ec) {
+      // A stale expiry (the watched operation finished first) must not cancel the next one.
+      if (ec || gen != self->watchdog_gen_) return;
       self->idle_timed_out_ = true;
       boost::system::error_code ignored;
       self->stream_.socket().cancel(ignored);
     });
+  }
+
+  void disarm_watchdog() {
+    ++watchdog_gen_;
+    idle_timer_.cancel();
+  }
+
+  /// Waits until the peer sends something, at most idle_timeout. No buffer is held meanwhile.
+  asio::awaitable<bool> wait_readable() {
+    arm_watchdog(cfg_.idle_timeout);
     boost::system::error_code ec;
     co_await stream_.socket().async_wait(tcp::socket::wait_read,
                                          asio::redirect_error(asio::use_awaitable, ec));
-    idle_timer_.cancel();
+    disarm_watchdog();
     co_return !ec && !idle_timed_out_;
   }
 
@@ -176,11 +189,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
       http::request_parser<http::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(cfg_.max_header_bytes));
       parser.body_limit(cfg_.max_body_bytes);
-      stream_.expires_after(cfg_.read_timeout);
+      // A watchdog cancels the read (rather than the stream's own expiry, which would close
+      // the socket) so a slow sender still gets its 408.
+      arm_watchdog(cfg_.read_timeout);
       boost::system::error_code ec;
       co_await http::async_read(stream_, buffer_, parser,
                                 asio::redirect_error(asio::use_awaitable, ec));
-      stream_.expires_never();
+      disarm_watchdog();
+      if (ec && idle_timed_out_) ec = beast::error::timeout;
       if (ec) {
         if (ec == http::error::body_limit) {
           Metrics::inc(shared_->metrics().body_too_large_total);
@@ -633,6 +649,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   beast::flat_buffer buffer_;
   asio::steady_timer idle_timer_;
   bool idle_timed_out_ = false;
+  std::uint64_t watchdog_gen_ = 0;
   std::shared_ptr<EventQueue> queue_;
   std::string write_buffer_;
 };
