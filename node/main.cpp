@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/signal_set.hpp>
 
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <thread>
@@ -23,6 +24,8 @@ using namespace mcpmesh;
 namespace asio = boost::asio;
 
 int main(int argc, char** argv) {
+  // A peer that went away is an error code on its write, not a signal that ends the node.
+  std::signal(SIGPIPE, SIG_IGN);
   // Logs go to stderr only: stdout belongs to the stdio transport.
   spdlog::set_default_logger(spdlog::stderr_color_mt("mcpmesh"));
   std::optional<node::NodeConfig> parsed;
@@ -61,7 +64,11 @@ int main(int argc, char** argv) {
     }
     if (cfg.stdio) {
       stdio = std::make_unique<transport::StdioTransport>(io, server, cfg.stdio_config);
-      stdio->start([&io] { io.stop(); });
+      // stdin's end ends a stdio-only node; beside HTTP it only ends the stdio session.
+      bool stop_at_eof = !http;
+      stdio->start([&io, stop_at_eof] {
+        if (stop_at_eof) io.stop();
+      });
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "mcpmesh-node: cannot start: %s\n", e.what());
