@@ -14,18 +14,17 @@
 ///
 /// Example (compiled and run by mcp/app_example_test.cpp):
 /// \code
-///   mcpmesh::mcp::App app;
-///   app.add_tool({.name = "add",
-///                 .description = "Adds two numbers",
-///                 .input_schema = mcpmesh::mcp::object_schema(
-///                     {{"a", "number"}, {"b", "number"}}, {"a", "b"})},
-///                [](mcpmesh::mcp::HandlerContext& ctx, mcpmesh::mcp::json::object args)
-///                    -> mcpmesh::mcp::asio::awaitable<mcpmesh::mcp::Result<
-///                        mcpmesh::mcp::ToolResult>> {
-///                  double sum = args.at("a").to_number<double>() +
-///                  args.at("b").to_number<double>(); ctx.report_progress(1, 1); co_return
-///                  mcpmesh::mcp::ToolResult::structured({{"sum", sum}});
-///                });
+///   using namespace mcpmesh::mcp;
+///   App app;
+///   app.add_tool(
+///       {.name = "add",
+///        .description = "Adds two numbers",
+///        .input_schema = object_schema({{"a", "number"}, {"b", "number"}}, {"a", "b"})},
+///       [](HandlerContext& ctx, json::object args) -> asio::awaitable<Result<ToolResult>> {
+///         double sum = args.at("a").to_number<double>() + args.at("b").to_number<double>();
+///         ctx.report_progress(1, 1);
+///         co_return ToolResult::structured({{"sum", json_number(sum)}});
+///       });
 /// \endcode
 
 #include "mcp/jsonrpc.hpp"

@@ -7,14 +7,15 @@ bool is_valid_id(const json::value& id) {
   if (id.is_int64() || id.is_uint64()) return true;
   // Integral doubles are accepted too (some clients serialize ids as 1.0).
   if (id.is_double()) {
+    // Range first: casting an out-of-range double (1e300, NaN) to an integer is undefined.
     double d = id.get_double();
-    return d == static_cast<double>(static_cast<std::int64_t>(d));
+    return d > -9.2e18 && d < 9.2e18 && d == static_cast<double>(static_cast<std::int64_t>(d));
   }
   return false;
 }
 
 json::value json_number(double d) {
-  if (d == static_cast<double>(static_cast<std::int64_t>(d)) && d > -9e15 && d < 9e15) {
+  if (d > -9e15 && d < 9e15 && d == static_cast<double>(static_cast<std::int64_t>(d))) {
     return static_cast<std::int64_t>(d);
   }
   return d;

@@ -9,6 +9,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <charconv>
+#include <cmath>
 
 namespace mcpmesh::mcp {
 
@@ -50,10 +51,13 @@ std::optional<std::string> check_arguments(const json::object& schema, const jso
     else if (*type == "number")
       ok = value.is_number();
     else if (*type == "integer") {
-      ok = value.is_int64() || value.is_uint64() ||
-           (value.is_double() &&
-            value.get_double() ==
-                static_cast<double>(static_cast<std::int64_t>(value.get_double())));
+      // Integral doubles within int64 (what handlers can convert); range before any cast,
+      // which would be undefined for 1e300.
+      ok = value.is_int64() || value.is_uint64();
+      if (value.is_double()) {
+        double d = value.get_double();
+        ok = d > -9.2e18 && d < 9.2e18 && std::trunc(d) == d;
+      }
     } else if (*type == "boolean")
       ok = value.is_bool();
     else if (*type == "object")
@@ -307,8 +311,10 @@ void Session::handle_request(Message m, const Reply& reply) {
                                                     std::move(progress_token));
   inflight_.emplace(std::move(key), inflight);
   auto slot = inflight->signal_.slot();
-  asio::co_spawn(strand_, run_request(std::move(inflight), std::move(m)),
-                 asio::bind_cancellation_slot(slot, asio::detached));
+  // The completion handler owns `inflight` too: co_spawn keeps using the slot (and so the
+  // signal inside InflightRequest) after run_request returns, until it calls the handler.
+  asio::co_spawn(strand_, run_request(inflight, std::move(m)),
+                 asio::bind_cancellation_slot(slot, [keep = inflight](std::exception_ptr) {}));
 }
 
 asio::awaitable<void> Session::run_request(std::shared_ptr<InflightRequest> inflight, Message m) {

@@ -140,14 +140,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void arm_watchdog(std::chrono::milliseconds after) {
     idle_timed_out_ = false;
     idle_timer_.expires_after(after);
-    idle_timer_.async_wait([self = shared_from_this(), gen = ++watchdog_gen_](
-                               boost::system::error_code ec) {
-      // A stale expiry (the watched operation finished first) must not cancel the next one.
-      if (ec || gen != self->watchdog_gen_) return;
-      self->idle_timed_out_ = true;
-      boost::system::error_code ignored;
-      self->stream_.socket().cancel(ignored);
-    });
+    idle_timer_.async_wait(
+        [self = shared_from_this(), gen = ++watchdog_gen_](boost::system::error_code ec) {
+          // A stale expiry (the watched operation finished first) must not cancel the next one.
+          if (ec || gen != self->watchdog_gen_) return;
+          self->idle_timed_out_ = true;
+          boost::system::error_code ignored;
+          self->stream_.socket().cancel(ignored);
+        });
   }
 
   void disarm_watchdog() {

@@ -1,0 +1,173 @@
+#include "node/config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+namespace mcpmesh::node {
+namespace {
+
+/// parse_config over an argv built from `args` (argv[0] is added).
+std::optional<NodeConfig> parse(std::initializer_list<std::string> args) {
+  std::vector<std::string> storage{"mcpmesh-node"};
+  storage.insert(storage.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& s : storage) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  return parse_config(static_cast<int>(storage.size()), argv.data());
+}
+
+NodeConfig parse_ok(std::initializer_list<std::string> args) {
+  auto c = parse(args);
+  EXPECT_TRUE(c.has_value());
+  return c ? *c : NodeConfig{};
+}
+
+TEST(ParseConfig, Defaults) {
+  auto c = parse_ok({});
+  ASSERT_TRUE(c.http.has_value());
+  EXPECT_EQ(*c.http, "127.0.0.1:8080");
+  EXPECT_EQ(c.http_config.host, "127.0.0.1");
+  EXPECT_EQ(c.http_config.port, 8080);
+  EXPECT_EQ(c.app, "demo");
+  EXPECT_FALSE(c.stdio);
+  EXPECT_EQ(c.server.node_id, "n1");
+  EXPECT_TRUE(c.http_config.allowed_origins.empty());
+  EXPECT_TRUE(c.http_config.allowed_hosts.empty());
+  EXPECT_TRUE(c.seeds.empty());
+  EXPECT_TRUE(c.cluster.empty());
+}
+
+TEST(ParseConfig, HttpHostPort) {
+  auto c = parse_ok({"--http", "0.0.0.0:9000"});
+  EXPECT_EQ(c.http_config.host, "0.0.0.0");
+  EXPECT_EQ(c.http_config.port, 9000);
+
+  auto v6 = parse_ok({"--http=[::1]:0"});
+  EXPECT_EQ(v6.http_config.host, "::1");
+  EXPECT_EQ(v6.http_config.port, 0);
+
+  auto no_host = parse_ok({"--http", ":81"});
+  EXPECT_EQ(no_host.http_config.host, "127.0.0.1");
+  EXPECT_EQ(no_host.http_config.port, 81);
+}
+
+TEST(ParseConfig, BadHttpAddressThrows) {
+  for (std::string bad : {"localhost:99999", "localhost:abc", "localhost:", "localhost",
+                          "localhost:80x", "localhost:-1", "[::1]"}) {
+    EXPECT_THROW(parse({"--http", bad}), std::runtime_error) << bad;
+  }
+}
+
+TEST(SplitHostPort, Forms) {
+  EXPECT_EQ(split_host_port("a.example:1"),
+            (std::pair<std::string, std::uint16_t>{"a.example", 1}));
+  EXPECT_EQ(split_host_port("[fe80::1]:65535"),
+            (std::pair<std::string, std::uint16_t>{"fe80::1", 65535}));
+  EXPECT_THROW(split_host_port("h:65536"), std::runtime_error);
+}
+
+TEST(ParseConfig, StdioWithoutHttpServesNoHttp) {
+  auto c = parse_ok({"--stdio"});
+  EXPECT_TRUE(c.stdio);
+  EXPECT_FALSE(c.http.has_value());
+
+  auto both = parse_ok({"--stdio", "--http", "127.0.0.1:0"});
+  EXPECT_TRUE(both.stdio);
+  ASSERT_TRUE(both.http.has_value());
+  EXPECT_EQ(both.http_config.port, 0);
+}
+
+class ConfigFileTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    path_ = std::filesystem::path(::testing::TempDir()) /
+            ("mcpmesh_config_test_" + std::to_string(::getpid()) + ".conf");
+    std::ofstream out(path_);
+    out << "# a comment\nhttp = 127.0.0.1:9999\napp = conformance\nallowed-hosts = a,b\n";
+  }
+  void TearDown() override { std::filesystem::remove(path_); }
+
+  std::filesystem::path path_;
+};
+
+TEST_F(ConfigFileTest, FileSetsOptions) {
+  auto c = parse_ok({"--config", path_.string()});
+  EXPECT_EQ(c.http_config.port, 9999);
+  EXPECT_EQ(c.app, "conformance");
+  EXPECT_EQ(c.http_config.allowed_hosts, (std::vector<std::string>{"a", "b"}));
+}
+
+TEST_F(ConfigFileTest, CommandLineWins) {
+  auto c = parse_ok({"--app", "demo", "--config", path_.string(), "--http", "127.0.0.1:1234"});
+  EXPECT_EQ(c.app, "demo");
+  EXPECT_EQ(c.http_config.port, 1234);
+  EXPECT_EQ(c.http_config.allowed_hosts, (std::vector<std::string>{"a", "b"}));
+}
+
+TEST(ParseConfig, MissingConfigFileThrows) {
+  EXPECT_THROW(parse({"--config", "/nonexistent/mcpmesh.conf"}), std::runtime_error);
+}
+
+TEST(ParseConfig, BadAppThrows) {
+  EXPECT_THROW(parse({"--app", "nope"}), std::runtime_error);
+  EXPECT_EQ(parse_ok({"--app", "conformance"}).app, "conformance");
+}
+
+TEST(ParseConfig, NodeId) {
+  EXPECT_EQ(parse_ok({"--node-id", "edge-7"}).server.node_id, "edge-7");
+  EXPECT_THROW(parse({"--node-id", "a.b"}), std::runtime_error);
+  EXPECT_THROW(parse({"--node-id", ""}), std::runtime_error);
+  EXPECT_THROW(parse({"--node-id", "has space"}), std::runtime_error);
+}
+
+TEST(ParseConfig, UnknownOptionAndMissingValueThrow) {
+  EXPECT_THROW(parse({"--no-such-flag"}), std::runtime_error);
+  EXPECT_THROW(parse({"--http"}), std::runtime_error);
+  EXPECT_THROW(parse({"--max-body-bytes", "lots"}), std::runtime_error);
+}
+
+TEST(ParseConfig, ListsSplitOnCommas) {
+  auto c = parse_ok({"--allowed-origins", "http://a.example,https://b.example:8443",
+                     "--allowed-hosts", "x,,y,", "--seeds", "h1:7000,h2:7000"});
+  EXPECT_EQ(c.http_config.allowed_origins,
+            (std::vector<std::string>{"http://a.example", "https://b.example:8443"}));
+  EXPECT_EQ(c.http_config.allowed_hosts, (std::vector<std::string>{"x", "y"}));
+  EXPECT_EQ(c.seeds, (std::vector<std::string>{"h1:7000", "h2:7000"}));
+  EXPECT_EQ(parse_ok({"--allowed-origins", "*"}).http_config.allowed_origins,
+            (std::vector<std::string>{"*"}));
+}
+
+TEST(ParseConfig, LimitsReachTheirConfigs) {
+  auto c = parse_ok({"--max-body-bytes", "1000", "--max-json-depth", "8", "--read-timeout-ms",
+                     "250", "--session-idle-timeout-s", "30", "--page-size", "5", "--max-inflight",
+                     "3", "--sse-buffer-events", "7"});
+  EXPECT_EQ(c.http_config.max_body_bytes, 1000u);
+  EXPECT_EQ(c.stdio_config.max_line_bytes, 1000u);
+  EXPECT_EQ(c.http_config.max_json_depth, 8u);
+  EXPECT_EQ(c.stdio_config.max_json_depth, 8u);
+  EXPECT_EQ(c.http_config.read_timeout, std::chrono::milliseconds(250));
+  EXPECT_EQ(c.server.session_idle_timeout, std::chrono::seconds(30));
+  EXPECT_EQ(c.server.page_size, 5u);
+  EXPECT_EQ(c.server.max_inflight_per_session, 3u);
+  EXPECT_EQ(c.http_config.sse.buffer_events, 7u);
+  EXPECT_THROW(parse({"--max-json-depth", "1"}), std::runtime_error);
+}
+
+TEST(ParseConfig, HelpAndVersionReturnNothing) {
+  ::testing::internal::CaptureStdout();
+  EXPECT_FALSE(parse({"--help"}).has_value());
+  EXPECT_FALSE(parse({"--version"}).has_value());
+  auto out = ::testing::internal::GetCapturedStdout();
+  EXPECT_NE(out.find("--http"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace mcpmesh::node

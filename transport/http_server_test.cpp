@@ -1,0 +1,356 @@
+#include "transport/http_server.hpp"
+
+#include <gtest/gtest.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+
+#include <regex>
+#include <string>
+#include <thread>
+
+namespace mcpmesh::transport {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+// ---------------------------------------------------------------------------------------------
+// Origin / Host rules
+
+TEST(OriginAllowed, LoopbackOriginsByDefault) {
+  const std::vector<std::string> none;
+  EXPECT_TRUE(origin_allowed("http://localhost", none));
+  EXPECT_TRUE(origin_allowed("http://localhost:3000", none));
+  EXPECT_TRUE(origin_allowed("https://127.0.0.1:8443", none));
+  EXPECT_TRUE(origin_allowed("http://[::1]:8080", none));
+  EXPECT_TRUE(origin_allowed("http://[::1]", none));
+  EXPECT_TRUE(origin_allowed("HTTP://LOCALHOST:3000", none));
+}
+
+TEST(OriginAllowed, EvilOriginsByDefault) {
+  const std::vector<std::string> none;
+  for (std::string_view o :
+       {"https://evil.com", "http://localhost.evil.com", "http://127.0.0.1.evil.com:80",
+        "http://evil.com/localhost", "null", "", "localhost", "http://", "http://[::2]:80"}) {
+    EXPECT_FALSE(origin_allowed(o, none)) << o;
+  }
+}
+
+TEST(OriginAllowed, ExplicitListReplacesLoopbackDefault) {
+  const std::vector<std::string> list = {"https://app.example.com", "http://tool.local:8080"};
+  EXPECT_TRUE(origin_allowed("https://app.example.com", list));
+  EXPECT_TRUE(origin_allowed("HTTPS://APP.EXAMPLE.COM", list));
+  EXPECT_TRUE(origin_allowed("http://tool.local:8080", list));
+  EXPECT_FALSE(origin_allowed("http://tool.local:8081", list)) << "ports are part of an origin";
+  EXPECT_FALSE(origin_allowed("http://app.example.com", list)) << "so is the scheme";
+  EXPECT_FALSE(origin_allowed("http://localhost:3000", list));
+  EXPECT_FALSE(origin_allowed("https://evil.com", list));
+}
+
+TEST(OriginAllowed, WildcardAllowsAnything) {
+  const std::vector<std::string> star = {"*"};
+  EXPECT_TRUE(origin_allowed("https://evil.com", star));
+  EXPECT_TRUE(origin_allowed("null", star));
+}
+
+TEST(HostAllowed, LoopbackNamesByDefault) {
+  const std::vector<std::string> none;
+  for (std::string_view h : {"localhost", "localhost:8080", "127.0.0.1", "127.0.0.1:0", "[::1]",
+                             "[::1]:8080", "::1", "LocalHost:1"}) {
+    EXPECT_TRUE(host_allowed(h, none)) << h;
+  }
+}
+
+TEST(HostAllowed, EvilHostsByDefault) {
+  const std::vector<std::string> none;
+  for (std::string_view h :
+       {"", "evil.com", "evil.com:8080", "localhost.evil.com", "127.0.0.1.nip.io:80", "[::2]:80",
+        "10.0.0.1", "0.0.0.0:8080", "127.0.0.2"}) {
+    EXPECT_FALSE(host_allowed(h, none)) << h;
+  }
+}
+
+TEST(HostAllowed, ExplicitListIgnoresPorts) {
+  const std::vector<std::string> list = {"mcp.example.com", "10.1.2.3"};
+  EXPECT_TRUE(host_allowed("mcp.example.com", list));
+  EXPECT_TRUE(host_allowed("MCP.example.com:443", list));
+  EXPECT_TRUE(host_allowed("10.1.2.3:8080", list));
+  EXPECT_FALSE(host_allowed("localhost", list)) << "an explicit list replaces the default";
+  EXPECT_FALSE(host_allowed("evil.com", list));
+  EXPECT_FALSE(host_allowed("mcp.example.com.evil.com", list));
+}
+
+TEST(HostAllowed, WildcardAllowsAnyNonEmptyHost) {
+  const std::vector<std::string> star = {"*"};
+  EXPECT_TRUE(host_allowed("anything.example:1", star));
+  EXPECT_FALSE(host_allowed("", star));
+}
+
+// ---------------------------------------------------------------------------------------------
+// An in-process server on 127.0.0.1, port 0, driven by a Beast client.
+
+using Response = http::response<http::string_body>;
+
+constexpr std::string_view kInitialize =
+    R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25",)"
+    R"("capabilities":{},"clientInfo":{"name":"t","version":"1"}}})";
+constexpr std::string_view kBothTypes = "application/json, text/event-stream";
+
+class HttpServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    app_.add_tool({.name = "progress"},
+                  [](mcp::HandlerContext& ctx,
+                     json::object) -> mcp::asio::awaitable<mcp::Result<mcp::ToolResult>> {
+                    ctx.report_progress(1, 1, "all done");
+                    co_return mcp::ToolResult::text("finished");
+                  });
+    server_ = std::make_unique<mcp::Server>(io_, app_, mcp::ServerConfig{}, 1);
+    HttpConfig cfg;
+    cfg.host = "127.0.0.1";
+    cfg.port = 0;
+    cfg.max_body_bytes = 4096;
+    cfg.read_timeout = 5s;
+    cfg.idle_timeout = 5s;
+    cfg.write_timeout = 5s;
+    http_ = std::make_unique<HttpServer>(io_, *server_, cfg);
+    endpoint_ = http_->local_endpoint();
+    ASSERT_NE(endpoint_.port(), 0);
+    http_->start();
+    thread_ = std::thread([this] { io_.run(); });
+  }
+
+  void TearDown() override {
+    asio::post(io_, [this] { http_->stop(); });
+    server_->close_all();
+    guard_.reset();
+    // Every connection ends on its own: the client closed it, or idle_timeout (5 s) passes.
+    thread_.join();
+    http_.reset();
+    server_.reset();
+  }
+
+  /// One request on a fresh connection, every step bounded; Host defaults to the server's.
+  Response send(http::request<http::string_body> req) {
+    asio::io_context cio;
+    beast::tcp_stream stream(cio);
+    Response res;
+    bool done = false;
+    std::string failure;
+    if (req[http::field::host].empty()) {
+      req.set(http::field::host, "127.0.0.1:" + std::to_string(endpoint_.port()));
+    }
+    req.prepare_payload();
+    asio::co_spawn(
+        cio,
+        [&]() -> asio::awaitable<void> {
+          stream.expires_after(10s);
+          co_await stream.async_connect(endpoint_, asio::use_awaitable);
+          co_await http::async_write(stream, req, asio::use_awaitable);
+          beast::flat_buffer buffer;
+          http::response_parser<http::string_body> parser;
+          parser.body_limit(1 << 20);
+          co_await http::async_read(stream, buffer, parser, asio::use_awaitable);
+          res = parser.release();
+          done = true;
+        },
+        [&](std::exception_ptr e) {
+          if (!e) return;
+          try {
+            std::rethrow_exception(e);
+          } catch (const std::exception& ex) {
+            failure = ex.what();
+          }
+        });
+    cio.run_for(15s);
+    EXPECT_TRUE(done) << "request failed: " << (failure.empty() ? "timed out" : failure);
+    return res;
+  }
+
+  http::request<http::string_body> post(std::string_view body, std::string_view session = {}) {
+    http::request<http::string_body> req{http::verb::post, "/mcp", 11};
+    req.set(http::field::content_type, "application/json");
+    req.set(http::field::accept, kBothTypes);
+    if (!session.empty()) req.set("Mcp-Session-Id", session);
+    req.body() = std::string(body);
+    return req;
+  }
+
+  http::request<http::string_body> get(std::string_view target, std::string_view session = {}) {
+    http::request<http::string_body> req{http::verb::get, target, 11};
+    req.set(http::field::accept, "text/event-stream");
+    if (!session.empty()) req.set("Mcp-Session-Id", session);
+    return req;
+  }
+
+  /// initialize + notifications/initialized; returns the session id.
+  std::string open_session() {
+    auto res = send(post(kInitialize));
+    EXPECT_EQ(res.result_int(), 200u) << res.body();
+    std::string id(res["Mcp-Session-Id"]);
+    auto note = send(post(R"({"jsonrpc":"2.0","method":"notifications/initialized"})", id));
+    EXPECT_EQ(note.result_int(), 202u) << note.body();
+    return id;
+  }
+
+  static std::int64_t error_code(const Response& res) {
+    auto v = json::parse(res.body());
+    return v.at("error").at("code").as_int64();
+  }
+
+  mcp::App app_;
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> guard_{io_.get_executor()};
+  std::unique_ptr<mcp::Server> server_;
+  std::unique_ptr<HttpServer> http_;
+  asio::ip::tcp::endpoint endpoint_;
+  std::thread thread_;
+};
+
+TEST_F(HttpServerTest, InitializeCreatesASession) {
+  auto res = send(post(kInitialize));
+  ASSERT_EQ(res.result_int(), 200u) << res.body();
+  EXPECT_NE(res[http::field::content_type].find("application/json"), std::string::npos);
+  std::string id(res["Mcp-Session-Id"]);
+  EXPECT_TRUE(std::regex_match(id, std::regex("^n1\\.[0-9a-f]{32}$"))) << id;
+  auto body = json::parse(res.body());
+  EXPECT_EQ(body.at("id"), 1);
+  EXPECT_EQ(body.at("result").at("protocolVersion"), "2025-11-25");
+  EXPECT_NE(server_->find_session(id), nullptr);
+}
+
+TEST_F(HttpServerTest, RequestsAndNotificationsOnASession) {
+  auto id = open_session();
+  auto res = send(post(R"({"jsonrpc":"2.0","id":2,"method":"tools/list"})", id));
+  ASSERT_EQ(res.result_int(), 200u) << res.body();
+  auto body = json::parse(res.body());
+  EXPECT_EQ(body.at("result").at("tools").at(0).at("name"), "progress");
+  EXPECT_TRUE(res["Mcp-Session-Id"].empty()) << "only the initialize answer names the session";
+}
+
+TEST_F(HttpServerTest, ProgressTurnsTheAnswerIntoAnSseStream) {
+  auto id = open_session();
+  auto res = send(post(R"({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":)"
+                       R"("progress","_meta":{"progressToken":"p1"}}})",
+                       id));
+  ASSERT_EQ(res.result_int(), 200u);
+  EXPECT_EQ(res[http::field::content_type], "text/event-stream");
+  const auto& body = res.body();
+  auto progress = body.find("notifications/progress");
+  auto result = body.find("\"finished\"");
+  ASSERT_NE(progress, std::string::npos) << body;
+  ASSERT_NE(result, std::string::npos) << body;
+  EXPECT_LT(progress, result);
+  EXPECT_NE(body.find("event: message\nid: "), std::string::npos) << body;
+}
+
+TEST_F(HttpServerTest, GetWithoutSessionIs400) { EXPECT_EQ(send(get("/mcp")).result_int(), 400u); }
+
+TEST_F(HttpServerTest, UnknownSessionIs404) {
+  auto res = send(post(R"({"jsonrpc":"2.0","id":2,"method":"tools/list"})",
+                       "n1.00000000000000000000000000000000"));
+  EXPECT_EQ(res.result_int(), 404u);
+  EXPECT_EQ(send(get("/mcp", "n1.nope")).result_int(), 404u);
+}
+
+TEST_F(HttpServerTest, DeleteEndsTheSession) {
+  auto id = open_session();
+  http::request<http::string_body> del{http::verb::delete_, "/mcp", 11};
+  del.set("Mcp-Session-Id", id);
+  EXPECT_EQ(send(del).result_int(), 200u);
+  EXPECT_EQ(server_->find_session(id), nullptr);
+  auto res = send(post(R"({"jsonrpc":"2.0","id":2,"method":"ping"})", id));
+  EXPECT_EQ(res.result_int(), 404u);
+  EXPECT_EQ(send(del).result_int(), 404u);
+}
+
+TEST_F(HttpServerTest, PostWithoutProperAcceptIs406) {
+  auto req = post(kInitialize);
+  req.erase(http::field::accept);
+  EXPECT_EQ(send(req).result_int(), 406u);
+  req.set(http::field::accept, "application/json");
+  EXPECT_EQ(send(req).result_int(), 406u);
+  req.set(http::field::accept, "text/event-stream");
+  EXPECT_EQ(send(req).result_int(), 406u);
+  req.set(http::field::accept, "*/*");
+  EXPECT_EQ(send(req).result_int(), 200u);
+}
+
+TEST_F(HttpServerTest, GetWithoutEventStreamAcceptIs406) {
+  auto id = open_session();
+  auto req = get("/mcp", id);
+  req.set(http::field::accept, "application/json");
+  EXPECT_EQ(send(req).result_int(), 406u);
+}
+
+TEST_F(HttpServerTest, WrongContentTypeIs415) {
+  auto req = post(kInitialize);
+  req.set(http::field::content_type, "text/plain");
+  EXPECT_EQ(send(req).result_int(), 415u);
+  req.set(http::field::content_type, "application/json; charset=utf-8");
+  EXPECT_EQ(send(req).result_int(), 200u);
+}
+
+TEST_F(HttpServerTest, BadProtocolVersionHeaderIs400) {
+  auto id = open_session();
+  auto req = post(R"({"jsonrpc":"2.0","id":2,"method":"ping"})", id);
+  req.set("MCP-Protocol-Version", "1999-01-01");
+  EXPECT_EQ(send(req).result_int(), 400u);
+  req.set("MCP-Protocol-Version", "2025-11-25");
+  EXPECT_EQ(send(req).result_int(), 200u);
+}
+
+TEST_F(HttpServerTest, BodyOverTheLimitIs413) {
+  std::string big = R"({"jsonrpc":"2.0","id":1,"method":"ping","params":{"pad":")" +
+                    std::string(8000, 'x') + "\"}}";
+  auto res = send(post(big));
+  EXPECT_EQ(res.result_int(), 413u);
+  EXPECT_EQ(server_->metrics().body_too_large_total.load(), 1u);
+}
+
+TEST_F(HttpServerTest, MalformedJsonIs400ParseError) {
+  auto res = send(post("{not json"));
+  ASSERT_EQ(res.result_int(), 400u);
+  EXPECT_EQ(error_code(res), -32700);
+  EXPECT_EQ(server_->metrics().parse_errors_total.load(), 1u);
+}
+
+TEST_F(HttpServerTest, InitializeWithASessionIdIs400) {
+  auto res = send(post(kInitialize, "n1.00000000000000000000000000000000"));
+  EXPECT_EQ(res.result_int(), 400u);
+}
+
+TEST_F(HttpServerTest, ForeignHostAndOriginAre403) {
+  auto req = post(kInitialize);
+  req.set(http::field::origin, "https://evil.com");
+  EXPECT_EQ(send(req).result_int(), 403u);
+  EXPECT_EQ(server_->metrics().origin_rejected_total.load(), 1u);
+  req.set(http::field::origin, "http://localhost:5173");
+  EXPECT_EQ(send(req).result_int(), 200u);
+
+  auto evil_host = get("/healthz");
+  evil_host.set(http::field::host, "evil.com");
+  EXPECT_EQ(send(evil_host).result_int(), 403u);
+  EXPECT_EQ(server_->metrics().host_rejected_total.load(), 1u);
+}
+
+TEST_F(HttpServerTest, UnknownPathIs404) { EXPECT_EQ(send(get("/nope")).result_int(), 404u); }
+
+TEST_F(HttpServerTest, HealthzAndMetrics) {
+  auto health = send(get("/healthz"));
+  EXPECT_EQ(health.result_int(), 200u);
+  EXPECT_EQ(health.body(), "ok\n");
+  auto metrics = send(get("/metrics"));
+  EXPECT_EQ(metrics.result_int(), 200u);
+  EXPECT_NE(metrics.body().find("mcpmesh_http_requests_total"), std::string::npos)
+      << metrics.body();
+  EXPECT_NE(metrics.body().find("mcpmesh_sessions_active"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace mcpmesh::transport
