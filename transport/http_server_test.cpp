@@ -110,6 +110,23 @@ class HttpServerTest : public ::testing::Test {
                     ctx.report_progress(1, 1, "all done");
                     co_return mcp::ToolResult::text("finished");
                   });
+    // Ends its POST stream at once and answers later: the client resumes with Last-Event-ID.
+    app_.add_tool({.name = "release"},
+                  [](mcp::HandlerContext& ctx,
+                     json::object) -> mcp::asio::awaitable<mcp::Result<mcp::ToolResult>> {
+                    ctx.close_stream();
+                    asio::steady_timer t(ctx.executor(), 100ms);
+                    co_await t.async_wait(asio::use_awaitable);
+                    co_return mcp::ToolResult::text("answered after the stream closed");
+                  });
+    // Outlasts sse_keepalive several times without emitting anything.
+    app_.add_tool({.name = "quiet"},
+                  [](mcp::HandlerContext& ctx,
+                     json::object) -> mcp::asio::awaitable<mcp::Result<mcp::ToolResult>> {
+                    asio::steady_timer t(ctx.executor(), 1s);
+                    co_await t.async_wait(asio::use_awaitable);
+                    co_return mcp::ToolResult::text("quiet done");
+                  });
     server_ = std::make_unique<mcp::Server>(io_, app_, mcp::ServerConfig{}, 1);
     HttpConfig cfg;
     cfg.host = "127.0.0.1";
@@ -118,6 +135,7 @@ class HttpServerTest : public ::testing::Test {
     cfg.read_timeout = 5s;
     cfg.idle_timeout = 5s;
     cfg.write_timeout = 5s;
+    cfg.sse_keepalive = 200ms;
     http_ = std::make_unique<HttpServer>(io_, *server_, cfg);
     endpoint_ = http_->local_endpoint();
     ASSERT_NE(endpoint_.port(), 0);
@@ -247,6 +265,54 @@ TEST_F(HttpServerTest, ProgressTurnsTheAnswerIntoAnSseStream) {
   ASSERT_NE(result, std::string::npos) << body;
   EXPECT_LT(progress, result);
   EXPECT_NE(body.find("event: message\nid: "), std::string::npos) << body;
+  EXPECT_EQ(res["X-Accel-Buffering"], "no");
+  EXPECT_EQ(res[http::field::cache_control], "no-cache");
+  // A 2025-11-25 session's SSE stream opens with a priming event: an id, a retry, empty data.
+  EXPECT_EQ(body.rfind("id: ", 0), 0u) << body;
+  EXPECT_NE(body.find("-0\nretry: "), std::string::npos) << body;
+  EXPECT_LT(body.find("data: \n\n"), progress) << body;
+}
+
+TEST_F(HttpServerTest, OtherMethodsAre405) {
+  http::request<http::string_body> req{http::verb::put, "/mcp", 11};
+  auto res = send(req);
+  EXPECT_EQ(res.result_int(), 405u);
+  EXPECT_EQ(res[http::field::allow], "GET, POST, DELETE");
+}
+
+TEST_F(HttpServerTest, ClosedStreamResumesWithLastEventId) {
+  auto id = open_session();
+  auto first = send(post(R"({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":)"
+                         R"("release"}})",
+                         id));
+  ASSERT_EQ(first.result_int(), 200u);
+  ASSERT_EQ(first[http::field::content_type], "text/event-stream");
+  EXPECT_EQ(first.body().find("answered after"), std::string::npos) << first.body();
+  // The priming event's id is where the resumption starts.
+  std::string body = first.body();
+  ASSERT_EQ(body.rfind("id: ", 0), 0u) << body;
+  std::string last_id = body.substr(4, body.find('\n') - 4);
+  auto req = get("/mcp", id);
+  req.set("Last-Event-ID", last_id);
+  auto resumed = send(req);  // ends once the stream's last request is answered
+  ASSERT_EQ(resumed.result_int(), 200u);
+  EXPECT_NE(resumed.body().find("answered after the stream closed"), std::string::npos)
+      << resumed.body();
+  EXPECT_NE(resumed.body().find("\"id\":4"), std::string::npos) << resumed.body();
+}
+
+TEST_F(HttpServerTest, LongCallBecomesSseWithKeepAliveComments) {
+  auto id = open_session();
+  auto res = send(post(R"({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":)"
+                       R"("quiet"}})",
+                       id));
+  ASSERT_EQ(res.result_int(), 200u);
+  EXPECT_EQ(res[http::field::content_type], "text/event-stream");
+  auto keepalive = res.body().find(": keep-alive\n\n");
+  auto result = res.body().find("quiet done");
+  ASSERT_NE(keepalive, std::string::npos) << res.body();
+  ASSERT_NE(result, std::string::npos) << res.body();
+  EXPECT_LT(keepalive, result);
 }
 
 TEST_F(HttpServerTest, GetWithoutSessionIs400) { EXPECT_EQ(send(get("/mcp")).result_int(), 400u); }
