@@ -62,15 +62,16 @@ std::string Server::new_session_id() const {
   return id;
 }
 
-Result<std::shared_ptr<Session>> Server::create_session(std::shared_ptr<ClientChannel> standalone) {
+Result<std::shared_ptr<Session>> Server::create_session(std::shared_ptr<ClientChannel> standalone,
+                                                        asio::io_context* context) {
   if (sessions_.size() >= config_.max_sessions) {
     Metrics::inc(metrics_.sessions_rejected_total);
     return RpcError(ErrorCode::kServerBusy, "too many sessions on this node (max " +
                                                 std::to_string(config_.max_sessions) + ")");
   }
   for (;;) {
-    auto session =
-        std::make_shared<Session>(*this, new_session_id(), asio::make_strand(io_), standalone);
+    auto session = std::make_shared<Session>(
+        *this, new_session_id(), asio::make_strand(context ? *context : io_), standalone);
     if (sessions_.insert(session->id(), session)) {
       Metrics::inc(metrics_.sessions_created_total);
       Metrics::inc(metrics_.sessions_active);

@@ -143,9 +143,11 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  /// Creates and registers a session; fails with kServerBusy at max_sessions.
+  /// Creates and registers a session whose strand runs on `context` (the creating
+  /// connection's, so their hops stay on one thread; default: the server's); fails with
+  /// kServerBusy at max_sessions.
   [[nodiscard]] Result<std::shared_ptr<Session>> create_session(
-      std::shared_ptr<ClientChannel> standalone);
+      std::shared_ptr<ClientChannel> standalone, asio::io_context* context = nullptr);
   [[nodiscard]] std::shared_ptr<Session> find_session(std::string_view id) const;
   /// Removes and closes a session. Returns false if unknown.
   bool close_session(std::string_view id);

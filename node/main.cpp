@@ -41,7 +41,8 @@ int main(int argc, char** argv) {
 
   std::size_t threads =
       cfg.threads ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
-  asio::io_context io(static_cast<int>(threads));
+  transport::IoPool pool(threads);
+  asio::io_context& io = pool.at(0);
   mcp::App app;
   auto app_state =
       cfg.app == "conformance" ? node::install_conformance_app(app) : node::install_demo_app(app);
@@ -52,7 +53,7 @@ int main(int argc, char** argv) {
   std::unique_ptr<transport::StdioTransport> stdio;
   try {
     if (cfg.http) {
-      http = std::make_unique<transport::HttpServer>(io, server, cfg.http_config);
+      http = std::make_unique<transport::HttpServer>(pool, server, cfg.http_config);
       http->start();
       auto ep = http->local_endpoint();
       std::string host =
@@ -66,8 +67,8 @@ int main(int argc, char** argv) {
       stdio = std::make_unique<transport::StdioTransport>(io, server, cfg.stdio_config);
       // stdin's end ends a stdio-only node; beside HTTP it only ends the stdio session.
       bool stop_at_eof = !http;
-      stdio->start([&io, stop_at_eof] {
-        if (stop_at_eof) io.stop();
+      stdio->start([&pool, stop_at_eof] {
+        if (stop_at_eof) pool.stop();
       });
     }
   } catch (const std::exception& e) {
@@ -111,12 +112,9 @@ int main(int argc, char** argv) {
 #endif
     if (http) http->stop();
     server.close_all();
-    io.stop();
+    pool.stop();
   });
 
-  std::vector<std::thread> pool;
-  for (std::size_t i = 1; i < threads; ++i) pool.emplace_back([&io] { io.run(); });
-  io.run();
-  for (auto& t : pool) t.join();
+  pool.run();
   return 0;
 }

@@ -87,9 +87,11 @@ bool host_allowed(std::string_view host, const std::vector<std::string>& allowed
 }
 
 struct HttpServer::Shared {
-  Shared(asio::io_context& io, mcp::Server& s, HttpConfig c)
-      : io(io), server(s), config(std::move(c)), acceptor(io) {}
-  asio::io_context& io;
+  Shared(std::vector<asio::io_context*> ctxs, mcp::Server& s, HttpConfig c)
+      : contexts(std::move(ctxs)), server(s), config(std::move(c)), acceptor(*contexts[0]) {}
+  std::vector<asio::io_context*> contexts;
+  std::size_t next_context = 0;  // accept loop only
+  asio::io_context& next() { return *contexts[next_context++ % contexts.size()]; }
   mcp::Server& server;
   HttpConfig config;
   tcp::acceptor acceptor;
@@ -104,8 +106,10 @@ using Response = http::response<http::string_body>;
 /// One HTTP connection. Lives as long as its coroutine (shared_from_this).
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(std::shared_ptr<HttpServer::Shared> shared, tcp::socket socket)
-      : shared_(std::move(shared)),
+  Connection(std::shared_ptr<HttpServer::Shared> shared, tcp::socket socket,
+             asio::io_context& context)
+      : context_(context),
+        shared_(std::move(shared)),
         cfg_(shared_->config),
         stream_(std::move(socket)),
         idle_timer_(stream_.get_executor()) {}
@@ -416,7 +420,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         co_return keep;
       }
       streams = std::make_shared<SessionStreams>(cfg_.sse, shared_->metrics());
-      auto made = shared_->server.create_session(streams);
+      auto made = shared_->server.create_session(streams, &context_);
       if (!made) {
         Response res{http::status::service_unavailable, version};
         res.set(http::field::content_type, "application/json");
@@ -643,6 +647,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     co_return req.keep_alive();
   }
 
+  asio::io_context& context_;  // the one this connection (and sessions it creates) runs on
   std::shared_ptr<HttpServer::Shared> shared_;
   const HttpConfig& cfg_;
   beast::tcp_stream stream_;
@@ -657,13 +662,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
 asio::awaitable<void> accept_loop(std::shared_ptr<HttpServer::Shared> shared) {
   for (;;) {
     boost::system::error_code ec;
+    auto& context = shared->next();
     auto socket = co_await shared->acceptor.async_accept(
-        asio::make_strand(shared->io), asio::redirect_error(asio::use_awaitable, ec));
+        asio::make_strand(context), asio::redirect_error(asio::use_awaitable, ec));
     if (ec == asio::error::operation_aborted || !shared->acceptor.is_open()) co_return;
     if (ec) {
       // EMFILE and friends: back off briefly rather than spin.
       spdlog::warn("accept failed: {}", ec.message());
-      asio::steady_timer t(shared->io, std::chrono::milliseconds(50));
+      asio::steady_timer t(shared->acceptor.get_executor(), std::chrono::milliseconds(50));
       co_await t.async_wait(asio::use_awaitable);
       continue;
     }
@@ -683,7 +689,7 @@ asio::awaitable<void> accept_loop(std::shared_ptr<HttpServer::Shared> shared) {
     Metrics::inc(m.connections_active);
     socket.set_option(tcp::no_delay(true), ec);
     auto ex = socket.get_executor();
-    auto conn = std::make_shared<Connection>(shared, std::move(socket));
+    auto conn = std::make_shared<Connection>(shared, std::move(socket), context);
     asio::co_spawn(
         ex, [conn]() { return conn->run(); }, asio::detached);
   }
@@ -692,7 +698,20 @@ asio::awaitable<void> accept_loop(std::shared_ptr<HttpServer::Shared> shared) {
 }  // namespace
 
 HttpServer::HttpServer(asio::io_context& io, mcp::Server& server, HttpConfig config)
-    : shared_(std::make_shared<Shared>(io, server, std::move(config))) {
+    : HttpServer(std::vector<asio::io_context*>{&io}, server, std::move(config)) {}
+
+HttpServer::HttpServer(IoPool& pool, mcp::Server& server, HttpConfig config)
+    : HttpServer(
+          [&pool] {
+            std::vector<asio::io_context*> v;
+            for (std::size_t i = 0; i < pool.size(); ++i) v.push_back(&pool.at(i));
+            return v;
+          }(),
+          server, std::move(config)) {}
+
+HttpServer::HttpServer(std::vector<asio::io_context*> contexts, mcp::Server& server,
+                       HttpConfig config)
+    : shared_(std::make_shared<Shared>(std::move(contexts), server, std::move(config))) {
   auto& cfg = shared_->config;
   tcp::endpoint ep(asio::ip::make_address(cfg.host), cfg.port);
   auto& acc = shared_->acceptor;

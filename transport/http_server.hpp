@@ -8,6 +8,7 @@
 /// only through `mcp::Session`'s thread-safe entry points.
 
 #include "mcp/server.hpp"
+#include "transport/io_pool.hpp"
 #include "transport/sse_streams.hpp"
 
 #include <boost/asio/ip/tcp.hpp>
@@ -48,6 +49,8 @@ class HttpServer {
  public:
   /// Binds and listens; throws std::system_error if the address cannot be bound (start-up).
   HttpServer(asio::io_context& io, mcp::Server& server, HttpConfig config);
+  /// Spreads connections over the pool's contexts (listening on the first).
+  HttpServer(IoPool& pool, mcp::Server& server, HttpConfig config);
   ~HttpServer();
 
   /// Starts accepting. Call once.
@@ -59,6 +62,7 @@ class HttpServer {
   struct Shared;
 
  private:
+  HttpServer(std::vector<asio::io_context*> contexts, mcp::Server& server, HttpConfig config);
   std::shared_ptr<Shared> shared_;
 };
 
