@@ -22,10 +22,14 @@ using mcp::RpcError;
 
 namespace {
 
+/// ASCII lower case, without the locale lookups of std::tolower (header names are ASCII).
+constexpr char ascii_lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+}
+
 std::string lower(std::string_view s) {
   std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(),
-                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::transform(out.begin(), out.end(), out.begin(), [](char c) { return ascii_lower(c); });
   return out;
 }
 
@@ -34,8 +38,7 @@ bool contains_ci(std::string_view haystack, std::string_view needle) {
   if (needle.size() > haystack.size()) return false;
   for (std::size_t i = 0; i + needle.size() <= haystack.size(); ++i) {
     std::size_t j = 0;
-    while (j < needle.size() &&
-           std::tolower(static_cast<unsigned char>(haystack[i + j])) == needle[j]) {
+    while (j < needle.size() && ascii_lower(haystack[i + j]) == needle[j]) {
       ++j;
     }
     if (j == needle.size()) return true;
