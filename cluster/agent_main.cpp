@@ -20,16 +20,16 @@ int main(int argc, char** argv) {
   std::string log_level = "info";
   cfg.profile = "fast";
   po::options_description desc("mcpmesh-cluster-agent options");
-  desc.add_options()("help,h", "show help")
-      ("node-id", po::value(&cfg.node_id)->required(), "node id")
-      ("cluster", po::value(&cfg.cluster_addr)->default_value("127.0.0.1:0"),
-       "HOST:PORT of the membership gRPC server (port 0 = pick)")
-      ("seeds", po::value(&seeds)->default_value(""), "comma-separated HOST:PORT seeds")
-      ("http", po::value(&cfg.http_addr)->default_value(""), "advertised HTTP address")
-      ("cluster-name", po::value(&cfg.cluster_name)->default_value("mcpmesh"), "cluster name")
-      ("cluster-profile", po::value(&cfg.profile)->default_value("fast"), "lan | fast")
-      ("leave-ms", po::value(&leave_ms)->default_value(leave_ms), "graceful leave deadline")
-      ("log-level", po::value(&log_level)->default_value(log_level), "spdlog level");
+  desc.add_options()("help,h", "show help")("node-id", po::value(&cfg.node_id)->required(),
+                                            "node id")(
+      "cluster", po::value(&cfg.cluster_addr)->default_value("127.0.0.1:0"),
+      "HOST:PORT of the membership gRPC server (port 0 = pick)")(
+      "seeds", po::value(&seeds)->default_value(""), "comma-separated HOST:PORT seeds")(
+      "http", po::value(&cfg.http_addr)->default_value(""), "advertised HTTP address")(
+      "cluster-name", po::value(&cfg.cluster_name)->default_value("mcpmesh"), "cluster name")(
+      "cluster-profile", po::value(&cfg.profile)->default_value("fast"), "lan | fast")(
+      "leave-ms", po::value(&leave_ms)->default_value(leave_ms), "graceful leave deadline")(
+      "log-level", po::value(&log_level)->default_value(log_level), "spdlog level");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);

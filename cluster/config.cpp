@@ -10,10 +10,14 @@ using std::chrono::milliseconds;
 
 std::string_view to_string(MemberState s) {
   switch (s) {
-    case MemberState::kAlive: return "alive";
-    case MemberState::kSuspect: return "suspect";
-    case MemberState::kDead: return "dead";
-    case MemberState::kLeft: return "left";
+    case MemberState::kAlive:
+      return "alive";
+    case MemberState::kSuspect:
+      return "suspect";
+    case MemberState::kDead:
+      return "dead";
+    case MemberState::kLeft:
+      return "left";
   }
   return "unknown";
 }
@@ -66,8 +70,9 @@ Duration MembershipConfig::suspicion_timeout(size_t n, int confirmations) const 
 }
 
 int MembershipConfig::retransmit_limit(size_t n) const {
-  return std::max(1, static_cast<int>(std::ceil(retransmit_mult *
-                                                std::log10(static_cast<double>(n) + 1.0))));
+  return std::max(
+      min_retransmits,
+      static_cast<int>(std::ceil(retransmit_mult * std::log10(static_cast<double>(n) + 1.0))));
 }
 
 Duration MembershipConfig::push_pull_period(size_t n) const {

@@ -10,7 +10,8 @@
 //   suspicion max        = suspicion_beta * suspicion min
 //   expected confirms K  = min(suspicion_confirmations, n - 2)
 //   suspicion timeout(C) = max(min, max - (max - min) * log(C + 1) / log(K + 1))
-//   retransmits          = ceil(retransmit_mult * log10(n + 1))   (λ·log n)
+//   verify period        = verify_fraction * suspicion min
+//   retransmits          = max(min_retransmits, ceil(retransmit_mult * log10(n + 1)))  (λ·log n)
 //   push-pull interval   = push_pull_interval * max(1, 1 + log2(n / 32))
 // Thread-safety: plain value.
 
@@ -28,33 +29,36 @@ struct MembershipConfig {
 
   Duration probe_interval = std::chrono::milliseconds(1000);
   Duration probe_timeout = std::chrono::milliseconds(400);
-  int indirect_checks = 3;             // k helpers for ping-req
-  double nack_fraction = 0.8;          // helper nacks after this share of its timeout
-  int max_local_health = 8;            // Lifeguard S
+  int indirect_checks = 3;     // k helpers for ping-req
+  double nack_fraction = 0.8;  // helper nacks after this share of its timeout
+  int max_local_health = 8;    // Lifeguard S
 
   double suspicion_alpha = 1.0;
   double suspicion_beta = 5.0;
-  int suspicion_confirmations = 3;     // Lifeguard K
+  int suspicion_confirmations = 3;  // Lifeguard K
+  double verify_fraction = 0.25;    // a suspicion holder re-checks every fraction * min
 
   Duration gossip_interval = std::chrono::milliseconds(200);
   int gossip_fanout = 3;
-  double retransmit_mult = 4.0;        // λ
-  int max_piggyback = 12;              // updates per message
-  size_t max_broadcast_queue = 4096;   // oldest-most-sent dropped beyond this (counted)
+  double retransmit_mult = 4.0;       // λ
+  int min_retransmits = 10;           // floor: a node misses an update w.p. ~e^-retransmits
+  int max_piggyback = 32;             // updates per message (~3 KB at most)
+  size_t max_broadcast_queue = 4096;  // oldest-most-sent dropped beyond this (counted)
 
   Duration push_pull_interval = std::chrono::seconds(30);
-  Duration reconnect_interval = std::chrono::seconds(2);   // ping one dead member
-  Duration reconnect_window = std::chrono::hours(24);      // stop trying dead members after
-  Duration dead_reap_after = std::chrono::hours(24);       // forget dead/left members after
+  Duration reconnect_interval = std::chrono::seconds(2);  // ping one dead member
+  Duration reconnect_window = std::chrono::hours(24);     // stop trying dead members after
+  Duration dead_reap_after = std::chrono::hours(24);      // forget dead/left members after
 
+  size_t max_join_announce = 1024;  // members told directly about a join
   Duration join_retry_min = std::chrono::milliseconds(200);
   Duration join_retry_max = std::chrono::seconds(5);
-  Duration join_timeout = std::chrono::seconds(1);         // one join attempt's deadline
+  Duration join_timeout = std::chrono::milliseconds(500);  // one join attempt's deadline
   Duration bulk_timeout = std::chrono::seconds(5);         // push-pull deadline
   Duration oneway_timeout = std::chrono::milliseconds(500);
 
-  size_t max_updates_per_message = 64;      // more is malformed (piggyback)
-  size_t max_state_members = 1u << 20;      // push-pull state bigger than this is malformed
+  size_t max_updates_per_message = 64;  // more is malformed (piggyback)
+  size_t max_state_members = 1u << 20;  // push-pull state bigger than this is malformed
   size_t max_id_bytes = 128;
 
   /// LAN default: detects a crash in ~3-6 s at 4..1000 nodes, tolerates 10% loss.
@@ -70,6 +74,9 @@ struct MembershipConfig {
   [[nodiscard]] int expected_confirmations(size_t n) const;
   [[nodiscard]] Duration suspicion_timeout(size_t n, int confirmations) const;
   [[nodiscard]] int retransmit_limit(size_t n) const;
+  [[nodiscard]] Duration verify_period(size_t n) const {
+    return Duration(static_cast<int64_t>(verify_fraction * suspicion_min(n).count()));
+  }
   [[nodiscard]] Duration push_pull_period(size_t n) const;
 };
 

@@ -6,9 +6,11 @@ namespace mcpmesh::cluster {
 
 EventLoop::EventLoop() : thread_([this] { run(); }) {}
 
-EventLoop::~EventLoop() {
+EventLoop::~EventLoop() { join(); }
+
+void EventLoop::join() {
   stop();
-  if (thread_.joinable()) thread_.join();
+  if (thread_.joinable() && !in_loop()) thread_.join();
 }
 
 void EventLoop::stop() {
@@ -25,8 +27,7 @@ void EventLoop::post(std::function<void()> fn) {
 }
 
 TimePoint EventLoop::now() const {
-  return std::chrono::duration_cast<TimePoint>(
-      std::chrono::steady_clock::now().time_since_epoch());
+  return std::chrono::duration_cast<TimePoint>(std::chrono::steady_clock::now().time_since_epoch());
 }
 
 int64_t EventLoop::wall_ms() const {

@@ -28,6 +28,8 @@ class EventLoop final : public Clock {
   void post(std::function<void()> fn);
   /// Stops the loop after the task that is running; idempotent.
   void stop();
+  /// stop() and wait for the loop thread to finish; must not be called from the loop.
+  void join();
   [[nodiscard]] bool in_loop() const { return std::this_thread::get_id() == thread_.get_id(); }
 
   [[nodiscard]] TimePoint now() const override;

@@ -40,11 +40,17 @@ struct UnaryCall {
 }  // namespace
 
 GrpcTransport::GrpcTransport(EventLoop& loop, size_t bulk_queue_limit)
-    : loop_(loop), bulk_limit_(bulk_queue_limit), bulk_thread_([this] { bulk_worker(); }) {}
+    : loop_(loop), bulk_limit_(bulk_queue_limit), bulk_thread_([this] { bulk_worker(); }) {
+  loop_ref_->loop = &loop_;
+}
 
 GrpcTransport::~GrpcTransport() { shutdown(); }
 
 void GrpcTransport::shutdown() {
+  {
+    std::lock_guard lock(loop_ref_->mu);
+    loop_ref_->loop = nullptr;
+  }
   {
     std::lock_guard lock(bulk_mu_);
     bulk_stop_ = true;
@@ -56,16 +62,16 @@ void GrpcTransport::shutdown() {
 GrpcTransport::Peer& GrpcTransport::peer(const std::string& addr) {
   auto it = peers_.find(addr);
   if (it != peers_.end()) return it->second;
+  if (peers_.size() >= kMaxPeers) peers_.clear();  // in-flight calls keep their own stubs
   Peer p;
   p.probe = v1::Membership::NewStub(make_channel(addr, "probe"));
   p.bulk = v1::Membership::NewStub(make_channel(addr, "bulk"));
   return peers_.emplace(addr, std::move(p)).first->second;
 }
 
-void GrpcTransport::request(const std::string& addr, Message msg, Duration timeout,
-                            ReplyFn fn) {
+void GrpcTransport::request(const std::string& addr, Message msg, Duration timeout, ReplyFn fn) {
   Peer& p = peer(addr);
-  EventLoop* loop = &loop_;
+  std::shared_ptr<LoopRef> loop = loop_ref_;
   switch (msg.type) {
     case MsgType::kPing: {
       auto call = std::make_shared<UnaryCall<v1::PingRequest, v1::PingResponse>>();
@@ -74,20 +80,19 @@ void GrpcTransport::request(const std::string& addr, Message msg, Duration timeo
       to_envelope(msg, call->req.mutable_env());
       call->req.set_probe_seq(msg.probe_seq);
       call->req.set_target_id(msg.target_id);
-      call->stub->async()->Ping(
-          &call->ctx, &call->req, &call->resp,
-          [loop, call, fn = std::move(fn)](grpc::Status status) mutable {
-            loop->post([call, fn = std::move(fn), ok = status.ok()] {
-              if (!ok) return fn(nullptr);
-              Message r;
-              r.type = MsgType::kAck;
-              from_envelope(call->resp.env(), &r);
-              r.probe_seq = call->resp.probe_seq();
-              r.ack = call->resp.ack();
-              r.nack = call->resp.unknown_sender();
-              fn(&r);
-            });
-          });
+      call->stub->async()->Ping(&call->ctx, &call->req, &call->resp,
+                                [loop, call, fn = std::move(fn)](grpc::Status status) mutable {
+                                  loop->post([call, fn = std::move(fn), ok = status.ok()] {
+                                    if (!ok) return fn(nullptr);
+                                    Message r;
+                                    r.type = MsgType::kAck;
+                                    from_envelope(call->resp.env(), &r);
+                                    r.probe_seq = call->resp.probe_seq();
+                                    r.ack = call->resp.ack();
+                                    r.nack = call->resp.unknown_sender();
+                                    fn(&r);
+                                  });
+                                });
       return;
     }
     case MsgType::kPingReq: {
@@ -99,47 +104,46 @@ void GrpcTransport::request(const std::string& addr, Message msg, Duration timeo
       call->req.set_target_id(msg.target_id);
       call->req.set_target_addr(msg.target_addr);
       call->req.set_timeout_ms(msg.timeout_ms);
-      call->stub->async()->PingReq(
-          &call->ctx, &call->req, &call->resp,
-          [loop, call, fn = std::move(fn)](grpc::Status status) mutable {
-            loop->post([call, fn = std::move(fn), ok = status.ok()] {
-              if (!ok) return fn(nullptr);
-              Message r;
-              r.type = MsgType::kPingReqReply;
-              from_envelope(call->resp.env(), &r);
-              r.probe_seq = call->resp.probe_seq();
-              r.ack = call->resp.ack();
-              r.nack = call->resp.nack();
-              fn(&r);
-            });
-          });
+      call->stub->async()->PingReq(&call->ctx, &call->req, &call->resp,
+                                   [loop, call, fn = std::move(fn)](grpc::Status status) mutable {
+                                     loop->post([call, fn = std::move(fn), ok = status.ok()] {
+                                       if (!ok) return fn(nullptr);
+                                       Message r;
+                                       r.type = MsgType::kPingReqReply;
+                                       from_envelope(call->resp.env(), &r);
+                                       r.probe_seq = call->resp.probe_seq();
+                                       r.ack = call->resp.ack();
+                                       r.nack = call->resp.nack();
+                                       fn(&r);
+                                     });
+                                   });
       return;
     }
     case MsgType::kPushPull: {
       std::lock_guard lock(bulk_mu_);
       if (bulk_stop_ || bulk_jobs_.size() >= bulk_limit_) {
         bulk_rejected_++;
-        loop_.post([fn = std::move(fn)] { fn(nullptr); });
+        loop_ref_->post([fn = std::move(fn)] { fn(nullptr); });
         return;
       }
-      bulk_jobs_.push_back([this, stub = p.bulk, msg = std::move(msg), timeout,
-                            fn = std::move(fn)]() mutable {
-        push_pull(stub, std::move(msg), timeout, std::move(fn));
-      });
+      bulk_jobs_.push_back(
+          [this, stub = p.bulk, msg = std::move(msg), timeout, fn = std::move(fn)]() mutable {
+            push_pull(stub, std::move(msg), timeout, std::move(fn));
+          });
       bulk_cv_.notify_one();
       return;
     }
     default:
       send(addr, std::move(msg), timeout);
-      loop_.post([fn = std::move(fn)] { fn(nullptr); });
+      loop_ref_->post([fn = std::move(fn)] { fn(nullptr); });
       return;
   }
 }
 
 void GrpcTransport::send(const std::string& addr, Message msg, Duration timeout) {
   Peer& p = peer(addr);
-  oneway_in_flight_++;
-  std::atomic<int>* counter = &oneway_in_flight_;
+  (*oneway_in_flight_)++;
+  std::shared_ptr<std::atomic<int>> counter = oneway_in_flight_;
   if (msg.type == MsgType::kLeave) {
     auto call = std::make_shared<UnaryCall<v1::LeaveRequest, v1::LeaveResponse>>();
     call->stub = p.probe;
@@ -199,7 +203,7 @@ void GrpcTransport::push_pull(const std::shared_ptr<v1::Membership::Stub>& stub,
   }
   grpc::Status status = stream->Finish();
   bool ok = status.ok() && !first;
-  loop_.post([reply, ok, fn = std::move(fn)] { fn(ok ? reply.get() : nullptr); });
+  loop_ref_->post([reply, ok, fn = std::move(fn)] { fn(ok ? reply.get() : nullptr); });
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -31,6 +31,9 @@ namespace mcpmesh::cluster {
 
 /// Members per push-pull chunk: ~100 bytes each, so a chunk stays far below 4 MiB.
 inline constexpr size_t kMembersPerChunk = 512;
+/// Channel cache bound: addresses come from the network (ping-req targets), so it must not grow
+/// without limit; past this many, the cache is dropped and rebuilt on demand.
+inline constexpr size_t kMaxPeers = 4096;
 
 class GrpcTransport final : public Transport {
  public:
@@ -41,7 +44,7 @@ class GrpcTransport final : public Transport {
   void send(const std::string& addr, Message msg, Duration timeout) override;
 
   /// One-way RPCs still in flight (leave waits for them).
-  [[nodiscard]] int oneway_in_flight() const { return oneway_in_flight_.load(); }
+  [[nodiscard]] int oneway_in_flight() const { return oneway_in_flight_->load(); }
   /// Bulk jobs refused because the queue was full.
   [[nodiscard]] uint64_t bulk_rejected() const { return bulk_rejected_.load(); }
   /// Stops the bulk worker; pending jobs complete with a failure.
@@ -54,12 +57,24 @@ class GrpcTransport final : public Transport {
   };
   Peer& peer(const std::string& addr);
   void bulk_worker();
-  void push_pull(const std::shared_ptr<v1::Membership::Stub>& stub, Message msg,
-                 Duration timeout, ReplyFn fn);
+  void push_pull(const std::shared_ptr<v1::Membership::Stub>& stub, Message msg, Duration timeout,
+                 ReplyFn fn);
+
+  /// Completions of calls still in flight at shutdown must not touch a destroyed loop: they
+  /// post through this handle, which shutdown() disconnects.
+  struct LoopRef {
+    std::mutex mu;
+    EventLoop* loop = nullptr;
+    void post(std::function<void()> fn) {
+      std::lock_guard lock(mu);
+      if (loop) loop->post(std::move(fn));
+    }
+  };
 
   EventLoop& loop_;
-  std::unordered_map<std::string, Peer> peers_;  // loop thread only
-  std::atomic<int> oneway_in_flight_{0};
+  std::shared_ptr<LoopRef> loop_ref_ = std::make_shared<LoopRef>();
+  std::unordered_map<std::string, Peer> peers_;  // loop thread only; bounded by kMaxPeers
+  std::shared_ptr<std::atomic<int>> oneway_in_flight_ = std::make_shared<std::atomic<int>>(0);
   std::atomic<uint64_t> bulk_rejected_{0};
 
   std::mutex bulk_mu_;
@@ -77,11 +92,9 @@ class MembershipService final : public v1::Membership::CallbackService {
 
   grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* ctx, const v1::PingRequest* req,
                                  v1::PingResponse* resp) override;
-  grpc::ServerUnaryReactor* PingReq(grpc::CallbackServerContext* ctx,
-                                    const v1::PingReqRequest* req,
+  grpc::ServerUnaryReactor* PingReq(grpc::CallbackServerContext* ctx, const v1::PingReqRequest* req,
                                     v1::PingReqResponse* resp) override;
-  grpc::ServerUnaryReactor* Gossip(grpc::CallbackServerContext* ctx,
-                                   const v1::GossipRequest* req,
+  grpc::ServerUnaryReactor* Gossip(grpc::CallbackServerContext* ctx, const v1::GossipRequest* req,
                                    v1::GossipResponse* resp) override;
   grpc::ServerUnaryReactor* Leave(grpc::CallbackServerContext* ctx, const v1::LeaveRequest* req,
                                   v1::LeaveResponse* resp) override;
@@ -100,8 +113,7 @@ class MembershipService final : public v1::Membership::CallbackService {
 class AdminService final : public v1::Admin::CallbackService {
  public:
   AdminService(EventLoop& loop, Membership& membership) : loop_(loop), membership_(membership) {}
-  grpc::ServerUnaryReactor* Members(grpc::CallbackServerContext* ctx,
-                                    const v1::MembersRequest* req,
+  grpc::ServerUnaryReactor* Members(grpc::CallbackServerContext* ctx, const v1::MembersRequest* req,
                                     v1::MembersResponse* resp) override;
 
  private:

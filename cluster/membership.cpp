@@ -8,8 +8,14 @@
 namespace mcpmesh::cluster {
 
 namespace {
-enum TimerSlot : size_t { kProbeTimer, kGossipTimer, kPushPullTimer, kReconnectTimer, kJoinTimer,
-                          kTimerSlots };
+enum TimerSlot : size_t {
+  kProbeTimer,
+  kGossipTimer,
+  kPushPullTimer,
+  kReconnectTimer,
+  kJoinTimer,
+  kTimerSlots
+};
 
 bool is_live(MemberState s) { return s == MemberState::kAlive || s == MemberState::kSuspect; }
 }  // namespace
@@ -99,8 +105,7 @@ void Membership::start(std::vector<std::string> seeds) {
                                                 cfg_.push_pull_interval.count());
   timers_[kPushPullTimer] = clock_.schedule(Duration(pphase(rng_)), [this] { push_pull_tick(); });
   std::uniform_int_distribution<int64_t> rphase(0, cfg_.reconnect_interval.count());
-  timers_[kReconnectTimer] =
-      clock_.schedule(Duration(rphase(rng_)), [this] { reconnect_tick(); });
+  timers_[kReconnectTimer] = clock_.schedule(Duration(rphase(rng_)), [this] { reconnect_tick(); });
   if (!seeds_.empty() && !joined_) {
     join_backoff_ = cfg_.join_retry_min;
     timers_[kJoinTimer] = clock_.schedule(Duration(0), [this] { join_attempt(0); });
@@ -131,11 +136,33 @@ void Membership::join_attempt(size_t seed_index) {
                  if (reply && reply->type == MsgType::kPushPull) {
                    joined_ = true;
                    counters_.push_pulls++;
+                   announce_self();
+                   // Once more a little later: a lost announcement would otherwise leave
+                   // that member to the epidemic's tail.
+                   clock_.schedule(cfg_.join_timeout, [this, token] {
+                     if (!token.expired() && running_ && !leaving_) announce_self();
+                   });
                    spdlog::debug("{} joined through {}", self_->id, seeds_[seed_index]);
                    return;
                  }
                  if (!joined_) join_attempt(seed_index + 1);
                });
+}
+
+void Membership::announce_self() {
+  // Epidemic dissemination reaches each member with probability ~1 - e^-retransmits; a join
+  // is rare, so also tell (up to) every member directly and the tail closes at once.
+  Update me = update_of(*self_);
+  std::vector<Member*> targets;
+  for (Member* m : live_)
+    if (m != self_ && m->meta) targets.push_back(m);
+  std::shuffle(targets.begin(), targets.end(), rng_);
+  if (targets.size() > cfg_.max_join_announce) targets.resize(cfg_.max_join_announce);
+  for (Member* m : targets) {
+    Message msg = make_msg(MsgType::kGossip);
+    msg.updates.push_back(me);
+    send_oneway(m->meta->grpc_addr, std::move(msg));
+  }
 }
 
 void Membership::leave() {
@@ -221,6 +248,17 @@ void Membership::introduce_to(const std::string& id) {
   send_oneway(it->second.meta->grpc_addr, std::move(msg));
 }
 
+void Membership::pull_from_unknown(const std::string& addr) {
+  // A member we never heard of talks to us: we missed its join. Exchange state with it, at
+  // most once per half probe interval so that made-up senders cannot make us flood anyone.
+  TimePoint now = clock_.now();
+  if (now < next_unknown_pull_) return;
+  next_unknown_pull_ = now + cfg_.probe_interval / 2;
+  Message msg = make_msg(MsgType::kPushPull);
+  msg.updates = full_state();
+  send_request(addr, std::move(msg), cfg_.bulk_timeout, [](const Message*) {});
+}
+
 void Membership::start_indirect(uint64_t seq) {
   auto it = members_.find(probe_.target);
   if (it == members_.end() || !it->second.meta) return;
@@ -229,14 +267,27 @@ void Membership::start_indirect(uint64_t seq) {
   Duration budget = scaled(cfg_.probe_interval) - scaled(cfg_.probe_timeout);
   budget = std::max(budget, cfg_.probe_timeout);
   std::vector<Member*> helpers;
-  for (int tries = 0; tries < cfg_.indirect_checks * 4 &&
-                      static_cast<int>(helpers.size()) < cfg_.indirect_checks;
+  for (int tries = 0;
+       tries < cfg_.indirect_checks * 4 && static_cast<int>(helpers.size()) < cfg_.indirect_checks;
        ++tries) {
     Member* h = random_live_other(target.id);
     if (!h || std::find(helpers.begin(), helpers.end(), h) != helpers.end()) continue;
     helpers.push_back(h);
   }
   std::weak_ptr<bool> token = alive_token_;
+  // Alongside the helpers, one more direct ping over the rest of the interval: a single lost
+  // packet should not make a suspicion (memberlist uses a TCP ping for the same purpose).
+  {
+    Message retry = make_msg(MsgType::kPing);
+    retry.probe_seq = seq;
+    retry.target_id = target.id;
+    attach_gossip(retry, nullptr);
+    send_request(target.meta->grpc_addr, std::move(retry), budget,
+                 [this, token, seq](const Message* reply) {
+                   if (token.expired() || !probe_.active || probe_.seq != seq || !reply) return;
+                   if (reply->type == MsgType::kAck && reply->ack) probe_.acked = true;
+                 });
+  }
   for (Member* h : helpers) {
     Message msg = make_msg(MsgType::kPingReq);
     msg.probe_seq = seq;
@@ -304,8 +355,8 @@ void Membership::gossip_tick() {
   timers_[kGossipTimer] = clock_.schedule(cfg_.gossip_interval, [this] { gossip_tick(); });
   if (!running_ || queue_.empty()) return;
   std::vector<Member*> targets;
-  for (int tries = 0; tries < cfg_.gossip_fanout * 3 &&
-                      static_cast<int>(targets.size()) < cfg_.gossip_fanout;
+  for (int tries = 0;
+       tries < cfg_.gossip_fanout * 3 && static_cast<int>(targets.size()) < cfg_.gossip_fanout;
        ++tries) {
     Member* t = random_live_other("");
     if (!t || std::find(targets.begin(), targets.end(), t) != targets.end()) continue;
@@ -320,8 +371,8 @@ void Membership::gossip_tick() {
 }
 
 void Membership::push_pull_tick() {
-  timers_[kPushPullTimer] = clock_.schedule(cfg_.push_pull_period(live_.size()),
-                                            [this] { push_pull_tick(); });
+  timers_[kPushPullTimer] =
+      clock_.schedule(cfg_.push_pull_period(live_.size()), [this] { push_pull_tick(); });
   if (!running_) return;
   Member* peer = random_live_other("");
   if (!peer) return;
@@ -335,8 +386,7 @@ void Membership::push_pull_tick() {
 }
 
 void Membership::reconnect_tick() {
-  timers_[kReconnectTimer] =
-      clock_.schedule(cfg_.reconnect_interval, [this] { reconnect_tick(); });
+  timers_[kReconnectTimer] = clock_.schedule(cfg_.reconnect_interval, [this] { reconnect_tick(); });
   if (!running_ || dead_.empty()) return;
   TimePoint now = clock_.now();
   // Forget members dead for long enough.
@@ -390,13 +440,13 @@ bool Membership::ingest(const Message& msg) {
     counters_.rejected_cluster++;
     return false;
   }
-  if (msg.sender_id.empty() || msg.sender_id.size() > cfg_.max_id_bytes ||
-      msg.boot_epoch == 0 || msg.seq == 0) {
+  if (msg.sender_id.empty() || msg.sender_id.size() > cfg_.max_id_bytes || msg.boot_epoch == 0 ||
+      msg.seq == 0) {
     counters_.rejected_malformed++;
     return false;
   }
-  size_t limit = msg.type == MsgType::kPushPull ? cfg_.max_state_members
-                                                : cfg_.max_updates_per_message;
+  size_t limit =
+      msg.type == MsgType::kPushPull ? cfg_.max_state_members : cfg_.max_updates_per_message;
   if (msg.updates.size() > limit) {
     counters_.rejected_malformed++;
     return false;
@@ -413,7 +463,8 @@ bool Membership::ingest(const Message& msg) {
     return false;
   }
   auto it = members_.find(msg.sender_id);
-  if (it != members_.end()) {
+  const bool sender_known = it != members_.end();
+  if (sender_known) {
     Member& m = it->second;
     if (m.meta && is_live(m.state) && m.meta->grpc_addr != msg.sender_addr) {
       counters_.rejected_id_conflict++;
@@ -446,6 +497,10 @@ bool Membership::ingest(const Message& msg) {
   }
   bool push_pull = msg.type == MsgType::kPushPull;
   for (const auto& u : msg.updates) apply(u, push_pull, msg.sender_id);
+  // (`it` may be invalid here: applying updates can insert members.)
+  if (!sender_known && !push_pull && !msg.sender_addr.empty() && running_ &&
+      !members_.count(msg.sender_id))
+    pull_from_unknown(msg.sender_addr);
   return true;
 }
 
@@ -756,8 +811,7 @@ void Membership::start_suspicion(Member& m, const std::string& from) {
   // update) every half minimum timeout, instead of trusting dissemination alone.
   std::string id = m.id;
   uint64_t inc = m.incarnation;
-  clock_.schedule(cfg_.suspicion_min(live_.size()) / 2,
-                  [this, id, inc] { verify_suspect(id, inc); });
+  clock_.schedule(cfg_.verify_period(live_.size()), [this, id, inc] { verify_suspect(id, inc); });
 }
 
 void Membership::verify_suspect(const std::string& id, uint64_t incarnation) {
@@ -766,25 +820,76 @@ void Membership::verify_suspect(const std::string& id, uint64_t incarnation) {
   if (it == members_.end()) return;
   Member& m = it->second;
   if (m.state != MemberState::kSuspect || m.incarnation != incarnation || !m.meta) return;
+  clock_.schedule(cfg_.verify_period(live_.size()),
+                  [this, id, incarnation] { verify_suspect(id, incarnation); });
   Message msg = make_msg(MsgType::kPing);
   msg.probe_seq = ++probe_seq_;
   msg.target_id = id;
   Update buddy = update_of(m);
   attach_gossip(msg, &buddy);
-  // An answer's gossip carries the refutation. Silence is our own independent evidence and
-  // counts as a confirmation, unless we are unhealthy ourselves (Lifeguard's rule of thumb).
+  // An answer's gossip carries the refutation. Silence leads to a full probe of our own
+  // (helpers + one more direct try); only its failure is independent evidence that counts as
+  // a confirmation, and only while we are healthy ourselves.
   std::weak_ptr<bool> token = alive_token_;
   send_request(m.meta->grpc_addr, std::move(msg), scaled(cfg_.probe_timeout),
                [this, token, id, incarnation](const Message* reply) {
                  if (token.expired() || (reply && reply->ack) || lhm_ > 0) return;
-                 auto it = members_.find(id);
-                 if (it == members_.end()) return;
-                 Member& m = it->second;
-                 if (m.state == MemberState::kSuspect && m.incarnation == incarnation)
-                   add_confirmation(m, self_->id);
+                 verify_with_helpers(id, incarnation);
                });
-  clock_.schedule(cfg_.suspicion_min(live_.size()) / 2,
-                  [this, id, incarnation] { verify_suspect(id, incarnation); });
+}
+
+void Membership::verify_with_helpers(const std::string& id, uint64_t incarnation) {
+  auto it = members_.find(id);
+  if (it == members_.end()) return;
+  Member& target = it->second;
+  if (target.state != MemberState::kSuspect || target.incarnation != incarnation) return;
+  struct Round {
+    int pending = 0;
+    bool acked = false;
+  };
+  auto round = std::make_shared<Round>();
+  std::weak_ptr<bool> token = alive_token_;
+  auto done = [this, token, round, id, incarnation](bool ack) {
+    if (token.expired()) return;
+    round->acked = round->acked || ack;
+    if (--round->pending > 0 || round->acked || lhm_ > 0) return;
+    auto it = members_.find(id);
+    if (it == members_.end()) return;
+    Member& m = it->second;
+    if (m.state == MemberState::kSuspect && m.incarnation == incarnation)
+      add_confirmation(m, self_->id);
+  };
+  Duration budget =
+      std::max(scaled(cfg_.probe_interval) - scaled(cfg_.probe_timeout), cfg_.probe_timeout);
+  std::vector<Member*> helpers;
+  for (int tries = 0;
+       tries < cfg_.indirect_checks * 4 && static_cast<int>(helpers.size()) < cfg_.indirect_checks;
+       ++tries) {
+    Member* h = random_live_other(id);
+    if (!h || std::find(helpers.begin(), helpers.end(), h) != helpers.end()) continue;
+    helpers.push_back(h);
+  }
+  round->pending = static_cast<int>(helpers.size()) + 1;
+  std::string addr = target.meta->grpc_addr;
+  for (Member* h : helpers) {
+    Message req = make_msg(MsgType::kPingReq);
+    req.probe_seq = ++probe_seq_;
+    req.target_id = id;
+    req.target_addr = addr;
+    req.timeout_ms = static_cast<uint32_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(budget).count());
+    attach_gossip(req, nullptr);
+    send_request(h->meta->grpc_addr, std::move(req), budget, [done](const Message* reply) {
+      done(reply && reply->type == MsgType::kPingReqReply && reply->ack);
+    });
+  }
+  Message retry = make_msg(MsgType::kPing);
+  retry.probe_seq = ++probe_seq_;
+  retry.target_id = id;
+  attach_gossip(retry, nullptr);
+  send_request(addr, std::move(retry), budget, [done](const Message* reply) {
+    done(reply && reply->type == MsgType::kAck && reply->ack);
+  });
 }
 
 void Membership::add_confirmation(Member& m, const std::string& from) {
@@ -848,12 +953,17 @@ Update Membership::update_of(const Member& m) const {
 }
 
 std::vector<Update> Membership::full_state() const {
+  // Sorted by id: hash-map iteration order is not deterministic (per-table salt), and the
+  // order in which a receiver applies a state decides what it gossips first.
+  std::vector<const Member*> sorted;
+  sorted.reserve(members_.size());
+  for (const auto& [id, m] : members_)
+    if (m.meta) sorted.push_back(&m);
+  std::sort(sorted.begin(), sorted.end(),
+            [](const Member* a, const Member* b) { return a->id < b->id; });
   std::vector<Update> out;
-  out.reserve(members_.size());
-  for (const auto& [id, m] : members_) {
-    if (!m.meta) continue;
-    out.push_back(update_of(m));
-  }
+  out.reserve(sorted.size());
+  for (const Member* m : sorted) out.push_back(update_of(*m));
   return out;
 }
 
@@ -879,8 +989,7 @@ void Membership::enqueue(Update u) {
     for (size_t i = 1; i < queue_.size(); ++i) {
       const auto& a = queue_[i];
       const auto& w = queue_[worst];
-      if (a.transmits > w.transmits || (a.transmits == w.transmits && a.order < w.order))
-        worst = i;
+      if (a.transmits > w.transmits || (a.transmits == w.transmits && a.order < w.order)) worst = i;
     }
     queue_index_.erase(queue_[worst].update.node_id);
     if (worst != queue_.size() - 1) {
@@ -1021,8 +1130,9 @@ std::vector<MemberView> Membership::members() const {
   std::vector<MemberView> out;
   out.reserve(members_.size());
   for (const auto& [id, m] : members_) out.push_back(view_of(m));
-  std::sort(out.begin(), out.end(),
-            [](const MemberView& a, const MemberView& b) { return a.meta.node_id < b.meta.node_id; });
+  std::sort(out.begin(), out.end(), [](const MemberView& a, const MemberView& b) {
+    return a.meta.node_id < b.meta.node_id;
+  });
   return out;
 }
 

@@ -12,6 +12,9 @@
 #include <random>
 #include <string>
 #include <unordered_map>
+
+#include <absl/container/flat_hash_map.h>
+#include <absl/container/node_hash_map.h>
 #include <vector>
 
 #include "cluster/config.hpp"
@@ -113,6 +116,7 @@ class Membership {
   void push_pull_tick();
   void reconnect_tick();
   void join_attempt(size_t seed_index);
+  void announce_self();
   void schedule_probe_tick();
 
   // Probing.
@@ -142,7 +146,9 @@ class Membership {
   void suspicion_expired(const std::string& id, uint64_t incarnation);
   void suspect_locally(Member& m);
   void verify_suspect(const std::string& id, uint64_t incarnation);
+  void verify_with_helpers(const std::string& id, uint64_t incarnation);
   void introduce_to(const std::string& id);
+  void pull_from_unknown(const std::string& addr);
 
   // Dissemination.
   void enqueue(Update u);
@@ -150,8 +156,7 @@ class Membership {
   Message make_msg(MsgType type);
   std::vector<Update> full_state() const;
   Update update_of(const Member& m) const;
-  void send_request(const std::string& addr, Message msg, Duration timeout,
-                    Transport::ReplyFn fn);
+  void send_request(const std::string& addr, Message msg, Duration timeout, Transport::ReplyFn fn);
   void send_oneway(const std::string& addr, Message msg);
 
   // Bookkeeping.
@@ -172,7 +177,9 @@ class Membership {
   std::mt19937_64 rng_;
   ChangeFn on_change_;
 
-  std::unordered_map<std::string, Member> members_;
+  // Pointer-stable (live_/dead_ hold Member*), and much kinder to caches than std::unordered_map
+  // when a simulator holds a thousand of these tables.
+  absl::node_hash_map<std::string, Member> members_;
   Member* self_ = nullptr;
   std::vector<Member*> live_;  // alive + suspect, including self
   std::vector<Member*> dead_;  // dead (not left)
@@ -182,12 +189,13 @@ class Membership {
   uint64_t probe_seq_ = 0;
 
   std::vector<Broadcast> queue_;
-  std::unordered_map<std::string, size_t> queue_index_;
+  absl::flat_hash_map<std::string, size_t> queue_index_;
   uint64_t broadcast_order_ = 0;
 
   uint64_t boot_epoch_ = 0;
   uint64_t msg_seq_ = 0;
   int lhm_ = 0;
+  TimePoint next_unknown_pull_{};
   bool running_ = false;
   bool leaving_ = false;
   bool joined_ = false;

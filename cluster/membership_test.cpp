@@ -13,8 +13,8 @@ TEST(MembershipConfig, FormulasFollowTheDocs) {
   auto c = MembershipConfig::lan();
   EXPECT_EQ(c.suspicion_min(4), c.probe_interval);  // log10 floor of 1
   EXPECT_EQ(c.suspicion_min(1000), Duration(static_cast<int64_t>(3 * c.probe_interval.count())));
-  EXPECT_EQ(c.suspicion_max(1000), Duration(static_cast<int64_t>(c.suspicion_beta * 3 *
-                                                                  c.probe_interval.count())));
+  EXPECT_EQ(c.suspicion_max(1000),
+            Duration(static_cast<int64_t>(c.suspicion_beta * 3 * c.probe_interval.count())));
   EXPECT_EQ(c.suspicion_timeout(1000, 0), c.suspicion_max(1000));
   EXPECT_EQ(c.suspicion_timeout(1000, 3), c.suspicion_min(1000));
   EXPECT_LT(c.suspicion_timeout(1000, 1), c.suspicion_max(1000));

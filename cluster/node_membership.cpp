@@ -43,7 +43,7 @@ struct NodeMembership::Impl {
     if (server) server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
     run_on_loop([this] { membership->stop(); });
     transport->shutdown();
-    loop->stop();
+    loop->join();  // nothing may touch the membership once this returns
   }
 };
 
@@ -77,8 +77,8 @@ std::unique_ptr<NodeMembership> NodeMembership::start(const NodeClusterConfig& c
   self.version = cfg.version;
   impl->membership = std::make_unique<Membership>(mcfg, self, *impl->loop, *impl->transport,
                                                   std::random_device{}());
-  impl->membership_service = std::make_unique<MembershipService>(*impl->loop, *impl->membership,
-                                                                 mcfg.max_state_members);
+  impl->membership_service =
+      std::make_unique<MembershipService>(*impl->loop, *impl->membership, mcfg.max_state_members);
   impl->admin_service = std::make_unique<AdminService>(*impl->loop, *impl->membership);
   grpc::ServerBuilder builder;
   int bound_port = 0;
@@ -96,8 +96,8 @@ std::unique_ptr<NodeMembership> NodeMembership::start(const NodeClusterConfig& c
   Membership* m = impl->membership.get();
   std::string node_id = cfg.node_id;
   m->set_on_change([node_id](const MemberView& v, MemberState old) {
-    spdlog::info("cluster {}: {} {} -> {} (incarnation {})", node_id, v.meta.node_id,
-                 to_string(old), to_string(v.state), v.incarnation);
+    spdlog::info("cluster {}: {} is {} (was {}, incarnation {}, {})", node_id, v.meta.node_id,
+                 to_string(v.state), to_string(old), v.incarnation, v.meta.grpc_addr);
   });
   std::vector<std::string> seeds = cfg.seeds;
   std::string bound = impl->bound;

@@ -13,13 +13,13 @@
 namespace mcpmesh::cluster {
 
 struct NodeClusterConfig {
-  std::string node_id;             // e.g. "n1"
-  std::string cluster_addr;        // HOST:PORT for the gRPC server (membership + admin), port 0 = pick
+  std::string node_id;       // e.g. "n1"
+  std::string cluster_addr;  // HOST:PORT for the gRPC server (membership + admin), port 0 = pick
   std::vector<std::string> seeds;  // HOST:PORT of other nodes' cluster_addr
   std::string http_addr;           // advertised MCP HTTP address (metadata)
   std::string cluster_name = "mcpmesh";
-  std::string profile = "lan";     // "lan" | "fast"
-  std::string version;             // node version string for metadata
+  std::string profile = "lan";  // "lan" | "fast"
+  std::string version;          // node version string for metadata
 };
 
 class NodeMembership {

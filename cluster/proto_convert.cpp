@@ -4,21 +4,30 @@ namespace mcpmesh::cluster {
 
 pb::MemberState to_proto(MemberState s) {
   switch (s) {
-    case MemberState::kAlive: return pb::MEMBER_STATE_ALIVE;
-    case MemberState::kSuspect: return pb::MEMBER_STATE_SUSPECT;
-    case MemberState::kDead: return pb::MEMBER_STATE_DEAD;
-    case MemberState::kLeft: return pb::MEMBER_STATE_LEFT;
+    case MemberState::kAlive:
+      return pb::MEMBER_STATE_ALIVE;
+    case MemberState::kSuspect:
+      return pb::MEMBER_STATE_SUSPECT;
+    case MemberState::kDead:
+      return pb::MEMBER_STATE_DEAD;
+    case MemberState::kLeft:
+      return pb::MEMBER_STATE_LEFT;
   }
   return pb::MEMBER_STATE_UNSPECIFIED;
 }
 
 MemberState from_proto(pb::MemberState s) {
   switch (s) {
-    case pb::MEMBER_STATE_ALIVE: return MemberState::kAlive;
-    case pb::MEMBER_STATE_SUSPECT: return MemberState::kSuspect;
-    case pb::MEMBER_STATE_DEAD: return MemberState::kDead;
-    case pb::MEMBER_STATE_LEFT: return MemberState::kLeft;
-    default: return static_cast<MemberState>(0xff);  // rejected as malformed
+    case pb::MEMBER_STATE_ALIVE:
+      return MemberState::kAlive;
+    case pb::MEMBER_STATE_SUSPECT:
+      return MemberState::kSuspect;
+    case pb::MEMBER_STATE_DEAD:
+      return MemberState::kDead;
+    case pb::MEMBER_STATE_LEFT:
+      return MemberState::kLeft;
+    default:
+      return static_cast<MemberState>(0xff);  // rejected as malformed
   }
 }
 

@@ -37,19 +37,25 @@ int main(int argc, char** argv) {
   double duration = 600, split = 60;
   int kills = 10, joins = 5;
   bool asymmetric = false;
+  double retransmit_mult = 0;
+  int max_piggyback = 0;
+  double verify_fraction = 0;
   po::options_description desc("mcpmesh-sim options");
-  desc.add_options()("help,h", "show help")
-      ("scenario", po::value(&scenario)->default_value(scenario),
-       "steady (kills + joins + loss) | partition (half|half, heal)")
-      ("nodes", po::value(&nodes_s)->default_value(nodes_s), "comma-separated cluster sizes")
-      ("loss", po::value(&loss_s)->default_value(loss_s), "comma-separated uniform loss rates")
-      ("seed", po::value(&seed)->default_value(seed), "random seed")
-      ("duration", po::value(&duration)->default_value(duration), "virtual seconds (steady)")
-      ("kills", po::value(&kills)->default_value(kills), "crashes to measure (steady)")
-      ("joins", po::value(&joins)->default_value(joins), "joins to measure (steady)")
-      ("split", po::value(&split)->default_value(split), "partition length, virtual seconds")
-      ("asymmetric", po::bool_switch(&asymmetric), "partition one direction only")
-      ("profile", po::value(&profile)->default_value(profile), "lan | fast");
+  desc.add_options()("help,h", "show help")(
+      "scenario", po::value(&scenario)->default_value(scenario),
+      "steady (kills + joins + loss) | partition (half|half, heal)")(
+      "nodes", po::value(&nodes_s)->default_value(nodes_s), "comma-separated cluster sizes")(
+      "loss", po::value(&loss_s)->default_value(loss_s), "comma-separated uniform loss rates")(
+      "seed", po::value(&seed)->default_value(seed), "random seed")(
+      "duration", po::value(&duration)->default_value(duration), "virtual seconds (steady)")(
+      "kills", po::value(&kills)->default_value(kills), "crashes to measure (steady)")(
+      "joins", po::value(&joins)->default_value(joins), "joins to measure (steady)")(
+      "split", po::value(&split)->default_value(split), "partition length, virtual seconds")(
+      "asymmetric", po::bool_switch(&asymmetric), "partition one direction only")(
+      "profile", po::value(&profile)->default_value(profile), "lan | fast")(
+      "retransmit-mult", po::value(&retransmit_mult), "override λ (tuning)")(
+      "max-piggyback", po::value(&max_piggyback), "override updates per message (tuning)")(
+      "verify-fraction", po::value(&verify_fraction), "override verification period (tuning)");
   po::variables_map vm;
   try {
     po::store(po::parse_command_line(argc, argv, desc), vm);
@@ -74,6 +80,9 @@ int main(int argc, char** argv) {
         s.kills = kills;
         s.joins = joins;
         s.profile = profile;
+        s.retransmit_mult = retransmit_mult;
+        s.max_piggyback = max_piggyback;
+        s.verify_fraction = verify_fraction;
         r = run_steady(s);
       } else if (scenario == "partition") {
         PartitionScenario s;

@@ -1,5 +1,7 @@
 #include "cluster/sim_network.hpp"
 
+#include <absl/container/flat_hash_map.h>
+
 #include <cassert>
 
 namespace mcpmesh::cluster {
@@ -41,12 +43,12 @@ struct SimNetwork::Node {
   std::unique_ptr<NodeClock> clock;
   std::unique_ptr<NodeTransport> transport;
   std::unique_ptr<Membership> membership;
-  std::unordered_map<TimerId, std::function<void()>> timers;
+  absl::flat_hash_map<TimerId, std::function<void()>> timers;
   struct Pending {
     Transport::ReplyFn fn;
     TimerId timer;
   };
-  std::unordered_map<uint64_t, Pending> pending;
+  absl::flat_hash_map<uint64_t, Pending> pending;
   std::vector<Event> deferred;  // events that arrived while paused
 };
 

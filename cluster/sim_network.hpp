@@ -39,11 +39,11 @@ class SimNetwork {
   /// Every node learns every other as alive without messages (fast bootstrap for big runs).
   void bootstrap_full_mesh();
 
-  void kill(int i);                 // process gone: messages to it vanish, timers die
-  void pause(int i);                // SIGSTOP: timers and deliveries wait until resume
-  void resume(int i);               // SIGCONT
+  void kill(int i);    // process gone: messages to it vanish, timers die
+  void pause(int i);   // SIGSTOP: timers and deliveries wait until resume
+  void resume(int i);  // SIGCONT
   void restart(int i, const std::vector<std::string>& seeds);  // new process, same address
-  void leave(int i);                // graceful leave, the process keeps answering
+  void leave(int i);  // graceful leave, the process keeps answering
 
   void set_loss(double p) { loss_ = p; }
   void set_link_loss(int from, int to, double p);
@@ -85,9 +85,7 @@ class SimNetwork {
     uint32_t node;
     EventKind kind;
     uint64_t arg;  // timer id or in-flight slot
-    bool operator>(const Event& o) const {
-      return time != o.time ? time > o.time : seq > o.seq;
-    }
+    bool operator>(const Event& o) const { return time != o.time ? time > o.time : seq > o.seq; }
   };
   struct InFlight {
     Message msg;

@@ -38,8 +38,8 @@ void add_counters(SimNetwork& net, ScenarioResult& r) {
     const auto& c = m->counters();
     r.suspicions += c.suspicions_started;
     r.refutations += c.refutations;
-    r.rejected += c.rejected_malformed + c.rejected_replay + c.rejected_cluster +
-                  c.rejected_id_conflict;
+    r.rejected +=
+        c.rejected_malformed + c.rejected_replay + c.rejected_cluster + c.rejected_id_conflict;
   }
 }
 
@@ -68,6 +68,9 @@ std::string ScenarioResult::to_json() const {
 ScenarioResult run_steady(const SteadyScenario& s) {
   auto wall_start = WallClock::now();
   MembershipConfig cfg = MembershipConfig::profile(s.profile);
+  if (s.retransmit_mult > 0) cfg.retransmit_mult = s.retransmit_mult;
+  if (s.max_piggyback > 0) cfg.max_piggyback = s.max_piggyback;
+  if (s.verify_fraction > 0) cfg.verify_fraction = s.verify_fraction;
   SimNetwork net(s.seed);
   net.set_loss(s.loss);
   for (int i = 0; i < s.nodes; ++i) net.add_node(node_name(i), cfg);
@@ -89,7 +92,8 @@ ScenarioResult run_steady(const SteadyScenario& s) {
     int count = 0;
     double t999 = -1, t100 = -1;
   };
-  std::unordered_map<int, KillTrack> kills;
+  std::vector<KillTrack> kill_log;        // one per kill
+  std::unordered_map<int, size_t> kills;  // victim -> its current kill_log entry
   std::unordered_map<int, JoinTrack> joins;
   std::set<int> killed;
   std::set<int> falsely_dead;
@@ -124,7 +128,7 @@ ScenarioResult run_steady(const SteadyScenario& s) {
       }
       auto it = kills.find(target);
       if (it != kills.end()) {
-        KillTrack& k = it->second;
+        KillTrack& k = kill_log[it->second];
         if (observer < static_cast<int>(k.needed.size()) && k.needed[observer] &&
             !k.seen[observer]) {
           k.seen[observer] = true;
@@ -143,6 +147,16 @@ ScenarioResult run_steady(const SteadyScenario& s) {
           int need999 = static_cast<int>(std::ceil(0.999 * j.total));
           if (j.count >= need999 && j.t999 < 0) j.t999 = t;
           if (j.count == j.total) j.t100 = t;
+          if (debug && t > 1.0)
+            std::fprintf(stderr, "late join: %s sees %s alive after %.3f s (was %s)\n",
+                         net.id(observer).c_str(), v.meta.node_id.c_str(), t,
+                         std::string(to_string(old)).c_str());
+          if (debug && t > 1.0)
+            for (const auto& l : trace)
+              if ((l.find(" " + net.id(observer) + " ") != std::string::npos ||
+                   l.find(" " + v.meta.node_id + " ") != std::string::npos) &&
+                  to_s(net.now().count()) - std::atof(l.c_str()) < 8)
+                std::fprintf(stderr, "  %s\n", l.c_str());
         }
       }
     }
@@ -170,7 +184,28 @@ ScenarioResult run_steady(const SteadyScenario& s) {
   };
 
   int next_join = s.nodes;
+  // Killed nodes come back (new process, same address) well after their detection, so the
+  // cluster keeps its size and small clusters can be measured many times.
+  std::vector<std::pair<double, int>> restarts;
+  std::unordered_map<int, double> restarted_at;
+  auto restart_due = [&](double until) {
+    while (!restarts.empty() && restarts.front().first <= until) {
+      auto [t, victim] = restarts.front();
+      restarts.erase(restarts.begin());
+      net.run_until(secs(t));
+      killed.erase(victim);
+      kills.erase(victim);
+      restarted_at[victim] = t;
+      std::vector<std::string> seeds;
+      for (int i = 0; i < net.size() && seeds.size() < 3; ++i) {
+        int c = static_cast<int>((static_cast<size_t>(victim) + 1 + i * 7919u) % net.size());
+        if (c != victim && net.is_up(c)) seeds.push_back(net.id(c));
+      }
+      net.restart(victim, seeds);
+    }
+  };
   for (const Action& a : plan) {
+    restart_due(a.t);
     net.run_until(secs(a.t));
     if (a.kill) {
       std::vector<int> candidates;
@@ -180,17 +215,41 @@ ScenarioResult run_steady(const SteadyScenario& s) {
       int victim = candidates[std::uniform_int_distribution<size_t>(0, candidates.size() - 1)(rng)];
       killed.insert(victim);
       net.kill(victim);
+      // A dead observer can no longer see anything: stop waiting for it.
+      double now_s = to_s(net.now().count());
+      for (auto& [j, t] : joins) {
+        if (victim >= static_cast<int>(t.needed.size()) || !t.needed[victim] || t.seen[victim])
+          continue;
+        t.needed[victim] = false;
+        t.total--;
+        int need999 = static_cast<int>(std::ceil(0.999 * t.total));
+        if (t.count >= need999 && t.t999 < 0) t.t999 = now_s - to_s(t.t);
+        if (t.count >= t.total && t.t100 < 0) t.t100 = now_s - to_s(t.t);
+      }
+      for (auto& [v, idx] : kills) {
+        KillTrack& k = kill_log[idx];
+        if (victim >= static_cast<int>(k.needed.size()) || !k.needed[victim] || k.seen[victim] ||
+            k.remaining == 0)
+          continue;
+        k.needed[victim] = false;
+        if (--k.remaining == 0) k.detected_s = now_s - to_s(k.t);
+      }
+      restarts.emplace_back(a.t + 0.6 * spacing, victim);
       auto [mask, count] = up_mask(victim);
       KillTrack k;
       k.t = net.now().count();
       k.needed = mask;
       k.seen.assign(mask.size(), false);
       k.remaining = count;
-      kills[victim] = std::move(k);
+      kills[victim] = kill_log.size();
+      kill_log.push_back(std::move(k));
     } else {
+      // The seed is a settled member: not one that restarted a moment ago and is still
+      // rejoining itself (that measures the restart, not the join).
       std::vector<int> candidates;
       for (int i = 0; i < net.size(); ++i)
-        if (net.is_up(i)) candidates.push_back(i);
+        if (net.is_up(i) && (!restarted_at.count(i) || a.t - restarted_at[i] > 5))
+          candidates.push_back(i);
       int seed = candidates[std::uniform_int_distribution<size_t>(0, candidates.size() - 1)(rng)];
       auto [mask, count] = up_mask(-1);
       int j = net.add_node(node_name(next_join++), cfg);
@@ -204,6 +263,7 @@ ScenarioResult run_steady(const SteadyScenario& s) {
       net.start(j, {net.id(seed)});
     }
   }
+  restart_due(s.duration_s);
   net.run_until(secs(s.duration_s));
 
   ScenarioResult r;
@@ -213,8 +273,7 @@ ScenarioResult run_steady(const SteadyScenario& s) {
   r.seed = s.seed;
   r.virtual_s = s.duration_s;
   std::vector<double> det;
-  for (int victim : killed) {
-    const KillTrack& k = kills[victim];
+  for (const KillTrack& k : kill_log) {
     r.kills++;
     if (k.detected_s < 0)
       r.undetected++;

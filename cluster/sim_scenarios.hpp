@@ -17,16 +17,19 @@ struct SteadyScenario {
   int kills = 10;           // crashes, evenly spaced, each measured for detection
   int joins = 5;            // new nodes joining through one seed, each measured
   std::string profile = "lan";
+  double retransmit_mult = 0;  // 0 = profile default (tuning experiments)
+  int max_piggyback = 0;       // 0 = profile default
+  double verify_fraction = 0;  // 0 = profile default
 };
 
 struct PartitionScenario {
   int nodes = 64;
-  int side_a = 32;          // nodes [0, side_a) vs the rest
+  int side_a = 32;  // nodes [0, side_a) vs the rest
   double loss = 0.0;
   uint64_t seed = 1;
   bool symmetric = true;
-  double split_s = 60;      // long enough for each side to declare the other dead
-  double max_heal_s = 60;   // give up measuring after this
+  double split_s = 60;     // long enough for each side to declare the other dead
+  double max_heal_s = 60;  // give up measuring after this
   std::string profile = "lan";
 };
 
@@ -43,11 +46,11 @@ struct ScenarioResult {
   double detection_max_s = -1;
   double join_convergence_999_s = -1;
   double join_convergence_100_s = -1;
-  int false_positives = 0;          // distinct healthy nodes ever marked dead by anyone
+  int false_positives = 0;  // distinct healthy nodes ever marked dead by anyone
   uint64_t false_positive_events = 0;
   double msgs_per_node_per_s = 0;
-  double heal_s = -1;               // partition: heal -> identical member lists everywhere
-  bool split_detected = false;      // partition: both sides saw the other dead before healing
+  double heal_s = -1;           // partition: heal -> identical member lists everywhere
+  bool split_detected = false;  // partition: both sides saw the other dead before healing
   uint64_t suspicions = 0;
   uint64_t refutations = 0;
   uint64_t rejected = 0;

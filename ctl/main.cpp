@@ -19,11 +19,16 @@ namespace {
 
 const char* state_name(pb::MemberState s) {
   switch (s) {
-    case pb::MEMBER_STATE_ALIVE: return "alive";
-    case pb::MEMBER_STATE_SUSPECT: return "suspect";
-    case pb::MEMBER_STATE_DEAD: return "dead";
-    case pb::MEMBER_STATE_LEFT: return "left";
-    default: return "unknown";
+    case pb::MEMBER_STATE_ALIVE:
+      return "alive";
+    case pb::MEMBER_STATE_SUSPECT:
+      return "suspect";
+    case pb::MEMBER_STATE_DEAD:
+      return "dead";
+    case pb::MEMBER_STATE_LEFT:
+      return "left";
+    default:
+      return "unknown";
   }
 }
 
@@ -96,12 +101,13 @@ int main(int argc, char** argv) {
   std::string node, command;
   bool as_json = false;
   int timeout_ms = 3000;
-  po::options_description desc("mcpmesh-ctl [options] COMMAND\n\ncommands:\n  members   list "
-                               "cluster members as seen by --node\n\noptions");
-  desc.add_options()("help,h", "show help")
-      ("node", po::value(&node)->default_value("127.0.0.1:7946"), "node gRPC address HOST:PORT")
-      ("json", po::bool_switch(&as_json), "machine-readable output")
-      ("timeout-ms", po::value(&timeout_ms)->default_value(timeout_ms), "RPC deadline");
+  po::options_description desc(
+      "mcpmesh-ctl [options] COMMAND\n\ncommands:\n  members   list "
+      "cluster members as seen by --node\n\noptions");
+  desc.add_options()("help,h", "show help")(
+      "node", po::value(&node)->default_value("127.0.0.1:7946"), "node gRPC address HOST:PORT")(
+      "json", po::bool_switch(&as_json), "machine-readable output")(
+      "timeout-ms", po::value(&timeout_ms)->default_value(timeout_ms), "RPC deadline");
   po::options_description hidden;
   hidden.add_options()("command", po::value(&command));
   po::options_description all;

@@ -10,6 +10,8 @@
 #include <boost/beast/http.hpp>
 
 #include <algorithm>
+#include <array>
+#include <memory_resource>
 
 namespace mcpmesh::transport {
 
@@ -103,7 +105,9 @@ struct HttpServer::Shared {
 
 namespace {
 
-using Request = http::request<http::string_body>;
+// Request headers live in a per-request arena: one block instead of an allocation per field.
+using FieldAllocator = std::pmr::polymorphic_allocator<char>;
+using Request = http::request<http::string_body, http::basic_fields<FieldAllocator>>;
 using Response = http::response<http::string_body>;
 
 /// One HTTP connection. Lives as long as its coroutine (shared_from_this).
@@ -193,7 +197,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
           co_return;
         }
       }
-      http::request_parser<http::string_body> parser;
+      std::array<std::byte, 1024> arena_buffer;
+      std::pmr::monotonic_buffer_resource arena(arena_buffer.data(), arena_buffer.size());
+      http::request_parser<http::string_body, FieldAllocator> parser(
+          std::piecewise_construct, std::make_tuple(), std::make_tuple(FieldAllocator(&arena)));
       parser.header_limit(static_cast<std::uint32_t>(cfg_.max_header_bytes));
       parser.body_limit(cfg_.max_body_bytes);
       // A watchdog cancels the read (rather than the stream's own expiry, which would close
