@@ -325,6 +325,21 @@ void App::set_listener(Listener listener) {
   listener_ = std::move(listener);
 }
 
+asio::awaitable<Result<std::string>> sample_text(HandlerContext& ctx, std::string_view prompt,
+                                                 std::int64_t max_tokens,
+                                                 std::chrono::milliseconds deadline) {
+  json::object content{{"type", "text"}, {"text", prompt}};
+  json::object message{{"role", "user"}, {"content", std::move(content)}};
+  json::object params{{"messages", json::array{std::move(message)}}, {"maxTokens", max_tokens}};
+  auto r = co_await ctx.request_client("sampling/createMessage", std::move(params), deadline);
+  if (!r) co_return r.error();
+  std::string text;
+  if (auto* c = r->if_contains("content"); c && c->is_object()) {
+    if (auto* t = c->get_object().if_contains("text"); t && t->is_string()) text = t->get_string();
+  }
+  co_return text;
+}
+
 bool match_uri_template(std::string_view tmpl, std::string_view uri,
                         std::map<std::string, std::string>& vars) {
   std::size_t ti = 0, ui = 0;

@@ -331,4 +331,10 @@ class HandlerContext {
   virtual void release_blocking_slot() = 0;
 };
 
+/// Asks the client's model for a completion of one user `prompt` (sampling/createMessage)
+/// and returns the text of its answer (empty if the answer was not text).
+asio::awaitable<Result<std::string>> sample_text(HandlerContext& ctx, std::string_view prompt,
+                                                 std::int64_t max_tokens,
+                                                 std::chrono::milliseconds deadline);
+
 }  // namespace mcpmesh::mcp

@@ -135,21 +135,9 @@ void add_tools(App& app) {
              {{"prompt", {{"type", "string"}, {"description", "The prompt to send to the LLM"}}}}},
             {"required", {"prompt"}}}},
       [](HandlerContext& ctx, json::object args) -> ToolCo {
-        json::object params{
-            {"messages",
-             json::array{json::object{
-                 {"role", "user"}, {"content", {{"type", "text"}, {"text", args.at("prompt")}}}}}},
-            {"maxTokens", 100}};
-        auto r = co_await ctx.request_client("sampling/createMessage", std::move(params),
-                                             kClientDeadline);
-        if (!r) co_return ToolResult::error("sampling failed: " + r.error().message);
-        std::string text;
-        if (auto* c = r->if_contains("content"); c && c->is_object()) {
-          if (auto* t = c->get_object().if_contains("text"); t && t->is_string()) {
-            text = t->get_string();
-          }
-        }
-        co_return ToolResult::text("LLM response: " + text);
+        auto text = co_await sample_text(ctx, args.at("prompt").get_string(), 100, kClientDeadline);
+        if (!text) co_return ToolResult::error("sampling failed: " + text.error().message);
+        co_return ToolResult::text("LLM response: " + *text);
       });
   app.add_tool(
       {.name = "test_elicitation",

@@ -122,28 +122,16 @@ std::shared_ptr<void> install_demo_app(App& app) {
                  co_return ToolResult::text("logged");
                });
 
-  app.add_tool(
-      {.name = "ask_llm",
-       .title = "Ask the client's model",
-       .description = "Asks the client to sample its LLM (sampling/createMessage).",
-       .input_schema = object_schema({{"prompt", "string"}}, {"prompt"})},
-      [](HandlerContext& ctx, json::object args) -> asio::awaitable<Result<ToolResult>> {
-        json::object params{
-            {"messages",
-             json::array{json::object{
-                 {"role", "user"}, {"content", {{"type", "text"}, {"text", args.at("prompt")}}}}}},
-            {"maxTokens", 100}};
-        auto r = co_await ctx.request_client("sampling/createMessage", std::move(params),
-                                             kClientDeadline);
-        if (!r) co_return ToolResult::error("sampling failed: " + r.error().message);
-        std::string text;
-        if (auto* c = r->if_contains("content"); c && c->is_object()) {
-          if (auto* t = c->get_object().if_contains("text"); t && t->is_string()) {
-            text = t->get_string();
-          }
-        }
-        co_return ToolResult::text("sampled: " + text);
-      });
+  app.add_tool({.name = "ask_llm",
+                .title = "Ask the client's model",
+                .description = "Asks the client to sample its LLM (sampling/createMessage).",
+                .input_schema = object_schema({{"prompt", "string"}}, {"prompt"})},
+               [](HandlerContext& ctx, json::object args) -> asio::awaitable<Result<ToolResult>> {
+                 auto text = co_await sample_text(ctx, args.at("prompt").get_string(), 100,
+                                                  kClientDeadline);
+                 if (!text) co_return ToolResult::error("sampling failed: " + text.error().message);
+                 co_return ToolResult::text("sampled: " + *text);
+               });
 
   app.add_tool(
       {.name = "ask_user",
