@@ -58,7 +58,11 @@ struct MembershipConfig {
   Duration oneway_timeout = std::chrono::milliseconds(500);
 
   size_t max_updates_per_message = 64;  // more is malformed (piggyback)
-  size_t max_state_members = 1u << 20;  // push-pull state bigger than this is malformed
+  size_t max_state_members = 1u << 16;  // push-pull state bigger than this is malformed
+  /// Incarnations start at the boot time in wall ms and grow by one per refutation; one further
+  /// ahead of the receiver's wall clock than this is malformed (a forged huge incarnation would
+  /// otherwise shut a member id out for good).
+  int64_t max_incarnation_ahead_ms = 24 * 3600 * 1000;
   size_t max_id_bytes = 128;
 
   /// LAN default: detects a crash in ~3-6 s at 4..1000 nodes, tolerates 10% loss.

@@ -387,8 +387,19 @@ void Membership::push_pull_tick() {
 
 void Membership::reconnect_tick() {
   timers_[kReconnectTimer] = clock_.schedule(cfg_.reconnect_interval, [this] { reconnect_tick(); });
-  if (!running_ || dead_.empty()) return;
+  if (!running_) return;
   TimePoint now = clock_.now();
+  // Forget members that left long enough ago: they are never probed, so nothing else would.
+  for (auto it = members_.begin(); it != members_.end();) {
+    const Member& m = it->second;
+    if (m.state == MemberState::kLeft && &m != self_ &&
+        now - m.last_change > cfg_.dead_reap_after) {
+      members_.erase(it++);
+    } else {
+      ++it;
+    }
+  }
+  if (dead_.empty()) return;
   // Forget members dead for long enough.
   for (size_t i = 0; i < dead_.size();) {
     Member* m = dead_[i];
@@ -428,6 +439,8 @@ bool Membership::valid_update(const Update& u) const {
   if (u.from.size() > cfg_.max_id_bytes) return false;
   if (static_cast<uint8_t>(u.state) > static_cast<uint8_t>(MemberState::kLeft)) return false;
   if (u.incarnation == 0) return false;
+  int64_t horizon = std::max<int64_t>(clock_.wall_ms(), 0) + cfg_.max_incarnation_ahead_ms;
+  if (u.incarnation > static_cast<uint64_t>(horizon)) return false;
   if (u.state == MemberState::kAlive) {
     if (!u.meta || u.meta->node_id != u.node_id || u.meta->grpc_addr.empty()) return false;
   }
@@ -791,8 +804,9 @@ void Membership::suspect_locally(Member& m) {
   u.incarnation = m.incarnation;
   u.from = self_->id;
   if (m.state == MemberState::kSuspect) {
-    // We failed it independently: a confirmation everyone else should count too.
-    add_confirmation(m, self_->id);
+    // We failed it independently: a confirmation everyone else should count too, unless our
+    // own health is in doubt (Lifeguard: an unhealthy node does not confirm).
+    if (lhm_ == 0) add_confirmation(m, self_->id);
     return;
   }
   counters_.suspicions_started++;

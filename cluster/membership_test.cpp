@@ -187,6 +187,18 @@ TEST_F(SimClusterTest, BadInputIsRejectedCountedAndHarmless) {
   net.inject(0, takeover, false);
   EXPECT_EQ(m.counters().rejected_id_conflict, 3u);
 
+  // A forged incarnation far beyond any wall clock (which no refutation could beat) is
+  // malformed, and n2 stays alive everywhere.
+  Message huge = forged("n1", boot1, 2'000'003);
+  Update h;
+  h.node_id = "n2";
+  h.state = MemberState::kSuspect;
+  h.incarnation = ~uint64_t{0};
+  h.from = "n1";
+  huge.updates.push_back(h);
+  net.inject(0, huge, false);
+  EXPECT_EQ(m.counters().rejected_malformed, 3u);
+
   net.run_for(30s);
   for (int i = 0; i < 6; ++i) {
     EXPECT_EQ(net.membership(i)->live_count(), 6u);
