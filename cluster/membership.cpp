@@ -594,15 +594,30 @@ void Membership::handle_ping_req(const Message& msg, Responder respond) {
     respond(std::move(r));
     return;
   }
-  Duration budget = std::chrono::milliseconds(std::min<uint32_t>(msg.timeout_ms, 60000));
+  // The caller's budget is what is left of its probe interval: never honour more than ours,
+  // so a peer cannot hold our calls (and our shutdown) for long.
+  Duration budget =
+      std::min<Duration>(std::chrono::milliseconds(msg.timeout_ms), scaled(cfg_.probe_interval));
   Duration ping_timeout = Duration(static_cast<int64_t>(budget.count() * cfg_.nack_fraction));
+  // Ping the target at the address we know for it, never at one the request names: a peer
+  // must not make us dial arbitrary addresses. A target we do not know gets a nack.
+  auto known = members_.find(msg.target_id);
+  if (known == members_.end() || !known->second.meta || !is_live(known->second.state)) {
+    Message r = make_msg(MsgType::kPingReqReply);
+    r.probe_seq = msg.probe_seq;
+    r.nack = true;
+    counters_.msgs_sent++;
+    respond(std::move(r));
+    return;
+  }
+  const std::string target_addr = known->second.meta->grpc_addr;
   Message ping = make_msg(MsgType::kPing);
   ping.probe_seq = ++probe_seq_;
   ping.target_id = msg.target_id;
   attach_gossip(ping, nullptr);
   uint64_t their_seq = msg.probe_seq;
   std::weak_ptr<bool> token = alive_token_;
-  send_request(msg.target_addr, std::move(ping), ping_timeout,
+  send_request(target_addr, std::move(ping), ping_timeout,
                [this, token, their_seq, respond = std::move(respond)](const Message* reply) {
                  Message r;
                  if (!token.expired()) r = make_msg(MsgType::kPingReqReply);
