@@ -53,6 +53,21 @@ void EventLoop::cancel(TimerId id) {
 void EventLoop::run() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
+    // Due timers go before queued tasks: a burst of incoming RPCs must not delay probe ticks
+    // and suspicion timeouts.
+    if (!deadlines_.empty() && deadlines_.begin()->first <= now().count()) {
+      auto first = deadlines_.begin();
+      TimerId id = first->second;
+      deadlines_.erase(first);
+      auto it = timers_.find(id);
+      if (it == timers_.end()) continue;  // cancelled
+      auto fn = std::move(it->second);
+      timers_.erase(it);
+      lock.unlock();
+      fn();
+      lock.lock();
+      continue;
+    }
     if (!tasks_.empty()) {
       auto fn = std::move(tasks_.front());
       tasks_.pop_front();
@@ -62,22 +77,9 @@ void EventLoop::run() {
       continue;
     }
     if (!deadlines_.empty()) {
-      auto first = deadlines_.begin();
-      if (first->first <= now().count()) {
-        TimerId id = first->second;
-        deadlines_.erase(first);
-        auto it = timers_.find(id);
-        if (it == timers_.end()) continue;
-        auto fn = std::move(it->second);
-        timers_.erase(it);
-        lock.unlock();
-        fn();
-        lock.lock();
-        continue;
-      }
       cv_.wait_until(lock, std::chrono::steady_clock::time_point(
                                std::chrono::duration_cast<std::chrono::steady_clock::duration>(
-                                   Duration(first->first))));
+                                   Duration(deadlines_.begin()->first))));
       continue;
     }
     cv_.wait(lock);
