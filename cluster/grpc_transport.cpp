@@ -39,8 +39,11 @@ struct UnaryCall {
 
 }  // namespace
 
-GrpcTransport::GrpcTransport(EventLoop& loop, size_t bulk_queue_limit)
-    : loop_(loop), bulk_limit_(bulk_queue_limit), bulk_thread_([this] { bulk_worker(); }) {
+GrpcTransport::GrpcTransport(EventLoop& loop, size_t bulk_queue_limit, size_t max_state_members)
+    : loop_(loop),
+      bulk_limit_(bulk_queue_limit),
+      max_state_members_(max_state_members),
+      bulk_thread_([this] { bulk_worker(); }) {
   loop_ref_->loop = &loop_;
 }
 
@@ -196,7 +199,7 @@ void GrpcTransport::push_pull(const std::shared_ptr<v1::Membership::Stub>& stub,
     if (first) from_envelope(in.env(), reply.get());
     first = false;
     for (const auto& u : in.members()) reply->updates.push_back(from_proto(u));
-    if (reply->updates.size() > (1u << 20)) {
+    if (reply->updates.size() > max_state_members_) {
       ctx.TryCancel();
       break;
     }
@@ -215,10 +218,18 @@ namespace {
 /// membership on the loop, stream our state back chunk by chunk.
 class StateExchangeReactor final : public grpc::ServerBidiReactor<v1::StateChunk, v1::StateChunk> {
  public:
-  StateExchangeReactor(EventLoop& loop, Membership& membership, size_t max_members, bool join)
-      : loop_(loop), membership_(membership), max_members_(max_members) {
+  /// Concurrent push-pull/join streams one node serves; each may buffer a whole state.
+  static constexpr int kMaxStateExchanges = 8;
+
+  StateExchangeReactor(EventLoop& loop, Membership& membership, size_t max_members, bool join,
+                       std::atomic<int>& active)
+      : loop_(loop), membership_(membership), max_members_(max_members), active_(active) {
     msg_.type = MsgType::kPushPull;
     msg_.join = join;
+    if (active_.fetch_add(1) >= kMaxStateExchanges) {
+      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "too many state exchanges"));
+      return;
+    }
     StartRead(&in_);
   }
 
@@ -251,7 +262,10 @@ class StateExchangeReactor final : public grpc::ServerBidiReactor<v1::StateChunk
     write_next();
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override {
+    active_.fetch_sub(1);
+    delete this;
+  }
 
  private:
   void write_next() {
@@ -265,6 +279,7 @@ class StateExchangeReactor final : public grpc::ServerBidiReactor<v1::StateChunk
   EventLoop& loop_;
   Membership& membership_;
   size_t max_members_;
+  std::atomic<int>& active_;
   v1::StateChunk in_;
   Message msg_;
   bool first_ = true;
@@ -348,12 +363,12 @@ grpc::ServerUnaryReactor* MembershipService::Leave(grpc::CallbackServerContext* 
 
 grpc::ServerBidiReactor<v1::StateChunk, v1::StateChunk>* MembershipService::PushPull(
     grpc::CallbackServerContext*) {
-  return new StateExchangeReactor(loop_, membership_, max_state_members_, false);
+  return new StateExchangeReactor(loop_, membership_, max_state_members_, false, active_exchanges_);
 }
 
 grpc::ServerBidiReactor<v1::StateChunk, v1::StateChunk>* MembershipService::Join(
     grpc::CallbackServerContext*) {
-  return new StateExchangeReactor(loop_, membership_, max_state_members_, true);
+  return new StateExchangeReactor(loop_, membership_, max_state_members_, true, active_exchanges_);
 }
 
 grpc::ServerUnaryReactor* AdminService::Members(grpc::CallbackServerContext* ctx,

@@ -21,6 +21,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "cluster/config.hpp"
 #include "cluster/env.hpp"
 #include "cluster/event_loop.hpp"
 #include "cluster/membership.hpp"
@@ -37,7 +38,9 @@ inline constexpr size_t kMaxPeers = 4096;
 
 class GrpcTransport final : public Transport {
  public:
-  explicit GrpcTransport(EventLoop& loop, size_t bulk_queue_limit = 16);
+  /// `max_state_members`: a push-pull answer with more members is refused (as on the server).
+  explicit GrpcTransport(EventLoop& loop, size_t bulk_queue_limit = 16,
+                         size_t max_state_members = MembershipConfig{}.max_state_members);
   ~GrpcTransport() override;
 
   void request(const std::string& addr, Message msg, Duration timeout, ReplyFn fn) override;
@@ -81,6 +84,7 @@ class GrpcTransport final : public Transport {
   std::condition_variable bulk_cv_;
   std::deque<std::function<void()>> bulk_jobs_;
   size_t bulk_limit_;
+  size_t max_state_members_;
   bool bulk_stop_ = false;
   std::thread bulk_thread_;
 };
@@ -107,6 +111,8 @@ class MembershipService final : public v1::Membership::CallbackService {
   EventLoop& loop_;
   Membership& membership_;
   size_t max_state_members_;
+  /// Push-pull/join streams being served; more than kMaxStateExchanges are refused.
+  std::atomic<int> active_exchanges_{0};
 };
 
 /// Server side of proto/admin.proto.

@@ -64,7 +64,7 @@ std::unique_ptr<NodeMembership> NodeMembership::start(const NodeClusterConfig& c
   auto impl = std::make_unique<Impl>();
   impl->cfg = cfg;
   impl->loop = std::make_unique<EventLoop>();
-  impl->transport = std::make_unique<GrpcTransport>(*impl->loop);
+  impl->transport = std::make_unique<GrpcTransport>(*impl->loop, 16, mcfg.max_state_members);
 
   // The services need the Membership at registration; its advertised address needs the bound
   // port. So: create it with a provisional address, bind, then fix the address on the loop
