@@ -9,39 +9,42 @@
 namespace mcpmesh::mcp {
 
 // name, help. Counters end in _total; gauges do not.
-#define MCPMESH_METRICS(X)                                                                    \
-  X(requests_total, "JSON-RPC requests received")                                             \
-  X(request_errors_total, "JSON-RPC error responses sent")                                    \
-  X(notifications_total, "JSON-RPC notifications received")                                   \
-  X(tool_calls_total, "tools/call requests")                                                  \
-  X(cancelled_total, "requests cancelled by the client; their responses were dropped")        \
-  X(inflight_rejected_total, "requests refused because the session had too many in flight")   \
-  X(client_requests_total, "server-to-client requests sent (sampling, elicitation, roots)")   \
-  X(client_request_timeouts_total, "server-to-client requests that hit their deadline")       \
-  X(sessions_created_total, "sessions created")                                               \
-  X(sessions_closed_total, "sessions closed (DELETE, idle expiry, shutdown)")                 \
-  X(sessions_expired_total, "sessions removed after the idle timeout")                        \
-  X(sessions_rejected_total, "initialize refused because max_sessions was reached")           \
-  X(sessions_active, "sessions alive on this node")                                           \
-  X(connections_total, "TCP connections accepted")                                            \
-  X(connections_active, "TCP connections open")                                               \
-  X(connections_rejected_total, "connections refused because max_connections was reached")    \
-  X(http_requests_total, "HTTP requests")                                                     \
-  X(http_4xx_total, "HTTP responses with a 4xx status")                                       \
-  X(http_5xx_total, "HTTP responses with a 5xx status")                                       \
-  X(body_too_large_total, "requests refused: body over max_body_bytes (413)")                 \
-  X(header_too_large_total, "requests refused: headers over max_header_bytes (431)")          \
-  X(json_too_deep_total, "messages refused: JSON nesting over max_json_depth")                \
-  X(parse_errors_total, "messages that were not valid JSON")                                  \
-  X(origin_rejected_total, "requests refused: Origin not allowed (403)")                      \
-  X(host_rejected_total, "requests refused: Host not allowed (403)")                          \
-  X(read_timeouts_total, "connections closed: request not read within read_timeout")          \
-  X(idle_timeouts_total, "keep-alive connections closed after idle_timeout")                  \
-  X(slow_consumers_total, "SSE streams closed: client did not keep up (write timeout/queue)") \
-  X(sse_events_total, "SSE events written")                                                   \
-  X(sse_replayed_total, "SSE events replayed after Last-Event-ID")                            \
-  X(sse_buffer_evicted_total, "SSE events dropped from a full resumption buffer")             \
-  X(blocking_jobs_rejected_total, "blocking jobs refused: worker queue full")
+#define MCPMESH_METRICS(X)                                                                      \
+  X(requests_total, "JSON-RPC requests received")                                               \
+  X(request_errors_total, "JSON-RPC error responses sent")                                      \
+  X(notifications_total, "JSON-RPC notifications received")                                     \
+  X(tool_calls_total, "tools/call requests")                                                    \
+  X(cancelled_total, "requests cancelled by the client; their responses were dropped")          \
+  X(inflight_rejected_total, "requests refused because the session had too many in flight")     \
+  X(client_requests_total, "server-to-client requests sent (sampling, elicitation, roots)")     \
+  X(client_request_timeouts_total, "server-to-client requests that hit their deadline")         \
+  X(sessions_created_total, "sessions created")                                                 \
+  X(sessions_closed_total, "sessions closed (DELETE, idle expiry, shutdown)")                   \
+  X(sessions_expired_total, "sessions removed after the idle timeout")                          \
+  X(sessions_rejected_total, "initialize refused because max_sessions was reached")             \
+  X(sessions_active, "sessions alive on this node")                                             \
+  X(connections_total, "TCP connections accepted")                                              \
+  X(connections_active, "TCP connections open")                                                 \
+  X(connections_rejected_total, "connections refused because max_connections was reached")      \
+  X(http_requests_total, "HTTP requests")                                                       \
+  X(http_4xx_total, "HTTP responses with a 4xx status")                                         \
+  X(http_5xx_total, "HTTP responses with a 5xx status")                                         \
+  X(body_too_large_total, "requests refused: body over max_body_bytes (413)")                   \
+  X(header_too_large_total, "requests refused: headers over max_header_bytes (431)")            \
+  X(json_too_deep_total, "messages refused: JSON nesting over max_json_depth")                  \
+  X(parse_errors_total, "messages that were not valid JSON")                                    \
+  X(origin_rejected_total, "requests refused: Origin not allowed (403)")                        \
+  X(host_rejected_total, "requests refused: Host not allowed (403)")                            \
+  X(read_timeouts_total, "connections closed: request not read within read_timeout")            \
+  X(idle_timeouts_total, "keep-alive connections closed after idle_timeout")                    \
+  X(slow_consumers_total, "SSE streams closed: client did not keep up (write timeout/queue)")   \
+  X(sse_events_total, "SSE events written")                                                     \
+  X(sse_replayed_total, "SSE events replayed after Last-Event-ID")                              \
+  X(sse_buffer_evicted_total, "SSE events dropped from a full resumption buffer")               \
+  X(blocking_jobs_rejected_total, "blocking jobs refused: worker queue full")                   \
+  X(subscriptions_rejected_total, "resources/subscribe refused: max_subscriptions_per_session") \
+  X(batches_rejected_total, "JSON-RPC batches refused: longer than max_batch_size")             \
+  X(stdio_dropped_total, "stdio messages dropped: output queue full")
 
 struct Metrics {
 #define MCPMESH_METRIC_FIELD(name, help) std::atomic<std::uint64_t> name{0};

@@ -50,6 +50,7 @@ struct ServerConfig {
   std::string instructions;
   std::size_t page_size = 100;
   std::size_t max_inflight_per_session = 64;
+  std::size_t max_subscriptions_per_session = 1000;
   std::size_t max_sessions = 100000;
   std::chrono::milliseconds client_request_timeout{60000};
   std::chrono::seconds session_idle_timeout{1800};
@@ -124,7 +125,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::unordered_map<std::string, std::shared_ptr<InflightRequest>> inflight_;  // by id_key
   struct PendingClientRequest;
   std::unordered_map<std::string, std::shared_ptr<PendingClientRequest>> pending_;
-  std::unordered_set<std::string> subscriptions_;
+  std::unordered_set<std::string> subscriptions_;  // bounded by max_subscriptions_per_session
   std::int64_t next_client_request_id_ = 1;
 
   // Readable from any thread.

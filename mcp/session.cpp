@@ -113,7 +113,10 @@ class InflightRequest final : public HandlerContext {
 
   bool is_cancelled() const override { return cancelled_; }
 
-  void close_stream() override { reply_->close_stream(); }
+  void close_stream() override {
+    // Before 2025-11-25 streams carry no priming id to resume from: keep the stream open.
+    if (session_->protocol_version() >= "2025-11-25") reply_->close_stream();
+  }
 
   asio::awaitable<Result<json::object>> request_client(
       std::string method, json::object params, std::chrono::milliseconds deadline) override {
@@ -143,7 +146,6 @@ class InflightRequest final : public HandlerContext {
   json::value progress_token_;
   asio::cancellation_signal signal_;
   bool cancelled_ = false;
-  std::shared_ptr<const App::Catalog> catalog_;
 };
 
 struct Session::PendingClientRequest {
@@ -178,7 +180,21 @@ void Session::post_frame(std::vector<Message> messages, std::shared_ptr<ClientCh
   touch();
   asio::post(strand_, [self = shared_from_this(), messages = std::move(messages),
                        reply = std::move(reply)]() mutable {
-    for (auto& m : messages) self->handle(std::move(m), reply);
+    for (auto& m : messages) {
+      json::value id = m.is_request() ? m.id : json::value(nullptr);
+      try {
+        self->handle(std::move(m), reply);
+      } catch (const std::exception& e) {
+        // App code (a template lister, say) threw on a synchronous path: that request fails,
+        // the node and the session go on.
+        if (!id.is_null()) {
+          Metrics::inc(self->server_.metrics().request_errors_total);
+          reply->deliver(make_error(id, {ErrorCode::kInternalError,
+                                         std::string("handler failed: ") + e.what()}),
+                         true);
+        }
+      }
+    }
   });
 }
 
@@ -555,6 +571,13 @@ Result<json::value> Session::handle_subscribe(const Message& m, bool subscribe) 
   auto uri = get_string(m.params, "uri");
   if (!uri) return invalid_params("params.uri (string) is required");
   if (subscribe) {
+    if (!subscriptions_.contains(std::string(*uri)) &&
+        subscriptions_.size() >= server_.config().max_subscriptions_per_session) {
+      Metrics::inc(server_.metrics().subscriptions_rejected_total);
+      return RpcError(ErrorCode::kServerBusy,
+                      "too many subscriptions for this session (max " +
+                          std::to_string(server_.config().max_subscriptions_per_session) + ")");
+    }
     subscriptions_.emplace(*uri);
     (void)server_.subscriptions().subscribe(*uri, id_);
   } else {
@@ -613,6 +636,7 @@ asio::awaitable<Result<json::object>> Session::request_client(std::string method
   pending_.emplace(key, pending);
   Metrics::inc(server_.metrics().client_requests_total);
   via->deliver(make_request(id, method, std::move(params)), false);
+  deadline = std::min(deadline, server_.config().client_request_timeout);
   pending->timer.expires_after(deadline);
   boost::system::error_code ec;
   co_await pending->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));

@@ -10,8 +10,6 @@ namespace mcpmesh::mcp {
 inline constexpr std::array<std::string_view, 4> kSupportedVersions = {"2025-11-25", "2025-06-18",
                                                                        "2025-03-26", "2024-11-05"};
 inline constexpr std::string_view kLatestVersion = kSupportedVersions[0];
-/// What a Streamable HTTP request without MCP-Protocol-Version is assumed to speak.
-inline constexpr std::string_view kDefaultHttpVersion = "2025-03-26";
 
 [[nodiscard]] constexpr bool is_supported_version(std::string_view v) {
   for (auto s : kSupportedVersions) {

@@ -88,6 +88,11 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
       "sessions on this node before initialize gets 503")(
       "max-blocking-jobs", po::value(&s.max_blocking_jobs)->default_value(s.max_blocking_jobs),
       "blocking handler jobs queued or running on the worker pool before -32000")(
+      "max-batch-size", po::value(&h.max_batch_size)->default_value(h.max_batch_size),
+      "messages in one JSON-RPC batch (2025-03-26 sessions) before 400")(
+      "max-subscriptions",
+      po::value(&s.max_subscriptions_per_session)->default_value(s.max_subscriptions_per_session),
+      "resources/subscribe URIs per session before -32000")(
       "max-inflight",
       po::value(&s.max_inflight_per_session)->default_value(s.max_inflight_per_session),
       "concurrent requests per session before -32000")(
@@ -174,6 +179,14 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
   h.allowed_hosts = split_list(allowed_hosts);
   c.seeds = split_list(seeds);
   if (json_depth < 2) throw std::runtime_error("--max-json-depth must be at least 2");
+  if (keepalive_ms < 10) throw std::runtime_error("--sse-keepalive-ms must be at least 10");
+  if (h.sse.queue_events < 16) throw std::runtime_error("--sse-queue-events must be at least 16");
+  if (h.max_batch_size < 1) throw std::runtime_error("--max-batch-size must be at least 1");
+  if (c.threads > 1024) throw std::runtime_error("--threads must be at most 1024");
+  if (read_ms <= 0 || idle_ms <= 0 || write_ms <= 0 || retry_ms < 0 || client_timeout_ms <= 0 ||
+      session_idle_s <= 0) {
+    throw std::runtime_error("timeouts must be positive");
+  }
   if (c.app != "demo" && c.app != "conformance") {
     throw std::runtime_error("unknown --app '" + c.app + "' (demo | conformance)");
   }

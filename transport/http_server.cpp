@@ -105,6 +105,14 @@ struct HttpServer::Shared {
 
 namespace {
 
+/// Detaches a connection's queue from a stream when the connection stops serving it.
+struct StreamAttachment {
+  SessionStreams& streams;
+  std::uint64_t id;
+  std::shared_ptr<EventQueue> queue;
+  ~StreamAttachment() { streams.detach(id, queue); }
+};
+
 // Request headers live in a per-request arena: one block instead of an allocation per field.
 using FieldAllocator = std::pmr::polymorphic_allocator<char>;
 using Request = http::request<http::string_body, http::basic_fields<FieldAllocator>>;
@@ -121,14 +129,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
         stream_(std::move(socket)),
         idle_timer_(stream_.get_executor()) {}
 
-  ~Connection() { Metrics::dec(shared_->metrics().connections_active); }
-
   asio::awaitable<void> run() {
     try {
       co_await serve();
     } catch (const boost::system::system_error& e) {
       fail(e.code());
     }
+    // Here rather than in a destructor: at shutdown, frames are destroyed after the server.
+    Metrics::dec(shared_->metrics().connections_active);
     boost::system::error_code ec;
     stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
     stream_.socket().close(ec);
@@ -364,7 +372,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
       co_return nullptr;
     }
     auto session = shared_->server.find_session(id);
-    if (!session || session->closed()) {
+    // A session of another transport (stdio) is not reachable over HTTP.
+    if (!session || session->closed() || !streams_of(*session)) {
       co_await send_error(http::status::not_found, req.version(), req.keep_alive(),
                           RpcError(ErrorCode::kInvalidRequest, "Session not found"));
       co_return nullptr;
@@ -374,7 +383,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   static std::shared_ptr<SessionStreams> streams_of(const mcp::Session& s) {
-    return std::static_pointer_cast<SessionStreams>(s.standalone());
+    return std::dynamic_pointer_cast<SessionStreams>(s.standalone());
   }
 
   asio::awaitable<bool> handle_post(Request& req) {
@@ -403,6 +412,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
         Metrics::inc(shared_->metrics().json_too_deep_total);
       }
       co_await send_error(http::status::bad_request, version, keep, *frame.frame_error);
+      co_return keep;
+    }
+    if (frame.is_batch && frame.messages.size() + frame.errors.size() > cfg_.max_batch_size) {
+      Metrics::inc(shared_->metrics().batches_rejected_total);
+      co_await send_error(
+          http::status::bad_request, version, keep,
+          RpcError(ErrorCode::kInvalidRequest,
+                   "batch longer than " + std::to_string(cfg_.max_batch_size) + " messages"));
       co_return keep;
     }
     if (!frame.is_batch && !frame.errors.empty()) {
@@ -473,8 +490,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     session->post_frame(std::move(frame.messages), channel);
     std::string session_header = created ? session->id() : std::string();
-    bool ok =
-        co_await stream_answer(req, *streams, stream_id, queue, session, session_header, created);
+    bool ok = co_await stream_answer(req, *streams, stream_id, queue, session, session_header,
+                                     created, frame.is_batch);
     co_return ok&& keep;
   }
 
@@ -482,35 +499,37 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::awaitable<bool> stream_answer(Request& req, SessionStreams& streams,
                                       std::uint64_t stream_id, std::shared_ptr<EventQueue> queue,
                                       std::shared_ptr<mcp::Session> session,
-                                      const std::string& session_header, bool created) {
-    struct Detach {
-      SessionStreams& s;
-      std::uint64_t id;
-      std::shared_ptr<EventQueue> q;
-      ~Detach() { s.detach(id, q); }
-    } detach{streams, stream_id, queue};
+                                      const std::string& session_header, bool created,
+                                      bool is_batch) {
+    StreamAttachment attachment{streams, stream_id, queue};
     std::vector<SseEvent> held;
     for (;;) {
       auto [status, ev] = co_await queue->pop(cfg_.sse_keepalive);
-      if (status == AsyncQueue<SseEvent>::Status::kItem && ev->end) {
-        co_return co_await send_json(req, held, session, session_header, created);
+      session->touch();
+      if (status == EventQueue::Status::kItem && ev->end && !held.empty()) {
+        bool ok = co_await send_json(req, held, session, session_header, created, is_batch);
+        // No event id of this stream reached the client: nothing can resume it.
+        streams.forget(stream_id);
+        co_return ok;
       }
-      if (status == AsyncQueue<SseEvent>::Status::kItem && ev->disconnect) {
-        // The handler released the connection: open the SSE stream (so the client has a
-        // priming id to resume from), pass on what is held, and end this response.
+      if ((status == EventQueue::Status::kItem && (ev->end || ev->disconnect)) ||
+          status == EventQueue::Status::kOverflow) {
+        // Every request was cancelled (end, nothing held), the handler released the connection
+        // (disconnect) or the answers outgrew the queue: open the SSE stream, so the client has
+        // a priming id to resume from, pass on what is held, and end this response.
         co_await start_sse(req, session_header, session->protocol_version(), stream_id);
         for (auto& h : held) co_await write_event(h);
         co_await write_last_chunk();
-        co_return true;
+        co_return status == EventQueue::Status::kItem;
       }
-      if (status == AsyncQueue<SseEvent>::Status::kItem && ev->is_response) {
+      if (status == EventQueue::Status::kItem && ev->is_response) {
         held.push_back(std::move(*ev));
         continue;
       }
-      if (status == AsyncQueue<SseEvent>::Status::kClosed ||
-          status == AsyncQueue<SseEvent>::Status::kOverflow) {
-        if (!held.empty())
-          co_return co_await send_json(req, held, session, session_header, created);
+      if (status == EventQueue::Status::kClosed) {
+        if (!held.empty()) {
+          co_return co_await send_json(req, held, session, session_header, created, is_batch);
+        }
         co_await send_error(http::status::not_found, req.version(), false,
                             RpcError(ErrorCode::kInvalidRequest, "session closed"));
         co_return false;
@@ -525,12 +544,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   asio::awaitable<bool> send_json(Request& req, std::vector<SseEvent>& held,
                                   const std::shared_ptr<mcp::Session>& session,
-                                  const std::string& session_header, bool created) {
+                                  const std::string& session_header, bool created, bool is_batch) {
     Response res{http::status::ok, req.version()};
     res.set(http::field::content_type, "application/json");
     res.keep_alive(req.keep_alive());
     if (!session_header.empty()) res.set("Mcp-Session-Id", session_header);
-    if (held.size() == 1) {
+    if (!is_batch) {
       res.body() = *held[0].data;
     } else {
       std::string body = "[";
@@ -541,8 +560,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
       body += ']';
       res.body() = std::move(body);
     }
-    if (created && held.size() == 1 && held[0].data->find("\"error\"") != std::string::npos) {
-      // The initialize failed: the session never existed for the client.
+    if (created && session->protocol_version().empty()) {
+      // The initialize failed (a version is set only by a successful one): the session never
+      // existed for the client.
       shared_->server.close_session(session->id());
       res.erase("Mcp-Session-Id");
     }
@@ -600,6 +620,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::awaitable<bool> pump_sse(EventQueue& queue, mcp::Session& session) {
     for (;;) {
       auto [status, ev] = co_await queue.pop(cfg_.sse_keepalive);
+      session.touch();
       switch (status) {
         case EventQueue::Status::kItem:
           if (ev->end || ev->disconnect) {
@@ -609,7 +630,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
           co_await write_event(*ev);
           break;
         case EventQueue::Status::kTimeout:
-          session.touch();
           co_await write_chunk(": keep-alive\n\n");
           break;
         case EventQueue::Status::kClosed:
@@ -639,12 +659,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       stream_id = 0;
       streams->attach(0, SessionStreams::kUndelivered, queue);
     }
-    struct Detach {
-      SessionStreams& s;
-      std::uint64_t id;
-      std::shared_ptr<EventQueue> q;
-      ~Detach() { s.detach(id, q); }
-    } detach{*streams, stream_id, queue};
+    StreamAttachment attachment{*streams, stream_id, queue};
     co_await start_sse(req, {}, {}, stream_id);
     co_return co_await pump_sse(*queue, *session) && req.keep_alive();
   }

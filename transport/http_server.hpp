@@ -26,6 +26,8 @@ struct HttpConfig {
   std::size_t max_body_bytes = 4 * 1024 * 1024;
   std::size_t max_header_bytes = 16 * 1024;
   std::size_t max_json_depth = 64;
+  /// Messages in one JSON-RPC batch (2025-03-26 sessions); sse.queue_events caps it too.
+  std::size_t max_batch_size = 100;
   std::size_t max_connections = 19000;
   /// From the first byte of a request to its last (slowloris bound).
   std::chrono::milliseconds read_timeout{10000};

@@ -111,6 +111,14 @@ void SessionStreams::detach(std::uint64_t id, const std::shared_ptr<EventQueue>&
   if (it != streams_.end() && it->second.live == queue) it->second.live.reset();
 }
 
+void SessionStreams::forget(std::uint64_t id) {
+  std::lock_guard lock(mutex_);
+  auto it = streams_.find(id);
+  if (it == streams_.end() || id == 0 || !it->second.finished || it->second.live) return;
+  streams_.erase(it);
+  --finished_streams_;
+}
+
 void SessionStreams::close_all() {
   std::lock_guard lock(mutex_);
   for (auto& [id, s] : streams_) {

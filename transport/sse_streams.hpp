@@ -56,6 +56,9 @@ class SessionStreams : public mcp::ClientChannel,
   bool attach(std::uint64_t id, std::uint64_t after_seq, const std::shared_ptr<EventQueue>& queue);
   /// Detaches `queue` if it is still the consumer of stream `id`.
   void detach(std::uint64_t id, const std::shared_ptr<EventQueue>& queue);
+  /// Drops stream `id` once it is finished and unattached (its answer went out as JSON, so no
+  /// event id of it ever reached the client and nothing can resume it).
+  void forget(std::uint64_t id);
   /// Closes every live consumer (the session ended).
   void close_all();
   void on_session_closed() override { close_all(); }

@@ -22,14 +22,18 @@ using mcp::RpcError;
 class StdoutChannel final : public mcp::ClientChannel,
                             public std::enable_shared_from_this<StdoutChannel> {
  public:
-  StdoutChannel(asio::any_io_executor strand, int fd, std::size_t bound)
-      : strand_(strand), out_(strand, ::dup(fd)), bound_(bound) {}
+  StdoutChannel(asio::any_io_executor strand, int fd, std::size_t bound, mcp::Metrics& metrics)
+      : strand_(strand), out_(strand, ::dup(fd)), bound_(bound), metrics_(metrics) {}
 
-  void deliver(mcp::Payload message, bool) override {
+  void deliver(mcp::Payload message, bool completes_request) override {
     if (!message) return;
-    asio::post(strand_, [self = shared_from_this(), message = std::move(message)]() mutable {
-      if (self->queue_.size() >= self->bound_) {
-        spdlog::warn("stdio: output queue full, dropping a message");
+    asio::post(strand_, [self = shared_from_this(), message = std::move(message),
+                         completes_request]() mutable {
+      // Notifications beyond the bound are dropped (counted); answers never are: they are
+      // bounded by the session's max in-flight requests, and a client waits for each.
+      if (!completes_request && self->queue_.size() >= self->bound_) {
+        mcp::Metrics::inc(self->metrics_.stdio_dropped_total);
+        spdlog::warn("stdio: output queue full, dropping a notification");
         return;
       }
       self->queue_.push_back(std::move(message));
@@ -74,6 +78,7 @@ class StdoutChannel final : public mcp::ClientChannel,
   asio::any_io_executor strand_;
   asio::posix::stream_descriptor out_;
   std::size_t bound_;
+  mcp::Metrics& metrics_;
   std::deque<mcp::Payload> queue_;
   std::string current_;
   bool writing_ = false;
@@ -158,8 +163,8 @@ asio::awaitable<void> read_loop(std::shared_ptr<StdioTransport::State> st,
 
 StdioTransport::StdioTransport(asio::io_context& io, mcp::Server& server, StdioConfig config)
     : state_(std::make_shared<State>(io, server, config)) {
-  state_->out =
-      std::make_shared<StdoutChannel>(state_->strand, config.out_fd, config.max_queued_messages);
+  state_->out = std::make_shared<StdoutChannel>(state_->strand, config.out_fd,
+                                                config.max_queued_messages, server.metrics());
   auto made = server.create_session(state_->out);
   if (!made) throw std::runtime_error("stdio: cannot create the session");
   state_->session = *made;

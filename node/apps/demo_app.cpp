@@ -25,6 +25,9 @@ std::string number_text(double d) {
 }
 
 constexpr std::chrono::seconds kClientDeadline{60};
+// The demo's notes are shared by every session of the node: bound them.
+constexpr std::size_t kMaxNotes = 10000;
+constexpr std::size_t kMaxNoteBytes = 64 * 1024;
 
 }  // namespace
 
@@ -88,11 +91,17 @@ std::shared_ptr<void> install_demo_app(App& app) {
         if (name.empty() || name.find_first_of("/{}") != std::string::npos) {
           co_return ToolResult::error("note names are non-empty and contain no '/', '{' or '}'");
         }
+        std::string text(args.at("text").get_string());
+        if (name.size() > kMaxNoteBytes || text.size() > kMaxNoteBytes) {
+          co_return ToolResult::error("note names and texts are at most 64 KiB");
+        }
         bool created;
         {
           std::lock_guard lock(notes->mutex);
-          created = notes->by_name.insert_or_assign(name, std::string(args.at("text").get_string()))
-                        .second;
+          if (notes->by_name.size() >= kMaxNotes && !notes->by_name.contains(name)) {
+            co_return ToolResult::error("the demo keeps at most 10000 notes");
+          }
+          created = notes->by_name.insert_or_assign(name, std::move(text)).second;
         }
         ctx.app().notify_resource_updated("note://" + name);
         if (created) ctx.app().notify_list_changed(ListKind::kResources);
