@@ -599,3 +599,42 @@ TEST_F(MaxSessionsTest, CreateSessionFailsAtTheLimit) {
 
 }  // namespace
 }  // namespace mcpmesh::mcp
+
+namespace mcpmesh::mcp {
+namespace {
+
+class LimitedSessionTest : public SessionTest {
+ protected:
+  LimitedSessionTest() : SessionTest(ServerConfig{.max_subscriptions_per_session = 2}) {}
+};
+
+TEST_F(LimitedSessionTest, SubscriptionsAreBoundedPerSession) {
+  auto client = harness_.connect();
+  client->initialize();
+  EXPECT_TRUE(result_of(client->call("resources/subscribe", {{"uri", "a://1"}})).empty());
+  EXPECT_TRUE(result_of(client->call("resources/subscribe", {{"uri", "a://2"}})).empty());
+  // Subscribing again to one it has is fine; a third URI is refused and counted.
+  EXPECT_TRUE(result_of(client->call("resources/subscribe", {{"uri", "a://2"}})).empty());
+  EXPECT_EQ(error_code_of(client->call("resources/subscribe", {{"uri", "a://3"}})), -32000);
+  EXPECT_EQ(harness_.server().metrics().subscriptions_rejected_total.load(), 1u);
+  EXPECT_TRUE(result_of(client->call("resources/unsubscribe", {{"uri", "a://1"}})).empty());
+  EXPECT_TRUE(result_of(client->call("resources/subscribe", {{"uri", "a://3"}})).empty());
+}
+
+TEST_F(SessionTest, AThrowingListerFailsOnlyThatRequest) {
+  fixture_.app.add_resource_template(
+      {.uri_template = "boom://{x}", .name = "boom"},
+      [](HandlerContext&, std::string, std::map<std::string, std::string>)
+          -> asio::awaitable<Result<std::vector<ResourceContents>>> {
+        co_return std::vector<ResourceContents>{};
+      },
+      []() -> std::vector<ResourceSpec> { throw std::runtime_error("lister broke"); });
+  auto client = harness_.connect();
+  client->initialize();
+  EXPECT_EQ(error_code_of(client->call("resources/list")), -32603);
+  // The session (and the node) go on.
+  EXPECT_TRUE(result_of(client->call("ping")).empty());
+}
+
+}  // namespace
+}  // namespace mcpmesh::mcp

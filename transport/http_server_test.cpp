@@ -420,3 +420,35 @@ TEST_F(HttpServerTest, HealthzAndMetrics) {
 
 }  // namespace
 }  // namespace mcpmesh::transport
+
+namespace mcpmesh::transport {
+namespace {
+
+TEST_F(HttpServerTest, BatchesOn2025_03_26AreArraysAndBounded) {
+  auto init = send(post(R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":)"
+                        R"({"protocolVersion":"2025-03-26","capabilities":{},)"
+                        R"("clientInfo":{"name":"t","version":"1"}}})"));
+  ASSERT_EQ(init.result_int(), 200u);
+  std::string id(init["Mcp-Session-Id"]);
+  // A batch of one is still answered with an array.
+  auto one = send(post(R"([{"jsonrpc":"2.0","id":7,"method":"ping"}])", id));
+  ASSERT_EQ(one.result_int(), 200u) << one.body();
+  auto body = json::parse(one.body());
+  ASSERT_TRUE(body.is_array()) << one.body();
+  EXPECT_EQ(body.as_array().at(0).at("id"), 7);
+  // Longer than max_batch_size (100): refused as a whole, and counted (notifications keep the
+  // body under the fixture's 4 KiB limit).
+  std::string big = "[";
+  for (int i = 0; i < 101; ++i) {
+    if (i) big += ',';
+    big += R"({"jsonrpc":"2.0","method":"x"})";
+  }
+  big += "]";
+  auto refused = send(post(big, id));
+  EXPECT_EQ(refused.result_int(), 400u);
+  EXPECT_EQ(error_code(refused), -32600);
+  EXPECT_EQ(server_->metrics().batches_rejected_total.load(), 1u);
+}
+
+}  // namespace
+}  // namespace mcpmesh::transport
