@@ -316,11 +316,12 @@ void Session::handle_request(Message m, const Reply& reply) {
   }
   json::object meta;
   json::value progress_token = nullptr;
-  if (auto* mo = get_object(m.params, "_meta")) {
-    meta = *mo;
-    if (auto* pt = mo->if_contains("progressToken"); pt && (pt->is_string() || pt->is_number())) {
+  if (auto* mv = m.params.if_contains("_meta"); mv && mv->is_object()) {
+    if (auto* pt = mv->get_object().if_contains("progressToken");
+        pt && (pt->is_string() || pt->is_number())) {
       progress_token = *pt;
     }
+    meta = std::move(mv->get_object());  // the handler reads it from its RequestContext
   }
   RequestContext rc{client_, id_, server_.config().node_id, m.id, std::move(meta)};
   auto inflight = std::make_shared<InflightRequest>(shared_from_this(), std::move(rc), reply,
@@ -358,7 +359,7 @@ asio::awaitable<void> Session::run_request(std::shared_ptr<InflightRequest> infl
 
 asio::awaitable<Result<json::value>> Session::dispatch_async(InflightRequest& ctx, Message& m) {
   auto catalog = server_.app().catalog();
-  const auto& p = m.params;
+  auto& p = m.params;
   if (m.method == "tools/call") {
     Metrics::inc(server_.metrics().tool_calls_total);
     auto name = get_string(p, "name");
@@ -368,7 +369,7 @@ asio::awaitable<Result<json::value>> Session::dispatch_async(InflightRequest& ct
     json::object args;
     if (auto* a = p.if_contains("arguments")) {
       if (a->is_object()) {
-        args = a->get_object();
+        args = std::move(a->get_object());
       } else if (!a->is_null()) {
         co_return invalid_params("tools/call params.arguments must be an object");
       }
@@ -379,8 +380,8 @@ asio::awaitable<Result<json::value>> Session::dispatch_async(InflightRequest& ct
           ToolResult::error("invalid arguments for tool '" + tool->spec.name + "': " + *why)
               .to_json());
     }
-    auto handler = tool->handler;  // keep the callable alive across suspension
-    auto r = co_await handler(ctx, std::move(args));
+    // `catalog` (a local of this frame) keeps the tool and its handler alive across suspension.
+    auto r = co_await tool->handler(ctx, std::move(args));
     if (!r) co_return r.error();
     co_return json::value(std::move(*r).to_json());
   }
