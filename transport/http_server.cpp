@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <charconv>
 #include <memory_resource>
 
 namespace mcpmesh::transport {
@@ -118,7 +119,8 @@ using FieldAllocator = std::pmr::polymorphic_allocator<char>;
 using Request = http::request<http::string_body, http::basic_fields<FieldAllocator>>;
 using Response = http::response<http::string_body>;
 
-/// One HTTP connection. Lives as long as its coroutine (shared_from_this).
+/// One HTTP connection. Lives as long as its coroutine (shared_from_this). Runs on one
+/// single-threaded io_context, so it needs no strand.
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(std::shared_ptr<HttpServer::Shared> shared, tcp::socket socket,
@@ -126,23 +128,29 @@ class Connection : public std::enable_shared_from_this<Connection> {
       : context_(context),
         shared_(std::move(shared)),
         cfg_(shared_->config),
-        stream_(std::move(socket)),
-        idle_timer_(stream_.get_executor()) {}
+        socket_(std::move(socket)),
+        watchdog_(socket_.get_executor()) {}
 
   asio::awaitable<void> run() {
     try {
+      // Non-blocking for the synchronous first attempts at reads and writes below.
+      socket_.non_blocking(true);
       co_await serve();
     } catch (const boost::system::system_error& e) {
       fail(e.code());
     }
     // Here rather than in a destructor: at shutdown, frames are destroyed after the server.
     Metrics::dec(shared_->metrics().connections_active);
+    clear_deadline();
+    watchdog_.cancel();
     boost::system::error_code ec;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ec);
-    stream_.socket().close(ec);
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
   }
 
  private:
+  using Clock = std::chrono::steady_clock;
+
   void fail(boost::system::error_code ec) {
     // Expected ends of a connection are not worth a log line.
     if (ec == asio::error::operation_aborted || ec == http::error::end_of_stream ||
@@ -154,56 +162,77 @@ class Connection : public std::enable_shared_from_this<Connection> {
     spdlog::debug("http connection: {}", ec.message());
   }
 
-  /// Arms the connection's watchdog: after `after`, pending socket operations are cancelled
-  /// and `idle_timed_out_` is set.
-  void arm_watchdog(std::chrono::milliseconds after) {
-    idle_timed_out_ = false;
-    idle_timer_.expires_after(after);
-    idle_timer_.async_wait(
+  // -- deadlines ------------------------------------------------------------------------------
+  // One lazily re-armed timer per connection watches whichever socket operation is pending.
+  // Setting a later deadline than the armed expiry costs nothing (the timer fires, sees the
+  // deadline moved and re-arms), so a busy connection touches its timer about once per
+  // idle_timeout rather than several times per request.
+
+  /// Watches the socket operation about to start: past `after`, the socket's pending
+  /// operations are cancelled and `timed_out_` is set.
+  void set_deadline(std::chrono::milliseconds after) {
+    timed_out_ = false;
+    deadline_ = Clock::now() + after;
+    if (watchdog_armed_ && watchdog_expiry_ <= deadline_) return;
+    arm_watchdog();
+  }
+
+  /// No socket operation is watched any more.
+  void clear_deadline() { deadline_ = Clock::time_point::max(); }
+
+  void arm_watchdog() {
+    watchdog_armed_ = true;
+    watchdog_expiry_ = deadline_;
+    watchdog_.expires_at(deadline_);
+    watchdog_.async_wait(
         [self = shared_from_this(), gen = ++watchdog_gen_](boost::system::error_code ec) {
-          // A stale expiry (the watched operation finished first) must not cancel the next one.
-          if (ec || gen != self->watchdog_gen_) return;
-          self->idle_timed_out_ = true;
+          // A superseded wait (re-armed earlier) leaves the newer one in charge.
+          if (gen != self->watchdog_gen_) return;
+          self->watchdog_armed_ = false;
+          if (ec || self->deadline_ == Clock::time_point::max()) return;
+          if (Clock::now() < self->deadline_) {
+            self->arm_watchdog();
+            return;
+          }
+          self->timed_out_ = true;
           boost::system::error_code ignored;
-          self->stream_.socket().cancel(ignored);
+          self->socket_.cancel(ignored);
         });
-  }
-
-  void disarm_watchdog() {
-    ++watchdog_gen_;
-    idle_timer_.cancel();
-  }
-
-  /// Waits until the peer sends something, at most idle_timeout. No buffer is held meanwhile.
-  asio::awaitable<bool> wait_readable() {
-    arm_watchdog(cfg_.idle_timeout);
-    boost::system::error_code ec;
-    co_await stream_.socket().async_wait(tcp::socket::wait_read,
-                                         asio::redirect_error(asio::use_awaitable, ec));
-    disarm_watchdog();
-    co_return !ec && !idle_timed_out_;
   }
 
   /// The connection's event queue, emptied for the next stream. One queue (and its timer) per
   /// connection: a connection carries one stream at a time.
   std::shared_ptr<EventQueue> fresh_queue() {
     if (!queue_ || !queue_->reusable()) {
-      queue_ = std::make_shared<EventQueue>(stream_.get_executor(), cfg_.sse.queue_events);
+      queue_ = std::make_shared<EventQueue>(socket_.get_executor(), cfg_.sse.queue_events);
     } else {
       queue_->clear();
     }
     return queue_;
   }
 
+  // -- reading --------------------------------------------------------------------------------
+  static constexpr std::size_t kReadChunk = 2048;
+  /// A read buffer larger than this (left by a big request) is released once it is empty.
+  static constexpr std::size_t kKeptBuffer = 16 * 1024;
+
   asio::awaitable<void> serve() {
     for (;;) {
-      boost::system::error_code avail_ec;
-      if (buffer_.size() == 0 && stream_.socket().available(avail_ec) == 0) {
-        buffer_.shrink_to_fit();  // an idle connection holds no read buffer
-        if (!co_await wait_readable()) {
+      if (buffer_.size() == 0) {
+        if (buffer_.capacity() > kKeptBuffer) buffer_.shrink_to_fit();
+        // Asio tracks whether the socket was drained by the last read, so this goes straight
+        // to epoll instead of spending a system call on a read (or an ioctl) that would fail.
+        set_deadline(cfg_.idle_timeout);
+        boost::system::error_code ec;
+        auto n = co_await socket_.async_read_some(buffer_.prepare(kReadChunk),
+                                                  asio::redirect_error(asio::use_awaitable, ec));
+        clear_deadline();
+        if (timed_out_) {
           Metrics::inc(shared_->metrics().idle_timeouts_total);
           co_return;
         }
+        if (ec) co_return;
+        buffer_.commit(n);
       }
       std::array<std::byte, 1024> arena_buffer;
       std::pmr::monotonic_buffer_resource arena(arena_buffer.data(), arena_buffer.size());
@@ -211,14 +240,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
           std::piecewise_construct, std::make_tuple(), std::make_tuple(FieldAllocator(&arena)));
       parser.header_limit(static_cast<std::uint32_t>(cfg_.max_header_bytes));
       parser.body_limit(cfg_.max_body_bytes);
-      // A watchdog cancels the read (rather than the stream's own expiry, which would close
-      // the socket) so a slow sender still gets its 408.
-      arm_watchdog(cfg_.read_timeout);
+      // Most requests arrive whole in one segment: parse them synchronously. Only a request
+      // still incomplete when the socket has nothing more goes asynchronous, watched by the
+      // read deadline (the watchdog cancels the read, so a slow sender still gets its 408).
       boost::system::error_code ec;
-      co_await http::async_read(stream_, buffer_, parser,
-                                asio::redirect_error(asio::use_awaitable, ec));
-      disarm_watchdog();
-      if (ec && idle_timed_out_) ec = beast::error::timeout;
+      http::read(socket_, buffer_, parser, ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        set_deadline(cfg_.read_timeout);
+        ec = {};
+        co_await http::async_read(socket_, buffer_, parser,
+                                  asio::redirect_error(asio::use_awaitable, ec));
+        clear_deadline();
+        if (ec && timed_out_) ec = beast::error::timeout;
+      }
       if (ec) {
         if (ec == http::error::body_limit) {
           Metrics::inc(shared_->metrics().body_too_large_total);
@@ -248,7 +282,61 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
   }
 
+  // -- writing --------------------------------------------------------------------------------
+  /// Sends `data` whole. Tries a non-blocking write first (on loopback and idle links it takes
+  /// everything); what remains is written asynchronously under the write deadline. A peer
+  /// that does not read in time throws beast::error::timeout (a slow consumer).
+  asio::awaitable<void> send(std::string_view data) {
+    boost::system::error_code ec;
+    std::size_t n = socket_.write_some(asio::buffer(data), ec);
+    if (!ec && n == data.size()) co_return;
+    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+      throw boost::system::system_error(ec);
+    }
+    data.remove_prefix(ec ? 0 : n);
+    ec = {};
+    set_deadline(cfg_.write_timeout);
+    co_await asio::async_write(socket_, asio::buffer(data),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    clear_deadline();
+    if (timed_out_) throw boost::system::system_error(beast::error::timeout);
+    if (ec) throw boost::system::system_error(ec);
+  }
+
   // -- responses ------------------------------------------------------------------------------
+  /// Serializes the status line and fields of `res` (not its body) into `out`, with a
+  /// Content-Length of `content_length` unless chunked.
+  template <class Body>
+  static void serialize_head(std::string& out, const http::response<Body>& res,
+                             std::size_t content_length) {
+    out += res.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+    out += std::to_string(res.result_int());
+    out += ' ';
+    out += res.reason();
+    out += "\r\n";
+    for (const auto& field : res) {
+      if (field.name() == http::field::content_length || field.name() == http::field::connection ||
+          field.name() == http::field::transfer_encoding) {
+        continue;
+      }
+      out += field.name_string();
+      out += ": ";
+      out += field.value();
+      out += "\r\n";
+    }
+    if (res.chunked()) {
+      out += "Transfer-Encoding: chunked\r\n";
+    } else {
+      out += "Content-Length: ";
+      out += std::to_string(content_length);
+      out += "\r\n";
+    }
+    bool keep = res.keep_alive();
+    if (res.version() == 11 && !keep) out += "Connection: close\r\n";
+    if (res.version() == 10 && keep) out += "Connection: keep-alive\r\n";
+    out += "\r\n";
+  }
+
   asio::awaitable<void> write(Response& res) {
     auto code = res.result_int();
     if (code >= 500) {
@@ -260,31 +348,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     // Beast's generic serializer for these small messages.
     std::string& out = write_buffer_;
     out.clear();
-    out += res.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-    out += std::to_string(code);
-    out += ' ';
-    out += res.reason();
-    out += "\r\n";
-    for (const auto& field : res) {
-      if (field.name() == http::field::content_length || field.name() == http::field::connection) {
-        continue;
-      }
-      out += field.name_string();
-      out += ": ";
-      out += field.value();
-      out += "\r\n";
-    }
-    out += "Content-Length: ";
-    out += std::to_string(res.body().size());
-    out += "\r\n";
-    bool keep = res.keep_alive();
-    if (res.version() == 11 && !keep) out += "Connection: close\r\n";
-    if (res.version() == 10 && keep) out += "Connection: keep-alive\r\n";
-    out += "\r\n";
+    serialize_head(out, res, res.body().size());
     out += res.body();
-    stream_.expires_after(cfg_.write_timeout);
-    co_await asio::async_write(stream_, asio::buffer(out), asio::use_awaitable);
-    stream_.expires_never();
+    co_await send(out);
     if (out.capacity() > 64 * 1024) std::string().swap(out);  // idle connections stay small
   }
 
@@ -579,40 +645,53 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (!session_header.empty()) res.set("Mcp-Session-Id", session_header);
     res.keep_alive(req.keep_alive());
     res.chunked(true);
-    http::response_serializer<http::empty_body> sr{res};
-    stream_.expires_after(cfg_.write_timeout);
-    co_await http::async_write_header(stream_, sr, asio::use_awaitable);
-    stream_.expires_never();
+    std::string& out = write_buffer_;
+    out.clear();
+    serialize_head(out, res, 0);
     if (protocol_version >= "2025-11-25") {
       // Priming event: an id (so the client can resume from here) and empty data.
       std::string prime = "id: " + std::to_string(stream_id) +
                           "-0\nretry: " + std::to_string(cfg_.sse_retry.count()) + "\ndata: \n\n";
-      co_await write_chunk(prime);
+      append_chunk(out, prime);
     }
+    co_await send(out);
+  }
+
+  /// Appends `data` as one HTTP/1.1 chunk.
+  static void append_chunk(std::string& out, std::string_view data) {
+    std::array<char, 16> size;
+    auto [end, ec] = std::to_chars(size.data(), size.data() + size.size(), data.size(), 16);
+    out.append(size.data(), end);
+    out += "\r\n";
+    out += data;
+    out += "\r\n";
   }
 
   asio::awaitable<void> write_chunk(std::string_view data) {
-    stream_.expires_after(cfg_.write_timeout);
-    co_await asio::async_write(stream_, http::make_chunk(asio::buffer(data)), asio::use_awaitable);
-    stream_.expires_never();
+    std::string& out = write_buffer_;
+    out.clear();
+    append_chunk(out, data);
+    co_await send(out);
   }
 
-  asio::awaitable<void> write_last_chunk() {
-    stream_.expires_after(cfg_.write_timeout);
-    co_await asio::async_write(stream_, http::make_chunk_last(), asio::use_awaitable);
-    stream_.expires_never();
-  }
+  asio::awaitable<void> write_last_chunk() { co_await send("0\r\n\r\n"); }
 
   asio::awaitable<void> write_event(const SseEvent& ev) {
-    std::string text;
-    text.reserve(ev.data->size() + ev.id.size() + 24);
-    text += "event: message\nid: ";
-    text += ev.id;
-    text += "\ndata: ";
-    text += *ev.data;
-    text += "\n\n";
+    std::string& out = write_buffer_;
+    out.clear();
+    std::size_t size = ev.data->size() + ev.id.size() + 28;
+    out.reserve(size + 16);
+    std::array<char, 16> hex;
+    auto [end, ec] = std::to_chars(hex.data(), hex.data() + hex.size(), size, 16);
+    out.append(hex.data(), end);
+    out += "\r\nevent: message\nid: ";
+    out += ev.id;
+    out += "\ndata: ";
+    out += *ev.data;
+    out += "\n\n\r\n";
     Metrics::inc(shared_->metrics().sse_events_total);
-    co_await write_chunk(text);
+    co_await send(out);
+    if (out.capacity() > 64 * 1024) std::string().swap(out);
   }
 
   /// Writes events until the stream ends. Returns whether the connection may be reused.
@@ -675,10 +754,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::io_context& context_;  // the one this connection (and sessions it creates) runs on
   std::shared_ptr<HttpServer::Shared> shared_;
   const HttpConfig& cfg_;
-  beast::tcp_stream stream_;
+  tcp::socket socket_;
   beast::flat_buffer buffer_;
-  asio::steady_timer idle_timer_;
-  bool idle_timed_out_ = false;
+  asio::steady_timer watchdog_;
+  Clock::time_point deadline_ = Clock::time_point::max();
+  Clock::time_point watchdog_expiry_{};
+  bool watchdog_armed_ = false;
+  bool timed_out_ = false;
   std::uint64_t watchdog_gen_ = 0;
   std::shared_ptr<EventQueue> queue_;
   std::string write_buffer_;
@@ -689,7 +771,7 @@ asio::awaitable<void> accept_loop(std::shared_ptr<HttpServer::Shared> shared) {
     boost::system::error_code ec;
     auto& context = shared->next();
     auto socket = co_await shared->acceptor.async_accept(
-        asio::make_strand(context), asio::redirect_error(asio::use_awaitable, ec));
+        context, asio::redirect_error(asio::use_awaitable, ec));
     if (ec == asio::error::operation_aborted || !shared->acceptor.is_open()) co_return;
     if (ec) {
       // EMFILE and friends: back off briefly rather than spin.
