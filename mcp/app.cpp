@@ -212,7 +212,14 @@ bool erase_where(Vec& v, Pred pred) {
 }  // namespace
 
 void App::add_tool(ToolSpec spec, ToolHandler handler) {
-  auto tool = std::make_shared<const Tool>(Tool{std::move(spec), std::move(handler)});
+  put_tool(std::make_shared<const Tool>(Tool{std::move(spec), std::move(handler), {}}));
+}
+
+void App::add_tool(ToolSpec spec, SyncToolHandler handler) {
+  put_tool(std::make_shared<const Tool>(Tool{std::move(spec), {}, std::move(handler)}));
+}
+
+void App::put_tool(std::shared_ptr<const Tool> tool) {
   mutate(
       [&](Catalog& c) {
         erase_where(c.tools, [&](auto& t) { return t->spec.name == tool->spec.name; });

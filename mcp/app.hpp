@@ -187,6 +187,10 @@ class Server;
 
 using ToolHandler =
     std::function<asio::awaitable<Result<ToolResult>>(HandlerContext&, json::object arguments)>;
+/// A tool handler that finishes without waiting for anything. It runs inline on the session's
+/// executor, with no coroutine to start, so it must not block or take long: use a coroutine
+/// `ToolHandler` (and `run_blocking`) for anything that waits.
+using SyncToolHandler = std::function<Result<ToolResult>(HandlerContext&, json::object arguments)>;
 using ResourceHandler = std::function<asio::awaitable<Result<std::vector<ResourceContents>>>(
     HandlerContext&, std::string uri)>;
 /// Reads a URI that matched a template; `variables` holds the expanded template variables.
@@ -207,7 +211,8 @@ class App {
  public:
   struct Tool {
     ToolSpec spec;
-    ToolHandler handler;
+    ToolHandler handler;           // set for coroutine tools
+    SyncToolHandler sync_handler;  // set for synchronous tools
   };
   struct Resource {
     ResourceSpec spec;
@@ -238,6 +243,8 @@ class App {
 
   /// Adds or replaces a tool (by name).
   void add_tool(ToolSpec spec, ToolHandler handler);
+  /// Adds or replaces a tool whose handler is synchronous (see SyncToolHandler).
+  void add_tool(ToolSpec spec, SyncToolHandler handler);
   bool remove_tool(std::string_view name);
   void add_resource(ResourceSpec spec, ResourceHandler handler);
   bool remove_resource(std::string_view uri);
@@ -267,6 +274,7 @@ class App {
  private:
   template <class F>
   void mutate(F&& f, std::optional<ListKind> changed);
+  void put_tool(std::shared_ptr<const Tool> tool);
 
   mutable std::shared_mutex mutex_;
   std::shared_ptr<const Catalog> catalog_;  // guarded by mutex_

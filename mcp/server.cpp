@@ -1,5 +1,7 @@
 #include "mcp/server.hpp"
 
+#include "mcp/roaming_executor.hpp"
+
 #include <boost/asio/post.hpp>
 
 #include <sys/random.h>
@@ -71,7 +73,8 @@ Result<std::shared_ptr<Session>> Server::create_session(std::shared_ptr<ClientCh
   }
   for (;;) {
     auto session = std::make_shared<Session>(
-        *this, new_session_id(), asio::make_strand(context ? *context : io_), standalone);
+        *this, new_session_id(),
+        asio::strand<RoamingExecutor>(RoamingExecutor(context ? *context : io_)), standalone);
     if (sessions_.insert(session->id(), session)) {
       Metrics::inc(metrics_.sessions_created_total);
       Metrics::inc(metrics_.sessions_active);

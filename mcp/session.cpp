@@ -4,12 +4,14 @@
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <charconv>
 #include <cmath>
+#include <variant>
 
 namespace mcpmesh::mcp {
 
@@ -69,6 +71,41 @@ std::optional<std::string> check_arguments(const json::object& schema, const jso
     if (!ok) return "argument '" + std::string(name) + "' must be of type " + std::string(*type);
   }
   return std::nullopt;
+}
+
+/// A tools/call whose tool exists and whose arguments passed the input schema.
+struct ToolCall {
+  const App::Tool* tool = nullptr;
+  json::object args;
+};
+
+/// tools/call's checks before a handler runs; moves the arguments out of `params`. On failure,
+/// the answer to send instead: a protocol error, or an isError result when the arguments do
+/// not fit the tool's input schema (a tool execution error, so a model can correct itself).
+std::variant<ToolCall, Result<json::value>> prepare_tool_call(const App::Catalog& catalog,
+                                                              json::object& params) {
+  auto name = get_string(params, "name");
+  if (!name) return Result<json::value>(invalid_params("tools/call needs params.name (string)"));
+  ToolCall call{catalog.find_tool(*name), {}};
+  if (!call.tool) return Result<json::value>(invalid_params("unknown tool: " + std::string(*name)));
+  if (auto* a = params.if_contains("arguments")) {
+    if (a->is_object()) {
+      call.args = std::move(a->get_object());
+    } else if (!a->is_null()) {
+      return Result<json::value>(invalid_params("tools/call params.arguments must be an object"));
+    }
+  }
+  if (auto why = check_arguments(call.tool->spec.input_schema, call.args)) {
+    return Result<json::value>(json::value(
+        ToolResult::error("invalid arguments for tool '" + call.tool->spec.name + "': " + *why)
+            .to_json()));
+  }
+  return call;
+}
+
+Result<json::value> tool_answer(Result<ToolResult> r) {
+  if (!r) return r.error();
+  return json::value(std::move(*r).to_json());
 }
 
 std::optional<std::size_t> parse_cursor(const json::object& params) {
@@ -178,8 +215,10 @@ std::string_view Session::protocol_version() const {
 
 void Session::post_frame(std::vector<Message> messages, std::shared_ptr<ClientChannel> reply) {
   touch();
-  asio::post(strand_, [self = shared_from_this(), messages = std::move(messages),
-                       reply = std::move(reply)]() mutable {
+  // dispatch, not post: an idle session handles the frame right here, on the thread that read
+  // it (see roaming_executor.hpp), and the answer is usually queued before the caller waits.
+  asio::dispatch(strand_, [self = shared_from_this(), messages = std::move(messages),
+                           reply = std::move(reply)]() mutable {
     for (auto& m : messages) {
       json::value id = m.is_request() ? m.id : json::value(nullptr);
       try {
@@ -324,6 +363,27 @@ void Session::handle_request(Message m, const Reply& reply) {
     meta = std::move(mv->get_object());  // the handler reads it from its RequestContext
   }
   RequestContext rc{client_, id_, server_.config().node_id, m.id, std::move(meta)};
+  if (method == "tools/call") {
+    // A synchronous tool (and any call that fails its checks) is answered right here: no
+    // coroutine, no in-flight entry (nothing can cancel it before it ends).
+    auto catalog = server_.app().catalog();
+    auto name = get_string(m.params, "name");
+    const App::Tool* tool = name ? catalog->find_tool(*name) : nullptr;
+    if (!tool || tool->sync_handler) {
+      Metrics::inc(server_.metrics().tool_calls_total);
+      auto prepared = prepare_tool_call(*catalog, m.params);
+      if (auto* done = std::get_if<Result<json::value>>(&prepared)) return answer(std::move(*done));
+      auto& call = std::get<ToolCall>(prepared);
+      InflightRequest ctx(shared_from_this(), std::move(rc), reply, std::move(progress_token));
+      Result<json::value> r = RpcError();
+      try {
+        r = tool_answer(call.tool->sync_handler(ctx, std::move(call.args)));
+      } catch (const std::exception& e) {
+        r = RpcError(ErrorCode::kInternalError, std::string("handler failed: ") + e.what());
+      }
+      return answer(std::move(r));
+    }
+  }
   auto inflight = std::make_shared<InflightRequest>(shared_from_this(), std::move(rc), reply,
                                                     std::move(progress_token));
   inflight_.emplace(std::move(key), inflight);
@@ -362,28 +422,13 @@ asio::awaitable<Result<json::value>> Session::dispatch_async(InflightRequest& ct
   auto& p = m.params;
   if (m.method == "tools/call") {
     Metrics::inc(server_.metrics().tool_calls_total);
-    auto name = get_string(p, "name");
-    if (!name) co_return invalid_params("tools/call needs params.name (string)");
-    auto* tool = catalog->find_tool(*name);
-    if (!tool) co_return invalid_params("unknown tool: " + std::string(*name));
-    json::object args;
-    if (auto* a = p.if_contains("arguments")) {
-      if (a->is_object()) {
-        args = std::move(a->get_object());
-      } else if (!a->is_null()) {
-        co_return invalid_params("tools/call params.arguments must be an object");
-      }
-    }
-    // Argument mistakes are tool execution errors (isError), so a model can correct itself.
-    if (auto why = check_arguments(tool->spec.input_schema, args)) {
-      co_return json::value(
-          ToolResult::error("invalid arguments for tool '" + tool->spec.name + "': " + *why)
-              .to_json());
-    }
+    auto prepared = prepare_tool_call(*catalog, p);
+    if (auto* answer = std::get_if<Result<json::value>>(&prepared)) co_return std::move(*answer);
+    auto& call = std::get<ToolCall>(prepared);
     // `catalog` (a local of this frame) keeps the tool and its handler alive across suspension.
-    auto r = co_await tool->handler(ctx, std::move(args));
-    if (!r) co_return r.error();
-    co_return json::value(std::move(*r).to_json());
+    if (!call.tool->handler)
+      co_return tool_answer(call.tool->sync_handler(ctx, std::move(call.args)));
+    co_return tool_answer(co_await call.tool->handler(ctx, std::move(call.args)));
   }
   if (m.method == "resources/read") {
     auto uri = get_string(p, "uri");

@@ -636,5 +636,45 @@ TEST_F(SessionTest, AThrowingListerFailsOnlyThatRequest) {
   EXPECT_TRUE(result_of(client->call("ping")).empty());
 }
 
+TEST_F(SessionTest, SynchronousToolsAnswerInlineWithProgressAndLogs) {
+  fixture_.app.add_tool(
+      {.name = "sync_sum",
+       .input_schema = object_schema({{"a", "number"}, {"b", "number"}}, {"a", "b"})},
+      [](HandlerContext& ctx, json::object args) -> Result<ToolResult> {
+        ctx.report_progress(1, 1);
+        ctx.log(LogLevel::kError, "summing", "sync");
+        double sum = args.at("a").to_number<double>() + args.at("b").to_number<double>();
+        return ToolResult::structured({{"sum", json_number(sum)}});
+      });
+  fixture_.app.add_tool({.name = "sync_fail"},
+                        [](HandlerContext&, json::object) -> Result<ToolResult> {
+                          return RpcError(ErrorCode::kInvalidParams, "not today");
+                        });
+  fixture_.app.add_tool({.name = "sync_throw"},
+                        [](HandlerContext&, json::object) -> Result<ToolResult> {
+                          throw std::runtime_error("sync broke");
+                        });
+  auto client = harness_.connect();
+  client->initialize();
+  EXPECT_TRUE(result_of(client->call("logging/setLevel", {{"level", "error"}})).empty());
+  auto reply = client->start("tools/call", {{"name", "sync_sum"},
+                                            {"arguments", {{"a", 2}, {"b", 3}}},
+                                            {"_meta", {{"progressToken", "p1"}}}});
+  auto r = client->wait_response(*reply);
+  EXPECT_EQ(result_of(r).at("structuredContent").at("sum"), 5);
+  EXPECT_EQ(reply->with_method("notifications/progress").size(), 1u);
+  EXPECT_EQ(reply->with_method("notifications/message").size(), 1u);
+  // Schema checks apply as for coroutine tools: an isError result, not a protocol error.
+  auto bad = result_of(client->call_tool("sync_sum", {{"a", "x"}, {"b", 1}}));
+  EXPECT_EQ(bad.at("isError"), true);
+  EXPECT_EQ(error_code_of(client->call_tool("sync_fail")), -32602);
+  auto thrown = client->call_tool("sync_throw");
+  EXPECT_EQ(error_code_of(thrown), -32603);
+  // Nothing stays in flight: a request id can be reused at once, and the session goes on.
+  EXPECT_EQ(
+      result_of(client->call_tool("echo", {{"text", "after"}})).at("content").at(0).at("text"),
+      "after");
+}
+
 }  // namespace
 }  // namespace mcpmesh::mcp

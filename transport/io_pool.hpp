@@ -4,6 +4,8 @@
 /// one context for their whole life, so the hops between them never cross threads.
 /// Thread-safety: `next()` may be called from any thread; `run()` once, from the main thread.
 
+#include "mcp/roaming_executor.hpp"
+
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 
@@ -35,9 +37,14 @@ class IoPool {
   void run() {
     std::vector<std::thread> threads;
     for (std::size_t i = 1; i < contexts_.size(); ++i) {
-      threads.emplace_back([this, i] { contexts_[i]->run(); });
+      threads.emplace_back([this, i] {
+        mcp::RoamingExecutor::set_thread_context(contexts_[i].get());
+        contexts_[i]->run();
+      });
     }
+    mcp::RoamingExecutor::set_thread_context(contexts_[0].get());
     contexts_[0]->run();
+    mcp::RoamingExecutor::set_thread_context(nullptr);
     for (auto& t : threads) t.join();
   }
 

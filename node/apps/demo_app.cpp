@@ -39,8 +39,8 @@ std::shared_ptr<void> install_demo_app(App& app) {
                 .description = "Returns the text it is given.",
                 .input_schema = object_schema({{"text", "string"}}, {"text"}),
                 .annotations = {{"readOnlyHint", true}, {"idempotentHint", true}}},
-               [](HandlerContext&, json::object args) -> asio::awaitable<Result<ToolResult>> {
-                 co_return ToolResult::text(args.at("text").get_string());
+               [](HandlerContext&, json::object args) -> Result<ToolResult> {
+                 return ToolResult::text(args.at("text").get_string());
                });
 
   app.add_tool({.name = "add",
@@ -49,11 +49,11 @@ std::shared_ptr<void> install_demo_app(App& app) {
                 .input_schema = object_schema({{"a", "number"}, {"b", "number"}}, {"a", "b"}),
                 .output_schema = object_schema({{"sum", "number"}}, {"sum"}),
                 .annotations = {{"readOnlyHint", true}, {"idempotentHint", true}}},
-               [](HandlerContext&, json::object args) -> asio::awaitable<Result<ToolResult>> {
+               [](HandlerContext&, json::object args) -> Result<ToolResult> {
                  double sum = args.at("a").to_number<double>() + args.at("b").to_number<double>();
                  ToolResult r = ToolResult::text(number_text(sum));
                  r.structured_content = json::object{{"sum", json_number(sum)}};
-                 co_return r;
+                 return r;
                });
 
   app.add_tool(
