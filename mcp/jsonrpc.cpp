@@ -135,20 +135,40 @@ namespace {
 Payload finish(json::object&& o) { return std::make_shared<const std::string>(json::serialize(o)); }
 }  // namespace
 
+namespace {
+/// Appends the JSON text of `v` to `out`, serializing straight into its spare capacity.
+void append_json(std::string& out, const json::value& v) {
+  json::serializer sr;
+  sr.reset(&v);
+  while (!sr.done()) {
+    std::size_t used = out.size();
+    out.resize(std::max<std::size_t>(out.capacity(), used + 256));
+    auto written = sr.read(out.data() + used, out.size() - used);
+    out.resize(used + written.size());
+  }
+}
+
+/// `{"jsonrpc":"2.0","id":<id>,"<member>":<value>}`, written directly (no envelope object).
+Payload envelope(const json::value& id, std::string_view member, const json::value& value) {
+  auto text = std::make_shared<std::string>();
+  text->reserve(192);
+  *text += R"({"jsonrpc":"2.0","id":)";
+  append_json(*text, id);
+  *text += ",\"";
+  *text += member;
+  *text += "\":";
+  append_json(*text, value);
+  *text += '}';
+  return text;
+}
+}  // namespace
+
 Payload make_result(const json::value& id, json::value result) {
-  json::object o;
-  o["jsonrpc"] = "2.0";
-  o["id"] = id;
-  o["result"] = std::move(result);
-  return finish(std::move(o));
+  return envelope(id, "result", result);
 }
 
 Payload make_error(const json::value& id, const RpcError& error) {
-  json::object o;
-  o["jsonrpc"] = "2.0";
-  o["id"] = id;
-  o["error"] = error_object(error);
-  return finish(std::move(o));
+  return envelope(id, "error", error_object(error));
 }
 
 Payload make_notification(std::string_view method, json::object params) {
