@@ -1,5 +1,7 @@
 #include "transport/http_server.hpp"
 
+#include "transport/http_request.hpp"
+
 #include "mcp/version.hpp"
 
 #include <spdlog/spdlog.h>
@@ -12,7 +14,6 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
-#include <memory_resource>
 
 namespace mcpmesh::transport {
 
@@ -114,9 +115,7 @@ struct StreamAttachment {
   ~StreamAttachment() { streams.detach(id, queue); }
 };
 
-// Request headers live in a per-request arena: one block instead of an allocation per field.
-using FieldAllocator = std::pmr::polymorphic_allocator<char>;
-using Request = http::request<http::string_body, http::basic_fields<FieldAllocator>>;
+using Request = HttpRequest;
 using Response = http::response<http::string_body>;
 
 /// One HTTP connection. Lives as long as its coroutine (shared_from_this). Runs on one
@@ -234,10 +233,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         if (ec) co_return;
         buffer_.commit(n);
       }
-      std::array<std::byte, 1024> arena_buffer;
-      std::pmr::monotonic_buffer_resource arena(arena_buffer.data(), arena_buffer.size());
-      http::request_parser<http::string_body, FieldAllocator> parser(
-          std::piecewise_construct, std::make_tuple(), std::make_tuple(FieldAllocator(&arena)));
+      HttpRequestParser parser(request_);
       parser.header_limit(static_cast<std::uint32_t>(cfg_.max_header_bytes));
       parser.body_limit(cfg_.max_body_bytes);
       // Most requests arrive whole in one segment: parse them synchronously. Only a request
@@ -276,9 +272,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
         co_return;
       }
       Metrics::inc(shared_->metrics().http_requests_total);
-      Request req = parser.release();
-      bool keep = co_await handle(req);
-      if (!keep || !req.keep_alive()) co_return;
+      bool keep = co_await handle(request_);
+      if (!keep || !request_.keep_alive()) co_return;
+      if (request_.body().capacity() > kKeptBuffer) {  // idle connections stay small
+        request_.clear();
+        request_.body().shrink_to_fit();
+      }
     }
   }
 
@@ -756,6 +755,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const HttpConfig& cfg_;
   tcp::socket socket_;
   beast::flat_buffer buffer_;
+  HttpRequest request_;  // reused: its buffers keep their capacity between requests
   asio::steady_timer watchdog_;
   Clock::time_point deadline_ = Clock::time_point::max();
   Clock::time_point watchdog_expiry_{};

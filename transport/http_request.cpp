@@ -1,0 +1,94 @@
+#include "transport/http_request.hpp"
+
+namespace mcpmesh::transport {
+
+namespace {
+
+constexpr char ascii_lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string_view HttpRequest::operator[](http::field name) const {
+  for (const auto& f : fields_) {
+    if (f.name == name) return view(f.value);
+  }
+  return {};
+}
+
+std::string_view HttpRequest::operator[](std::string_view name) const {
+  auto known = http::string_to_field(name);
+  if (known != http::field::unknown) return (*this)[known];
+  for (const auto& f : fields_) {
+    if (f.name == http::field::unknown && iequals(view(f.name_text), name)) return view(f.value);
+  }
+  return {};
+}
+
+void HttpRequest::clear() {
+  method_ = http::verb::unknown;
+  version_ = 11;
+  keep_alive_ = true;
+  text_.clear();
+  target_ = {};
+  fields_.clear();
+  body_.clear();
+}
+
+HttpRequest::Span HttpRequest::keep(std::string_view s) {
+  // The parser's header limit (at most a few MiB) keeps offsets far below 2^32.
+  Span span{static_cast<std::uint32_t>(text_.size()), static_cast<std::uint32_t>(s.size())};
+  text_ += s;
+  return span;
+}
+
+void HttpRequestParser::on_request_impl(http::verb method, boost::beast::string_view,
+                                        boost::beast::string_view target, int version,
+                                        boost::system::error_code&) {
+  out_.method_ = method;
+  out_.version_ = static_cast<unsigned>(version);
+  out_.text_.reserve(512);
+  out_.target_ = out_.keep(target);
+}
+
+void HttpRequestParser::on_field_impl(http::field name, boost::beast::string_view name_string,
+                                      boost::beast::string_view value, boost::system::error_code&) {
+  HttpRequest::Field f{name, {}, {}};
+  // Known names are matched by their enum; only unknown ones need their text.
+  if (name == http::field::unknown) f.name_text = out_.keep(name_string);
+  f.value = out_.keep(value);
+  out_.fields_.push_back(f);
+}
+
+void HttpRequestParser::on_header_impl(boost::system::error_code&) {
+  out_.keep_alive_ = keep_alive();
+}
+
+void HttpRequestParser::on_body_init_impl(const boost::optional<std::uint64_t>& content_length,
+                                          boost::system::error_code&) {
+  // The body limit was checked against Content-Length before this is called.
+  if (content_length) out_.body_.reserve(static_cast<std::size_t>(*content_length));
+}
+
+std::size_t HttpRequestParser::on_body_impl(boost::beast::string_view body,
+                                            boost::system::error_code&) {
+  out_.body_ += body;
+  return body.size();
+}
+
+std::size_t HttpRequestParser::on_chunk_body_impl(std::uint64_t, boost::beast::string_view body,
+                                                  boost::system::error_code&) {
+  out_.body_ += body;
+  return body.size();
+}
+
+}  // namespace mcpmesh::transport
