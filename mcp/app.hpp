@@ -6,7 +6,8 @@
 /// providers, each with a handler. Handlers are Asio coroutines (`asio::awaitable`) that run on
 /// the calling session's executor; anything that blocks or burns CPU goes through
 /// `HandlerContext::run_blocking`, which runs it on the node's bounded worker pool, so an I/O
-/// thread is never blocked.
+/// thread is never blocked. A tool that answers at once without waiting may instead have a
+/// plain function as handler (`SyncToolHandler`): it is called inline, with no coroutine.
 ///
 /// Thread-safety: every `App` member may be called from any thread at any time, also while the
 /// node serves requests; changes to the lists notify every initialized session
