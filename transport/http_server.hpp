@@ -4,8 +4,9 @@
 /// JSON or SSE answers, session ids, resumable SSE streams, Origin/Host checks, limits and
 /// deadlines. Also serves `/healthz` and `/metrics`.
 ///
-/// Threading: every connection runs as one coroutine on its own strand; sessions are reached
-/// only through `mcp::Session`'s thread-safe entry points.
+/// Threading: every connection runs as one coroutine on one io_context, which must be run by
+/// a single thread (IoPool: one per thread), so connections need no strand; sessions are
+/// reached only through `mcp::Session`'s thread-safe entry points.
 
 #include "mcp/server.hpp"
 #include "transport/io_pool.hpp"
