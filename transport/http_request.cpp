@@ -1,22 +1,8 @@
 #include "transport/http_request.hpp"
 
+#include <boost/beast/core/string.hpp>
+
 namespace mcpmesh::transport {
-
-namespace {
-
-constexpr char ascii_lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (ascii_lower(a[i]) != ascii_lower(b[i])) return false;
-  }
-  return true;
-}
-
-}  // namespace
 
 std::string_view HttpRequest::operator[](http::field name) const {
   for (const auto& f : fields_) {
@@ -29,7 +15,9 @@ std::string_view HttpRequest::operator[](std::string_view name) const {
   auto known = http::string_to_field(name);
   if (known != http::field::unknown) return (*this)[known];
   for (const auto& f : fields_) {
-    if (f.name == http::field::unknown && iequals(view(f.name_text), name)) return view(f.value);
+    if (f.name == http::field::unknown && boost::beast::iequals(view(f.name_text), name)) {
+      return view(f.value);
+    }
   }
   return {};
 }

@@ -3,8 +3,9 @@
 /// An HTTP/1.x request as the Streamable HTTP transport needs it, and the Beast parser that
 /// fills it. Beast's generic `http::request` keeps every field in an ordered tree; this keeps
 /// the request line, the body and the fields in one flat list over one string (a request has
-/// a handful of fields, looked up a handful of times), which makes parsing a request about
-/// three times cheaper. Limits (header and body size) are the parser's.
+/// a handful of fields, looked up a handful of times): parsing a tools/call and looking up its
+/// fields took ~4.9K instructions instead of ~8.8K (callgrind). Limits (header and body size)
+/// are the parser's.
 /// Thread-safety: none (one connection's).
 
 #include <boost/beast/core/string.hpp>

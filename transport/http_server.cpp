@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <initializer_list>
 
 namespace mcpmesh::transport {
 
@@ -651,25 +652,28 @@ class Connection : public std::enable_shared_from_this<Connection> {
       // Priming event: an id (so the client can resume from here) and empty data.
       std::string prime = "id: " + std::to_string(stream_id) +
                           "-0\nretry: " + std::to_string(cfg_.sse_retry.count()) + "\ndata: \n\n";
-      append_chunk(out, prime);
+      append_chunk(out, {prime});
     }
     co_await send(out);
   }
 
-  /// Appends `data` as one HTTP/1.1 chunk.
-  static void append_chunk(std::string& out, std::string_view data) {
-    std::array<char, 16> size;
-    auto [end, ec] = std::to_chars(size.data(), size.data() + size.size(), data.size(), 16);
-    out.append(size.data(), end);
+  /// Appends `parts`, concatenated, as one HTTP/1.1 chunk.
+  static void append_chunk(std::string& out, std::initializer_list<std::string_view> parts) {
+    std::size_t size = 0;
+    for (auto p : parts) size += p.size();
+    std::array<char, 16> hex;
+    auto [end, ec] = std::to_chars(hex.data(), hex.data() + hex.size(), size, 16);
+    out.reserve(out.size() + size + 24);
+    out.append(hex.data(), end);
     out += "\r\n";
-    out += data;
+    for (auto p : parts) out += p;
     out += "\r\n";
   }
 
   asio::awaitable<void> write_chunk(std::string_view data) {
     std::string& out = write_buffer_;
     out.clear();
-    append_chunk(out, data);
+    append_chunk(out, {data});
     co_await send(out);
   }
 
@@ -678,16 +682,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   asio::awaitable<void> write_event(const SseEvent& ev) {
     std::string& out = write_buffer_;
     out.clear();
-    std::size_t size = ev.data->size() + ev.id.size() + 28;
-    out.reserve(size + 16);
-    std::array<char, 16> hex;
-    auto [end, ec] = std::to_chars(hex.data(), hex.data() + hex.size(), size, 16);
-    out.append(hex.data(), end);
-    out += "\r\nevent: message\nid: ";
-    out += ev.id;
-    out += "\ndata: ";
-    out += *ev.data;
-    out += "\n\n\r\n";
+    append_chunk(out, {"event: message\nid: ", ev.id, "\ndata: ", *ev.data, "\n\n"});
     Metrics::inc(shared_->metrics().sse_events_total);
     co_await send(out);
     if (out.capacity() > 64 * 1024) std::string().swap(out);
