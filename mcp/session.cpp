@@ -73,34 +73,33 @@ std::optional<std::string> check_arguments(const json::object& schema, const jso
   return std::nullopt;
 }
 
-/// A tools/call whose tool exists and whose arguments passed the input schema.
-struct ToolCall {
-  const App::Tool* tool = nullptr;
-  json::object args;
-};
-
-/// tools/call's checks before a handler runs; moves the arguments out of `params`. On failure,
-/// the answer to send instead: a protocol error, or an isError result when the arguments do
-/// not fit the tool's input schema (a tool execution error, so a model can correct itself).
-std::variant<ToolCall, Result<json::value>> prepare_tool_call(const App::Catalog& catalog,
-                                                              json::object& params) {
+/// The tool a tools/call names, or the protocol error to answer with.
+Result<const App::Tool*> called_tool(const App::Catalog& catalog, const json::object& params) {
   auto name = get_string(params, "name");
-  if (!name) return Result<json::value>(invalid_params("tools/call needs params.name (string)"));
-  ToolCall call{catalog.find_tool(*name), {}};
-  if (!call.tool) return Result<json::value>(invalid_params("unknown tool: " + std::string(*name)));
+  if (!name) return invalid_params("tools/call needs params.name (string)");
+  if (auto* tool = catalog.find_tool(*name)) return tool;
+  return invalid_params("unknown tool: " + std::string(*name));
+}
+
+/// Moves a tools/call's arguments out of `params` and checks them against the tool's input
+/// schema. On failure, the answer to send instead: a protocol error, or an isError result when
+/// the arguments do not fit the schema (a tool execution error, so a model can correct itself).
+std::variant<json::object, Result<json::value>> tool_arguments(const App::Tool& tool,
+                                                               json::object& params) {
+  json::object args;
   if (auto* a = params.if_contains("arguments")) {
     if (a->is_object()) {
-      call.args = std::move(a->get_object());
+      args = std::move(a->get_object());
     } else if (!a->is_null()) {
       return Result<json::value>(invalid_params("tools/call params.arguments must be an object"));
     }
   }
-  if (auto why = check_arguments(call.tool->spec.input_schema, call.args)) {
+  if (auto why = check_arguments(tool.spec.input_schema, args)) {
     return Result<json::value>(json::value(
-        ToolResult::error("invalid arguments for tool '" + call.tool->spec.name + "': " + *why)
+        ToolResult::error("invalid arguments for tool '" + tool.spec.name + "': " + *why)
             .to_json()));
   }
-  return call;
+  return args;
 }
 
 Result<json::value> tool_answer(Result<ToolResult> r) {
@@ -365,23 +364,18 @@ void Session::handle_request(Message m, const Reply& reply) {
   RequestContext rc{client_, id_, server_.config().node_id, m.id, std::move(meta)};
   if (method == "tools/call") {
     // A synchronous tool (and any call that fails its checks) is answered right here: no
-    // coroutine, no in-flight entry (nothing can cancel it before it ends).
+    // coroutine, no in-flight entry (nothing can cancel it before it ends). A handler that
+    // throws reaches post_frame's catch, which fails this request alone.
     auto catalog = server_.app().catalog();
-    auto name = get_string(m.params, "name");
-    const App::Tool* tool = name ? catalog->find_tool(*name) : nullptr;
-    if (!tool || tool->sync_handler) {
+    auto tool = called_tool(*catalog, m.params);
+    if (!tool || (*tool)->sync_handler) {
       Metrics::inc(server_.metrics().tool_calls_total);
-      auto prepared = prepare_tool_call(*catalog, m.params);
-      if (auto* done = std::get_if<Result<json::value>>(&prepared)) return answer(std::move(*done));
-      auto& call = std::get<ToolCall>(prepared);
+      if (!tool) return answer(tool.error());
+      auto args = tool_arguments(**tool, m.params);
+      if (auto* done = std::get_if<Result<json::value>>(&args)) return answer(std::move(*done));
       InflightRequest ctx(shared_from_this(), std::move(rc), reply, std::move(progress_token));
-      Result<json::value> r = RpcError();
-      try {
-        r = tool_answer(call.tool->sync_handler(ctx, std::move(call.args)));
-      } catch (const std::exception& e) {
-        r = RpcError(ErrorCode::kInternalError, std::string("handler failed: ") + e.what());
-      }
-      return answer(std::move(r));
+      return answer(
+          tool_answer((*tool)->sync_handler(ctx, std::move(std::get<json::object>(args)))));
     }
   }
   auto inflight = std::make_shared<InflightRequest>(shared_from_this(), std::move(rc), reply,
@@ -422,13 +416,14 @@ asio::awaitable<Result<json::value>> Session::dispatch_async(InflightRequest& ct
   auto& p = m.params;
   if (m.method == "tools/call") {
     Metrics::inc(server_.metrics().tool_calls_total);
-    auto prepared = prepare_tool_call(*catalog, p);
+    auto tool = called_tool(*catalog, p);
+    if (!tool) co_return tool.error();
+    auto prepared = tool_arguments(**tool, p);
     if (auto* answer = std::get_if<Result<json::value>>(&prepared)) co_return std::move(*answer);
-    auto& call = std::get<ToolCall>(prepared);
+    auto& args = std::get<json::object>(prepared);
     // `catalog` (a local of this frame) keeps the tool and its handler alive across suspension.
-    if (!call.tool->handler)
-      co_return tool_answer(call.tool->sync_handler(ctx, std::move(call.args)));
-    co_return tool_answer(co_await call.tool->handler(ctx, std::move(call.args)));
+    if (!(*tool)->handler) co_return tool_answer((*tool)->sync_handler(ctx, std::move(args)));
+    co_return tool_answer(co_await (*tool)->handler(ctx, std::move(args)));
   }
   if (m.method == "resources/read") {
     auto uri = get_string(p, "uri");
