@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <utility>
 
 namespace mcpmesh::transport {
 
@@ -60,12 +61,24 @@ class AsyncQueue : public std::enable_shared_from_this<AsyncQueue<T>> {
     items_.clear();
   }
 
+  /// Consumer executor only. Takes the front item if there is one and `accept` wants it;
+  /// never waits (no coroutine frame, no timer): the fast path before pop().
+  template <class Accept>
+  std::optional<T> try_pop(Accept&& accept) {
+    std::lock_guard lock(mutex_);
+    if (overflow_ || items_.empty() || !accept(std::as_const(items_.front()))) return std::nullopt;
+    std::optional<T> item(std::move(items_.front()));
+    items_.pop_front();
+    return item;
+  }
+
   /// Consumer executor only. Waits at most `timeout` for an item.
   asio::awaitable<std::pair<Status, std::optional<T>>> pop(std::chrono::milliseconds timeout) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
       {
         std::lock_guard lock(mutex_);
+        waiting_ = false;
         if (overflow_) co_return std::pair{Status::kOverflow, std::optional<T>()};
         if (!items_.empty()) {
           std::optional<T> item(std::move(items_.front()));
@@ -73,12 +86,13 @@ class AsyncQueue : public std::enable_shared_from_this<AsyncQueue<T>> {
           co_return std::pair{Status::kItem, std::move(item)};
         }
         if (closed_) co_return std::pair{Status::kClosed, std::optional<T>()};
+        if (std::chrono::steady_clock::now() >= deadline) {
+          co_return std::pair{Status::kTimeout, std::optional<T>()};
+        }
+        // From here a push wakes the wait below. Its wake-up is posted to this executor, which
+        // runs it only after the wait has started, so none is lost.
+        waiting_ = true;
       }
-      if (std::chrono::steady_clock::now() >= deadline) {
-        co_return std::pair{Status::kTimeout, std::optional<T>()};
-      }
-      // A push between the check above and this wait posts its wake-up to this executor,
-      // which runs only after the wait has started, so no wake-up is lost.
       timer_.expires_at(deadline);
       boost::system::error_code ec;
       co_await timer_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
@@ -86,8 +100,9 @@ class AsyncQueue : public std::enable_shared_from_this<AsyncQueue<T>> {
   }
 
  private:
+  /// Wakes a consumer that is waiting; one that is not will see the change when it looks.
   void wake_locked() {
-    if (wake_posted_) return;
+    if (!waiting_ || wake_posted_) return;
     wake_posted_ = true;
     asio::post(timer_.get_executor(), [self = this->shared_from_this()] {
       {
@@ -104,6 +119,7 @@ class AsyncQueue : public std::enable_shared_from_this<AsyncQueue<T>> {
   std::deque<T> items_;  // guarded by mutex_
   bool closed_ = false;  // guarded by mutex_
   bool overflow_ = false;
+  bool waiting_ = false;  // the consumer is (about to be) waiting on timer_
   bool wake_posted_ = false;
 };
 

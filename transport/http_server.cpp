@@ -110,14 +110,13 @@ namespace {
 
 /// Detaches a connection's queue from a stream when the connection stops serving it.
 struct StreamAttachment {
-  SessionStreams& streams;
+  std::shared_ptr<SessionStreams> streams;
   std::uint64_t id;
   std::shared_ptr<EventQueue> queue;
-  ~StreamAttachment() { streams.detach(id, queue); }
+  ~StreamAttachment() { streams->detach(id, queue); }
 };
 
 using Request = HttpRequest;
-using Response = http::response<http::string_body>;
 
 /// One HTTP connection. Lives as long as its coroutine (shared_from_this). Runs on one
 /// single-threaded io_context, so it needs no strand.
@@ -202,13 +201,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   /// The connection's event queue, emptied for the next stream. One queue (and its timer) per
   /// connection: a connection carries one stream at a time.
-  std::shared_ptr<EventQueue> fresh_queue() {
+  void fresh_queue() {
     if (!queue_ || !queue_->reusable()) {
       queue_ = std::make_shared<EventQueue>(socket_.get_executor(), cfg_.sse.queue_events);
     } else {
       queue_->clear();
     }
-    return queue_;
   }
 
   // -- reading --------------------------------------------------------------------------------
@@ -253,27 +251,53 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (ec) {
         if (ec == http::error::body_limit) {
           Metrics::inc(shared_->metrics().body_too_large_total);
-          co_await send_error(http::status::payload_too_large, 11, false,
-                              RpcError(ErrorCode::kInvalidRequest,
-                                       "request body larger than " +
-                                           std::to_string(cfg_.max_body_bytes) + " bytes"));
+          respond_error(http::status::payload_too_large, 11, false,
+                        RpcError(ErrorCode::kInvalidRequest,
+                                 "request body larger than " + std::to_string(cfg_.max_body_bytes) +
+                                     " bytes"));
         } else if (ec == http::error::header_limit) {
           Metrics::inc(shared_->metrics().header_too_large_total);
-          co_await send_error(http::status::request_header_fields_too_large, 11, false,
-                              RpcError(ErrorCode::kInvalidRequest, "request headers too large"));
+          respond_error(http::status::request_header_fields_too_large, 11, false,
+                        RpcError(ErrorCode::kInvalidRequest, "request headers too large"));
         } else if (ec == beast::error::timeout) {
           Metrics::inc(shared_->metrics().read_timeouts_total);
-          co_await send_error(http::status::request_timeout, 11, false,
-                              RpcError(ErrorCode::kInvalidRequest, "request not received in time"));
+          respond_error(http::status::request_timeout, 11, false,
+                        RpcError(ErrorCode::kInvalidRequest, "request not received in time"));
         } else if (ec != http::error::end_of_stream && ec != asio::error::eof &&
                    ec != asio::error::connection_reset) {
-          co_await send_error(http::status::bad_request, 11, false,
-                              RpcError(ErrorCode::kInvalidRequest, "malformed HTTP request"));
+          respond_error(http::status::bad_request, 11, false,
+                        RpcError(ErrorCode::kInvalidRequest, "malformed HTTP request"));
         }
+        if (!write_now()) co_await write_rest();
         co_return;
       }
       Metrics::inc(shared_->metrics().http_requests_total);
-      bool keep = co_await handle(request_);
+      // Every answer that is ready at once (errors, JSON answers of synchronous handlers) is
+      // written without a coroutine of its own; only waiting for a handler or an SSE stream
+      // goes through one.
+      bool keep = false;
+      switch (handle(request_)) {
+        case Next::kClose:
+          break;
+        case Next::kKeep:
+          keep = true;
+          break;
+        case Next::kPostStream: {
+          StreamAttachment attachment{post_.streams, post_.stream_id, queue_};
+          if (auto answered = answer_post_now(request_)) {
+            keep = *answered;
+          } else {
+            keep = co_await stream_answer(request_);
+          }
+          keep = keep && request_.keep_alive();
+          post_.reset();
+          break;
+        }
+        case Next::kGetStream:
+          keep = co_await handle_get(request_);
+          break;
+      }
+      if (!write_now()) co_await write_rest();
       if (!keep || !request_.keep_alive()) co_return;
       if (request_.body().capacity() > kKeptBuffer) {  // idle connections stay small
         request_.clear();
@@ -283,192 +307,211 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   // -- writing --------------------------------------------------------------------------------
-  /// Sends `data` whole. Tries a non-blocking write first (on loopback and idle links it takes
-  /// everything); what remains is written asynchronously under the write deadline. A peer
-  /// that does not read in time throws beast::error::timeout (a slow consumer).
-  asio::awaitable<void> send(std::string_view data) {
+  // Answers are appended to `out_` and written by write_now() (one non-blocking write: on
+  // loopback and idle links it takes everything) or, when the peer's window is full, by
+  // write_rest() under the write deadline. A peer that does not read in time gets
+  // beast::error::timeout thrown (a slow consumer).
+
+  /// Writes what `out_` holds without waiting; true when all of it went out.
+  bool write_now() {
+    if (out_sent_ == out_.size()) {
+      reset_out();
+      return true;
+    }
     boost::system::error_code ec;
-    std::size_t n = socket_.write_some(asio::buffer(data), ec);
-    if (!ec && n == data.size()) co_return;
+    std::size_t n =
+        socket_.write_some(asio::buffer(out_.data() + out_sent_, out_.size() - out_sent_), ec);
     if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
       throw boost::system::system_error(ec);
     }
-    data.remove_prefix(ec ? 0 : n);
-    ec = {};
+    out_sent_ += ec ? 0 : n;
+    if (out_sent_ < out_.size()) return false;
+    reset_out();
+    return true;
+  }
+
+  /// Writes the rest of `out_`, waiting for the peer under the write deadline.
+  asio::awaitable<void> write_rest() {
+    boost::system::error_code ec;
     set_deadline(cfg_.write_timeout);
-    co_await asio::async_write(socket_, asio::buffer(data),
+    co_await asio::async_write(socket_,
+                               asio::buffer(out_.data() + out_sent_, out_.size() - out_sent_),
                                asio::redirect_error(asio::use_awaitable, ec));
     clear_deadline();
     if (timed_out_) throw boost::system::system_error(beast::error::timeout);
     if (ec) throw boost::system::system_error(ec);
+    reset_out();
+  }
+
+  void reset_out() {
+    out_.clear();
+    out_sent_ = 0;
+    if (out_.capacity() > 64 * 1024) std::string().swap(out_);  // idle connections stay small
   }
 
   // -- responses ------------------------------------------------------------------------------
-  /// Serializes the status line and fields of `res` (not its body) into `out`, with a
-  /// Content-Length of `content_length` unless chunked.
-  template <class Body>
-  static void serialize_head(std::string& out, const http::response<Body>& res,
-                             std::size_t content_length) {
-    out += res.version() == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
-    out += std::to_string(res.result_int());
-    out += ' ';
-    out += res.reason();
-    out += "\r\n";
-    for (const auto& field : res) {
-      if (field.name() == http::field::content_length || field.name() == http::field::connection ||
-          field.name() == http::field::transfer_encoding) {
-        continue;
-      }
-      out += field.name_string();
-      out += ": ";
-      out += field.value();
-      out += "\r\n";
-    }
-    if (res.chunked()) {
-      out += "Transfer-Encoding: chunked\r\n";
-    } else {
-      out += "Content-Length: ";
-      out += std::to_string(content_length);
-      out += "\r\n";
-    }
-    bool keep = res.keep_alive();
-    if (res.version() == 11 && !keep) out += "Connection: close\r\n";
-    if (res.version() == 10 && keep) out += "Connection: keep-alive\r\n";
-    out += "\r\n";
-  }
+  using Header = std::pair<std::string_view, std::string_view>;
+  static constexpr std::size_t kChunked = ~std::size_t{0};
 
-  asio::awaitable<void> write(Response& res) {
-    auto code = res.result_int();
+  /// Appends a status line and header block to `out_`: Content-Length `length`, or chunked
+  /// transfer coding for kChunked. Counts 4xx and 5xx answers.
+  void append_head(http::status status, unsigned version, bool keep, std::string_view content_type,
+                   std::size_t length, std::initializer_list<Header> extra = {}) {
+    auto code = static_cast<unsigned>(status);
     if (code >= 500) {
       Metrics::inc(shared_->metrics().http_5xx_total);
     } else if (code >= 400) {
       Metrics::inc(shared_->metrics().http_4xx_total);
     }
-    // Serialized by hand into one buffer: one write per response, and far cheaper than
-    // Beast's generic serializer for these small messages.
-    std::string& out = write_buffer_;
-    out.clear();
-    serialize_head(out, res, res.body().size());
-    out += res.body();
-    co_await send(out);
-    if (out.capacity() > 64 * 1024) std::string().swap(out);  // idle connections stay small
+    std::array<char, 24> num;
+    auto number = [&num](std::size_t v) {
+      auto [end, ec] = std::to_chars(num.data(), num.data() + num.size(), v);
+      return std::string_view(num.data(), static_cast<std::size_t>(end - num.data()));
+    };
+    out_ += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+    out_ += number(code);
+    out_ += ' ';
+    out_ += http::obsolete_reason(status);
+    out_ += "\r\n";
+    if (!content_type.empty()) {
+      out_ += "Content-Type: ";
+      out_ += content_type;
+      out_ += "\r\n";
+    }
+    for (auto& [name, value] : extra) {
+      out_ += name;
+      out_ += ": ";
+      out_ += value;
+      out_ += "\r\n";
+    }
+    if (length == kChunked) {
+      out_ += "Transfer-Encoding: chunked\r\n";
+    } else {
+      out_ += "Content-Length: ";
+      out_ += number(length);
+      out_ += "\r\n";
+    }
+    if (version == 11 && !keep) out_ += "Connection: close\r\n";
+    if (version == 10 && keep) out_ += "Connection: keep-alive\r\n";
+    out_ += "\r\n";
   }
 
-  asio::awaitable<void> send_error(http::status status, unsigned version, bool keep,
-                                   const RpcError& error, const mcp::json::value& id = nullptr) {
-    Response res{status, version};
-    res.set(http::field::content_type, "application/json");
-    res.keep_alive(keep);
-    res.body() = *mcp::make_error(id, error);
-    if (status == http::status::method_not_allowed)
-      res.set(http::field::allow, "GET, POST, DELETE");
-    co_await write(res);
+  void respond(http::status status, unsigned version, bool keep, std::string_view content_type,
+               std::string_view body, std::initializer_list<Header> extra = {}) {
+    append_head(status, version, keep, content_type, body.size(), extra);
+    out_ += body;
   }
 
-  asio::awaitable<void> send_plain(http::status status, unsigned version, bool keep,
-                                   std::string body, std::string_view type = "text/plain") {
-    Response res{status, version};
-    res.set(http::field::content_type, type);
-    res.keep_alive(keep);
-    res.body() = std::move(body);
-    co_await write(res);
+  void respond_error(http::status status, unsigned version, bool keep, const RpcError& error,
+                     const mcp::json::value& id = nullptr) {
+    auto body = mcp::make_error(id, error);
+    if (status == http::status::method_not_allowed) {
+      respond(status, version, keep, "application/json", *body, {{"Allow", "GET, POST, DELETE"}});
+    } else {
+      respond(status, version, keep, "application/json", *body);
+    }
   }
 
   // -- routing --------------------------------------------------------------------------------
-  asio::awaitable<bool> handle(Request& req) {
+  /// What serve() does after handle(): the answer is in `out_` (close or keep the
+  /// connection), or a stream follows (a POST waiting for its answers, a GET stream).
+  enum class Next { kClose, kKeep, kPostStream, kGetStream };
+
+  static Next after(bool keep) { return keep ? Next::kKeep : Next::kClose; }
+
+  Next handle(Request& req) {
     auto version = req.version();
     bool keep = req.keep_alive();
     auto host = req[http::field::host];
     if (!host_allowed(host, cfg_.allowed_hosts)) {
       Metrics::inc(shared_->metrics().host_rejected_total);
-      co_await send_error(http::status::forbidden, version, keep,
-                          RpcError(ErrorCode::kInvalidRequest, "Host not allowed"));
-      co_return keep;
+      respond_error(http::status::forbidden, version, keep,
+                    RpcError(ErrorCode::kInvalidRequest, "Host not allowed"));
+      return after(keep);
     }
     if (auto origin = req[http::field::origin];
         !origin.empty() && !origin_allowed(origin, cfg_.allowed_origins)) {
       Metrics::inc(shared_->metrics().origin_rejected_total);
-      co_await send_error(http::status::forbidden, version, keep,
-                          RpcError(ErrorCode::kInvalidRequest, "Origin not allowed"));
-      co_return keep;
+      respond_error(http::status::forbidden, version, keep,
+                    RpcError(ErrorCode::kInvalidRequest, "Origin not allowed"));
+      return after(keep);
     }
     std::string_view target = req.target();
     target = target.substr(0, target.find('?'));
     if (target == "/healthz" && req.method() == http::verb::get) {
-      co_await send_plain(http::status::ok, version, keep, "ok\n");
-      co_return keep;
+      respond(http::status::ok, version, keep, "text/plain", "ok\n");
+      return after(keep);
     }
     if (target == "/metrics" && req.method() == http::verb::get) {
-      co_await send_plain(http::status::ok, version, keep, shared_->metrics().render_prometheus(),
-                          "text/plain; version=0.0.4");
-      co_return keep;
+      respond(http::status::ok, version, keep, "text/plain; version=0.0.4",
+              shared_->metrics().render_prometheus());
+      return after(keep);
     }
     if (target != cfg_.path) {
-      co_await send_error(http::status::not_found, version, keep,
-                          RpcError(ErrorCode::kInvalidRequest, "no such endpoint"));
-      co_return keep;
+      respond_error(http::status::not_found, version, keep,
+                    RpcError(ErrorCode::kInvalidRequest, "no such endpoint"));
+      return after(keep);
     }
     if (auto pv = req["MCP-Protocol-Version"]; !pv.empty() && !mcp::is_supported_version(pv)) {
-      co_await send_error(http::status::bad_request, version, keep,
-                          RpcError(ErrorCode::kInvalidRequest,
-                                   "unsupported MCP-Protocol-Version: " + std::string(pv)));
-      co_return keep;
+      respond_error(http::status::bad_request, version, keep,
+                    RpcError(ErrorCode::kInvalidRequest,
+                             "unsupported MCP-Protocol-Version: " + std::string(pv)));
+      return after(keep);
     }
     switch (req.method()) {
       case http::verb::post:
-        co_return co_await handle_post(req);
+        return handle_post(req);
       case http::verb::get:
-        co_return co_await handle_get(req);
+        return Next::kGetStream;
       case http::verb::delete_:
-        co_return co_await handle_delete(req);
+        return handle_delete(req);
       default:
-        co_await send_error(http::status::method_not_allowed, version, keep,
-                            RpcError(ErrorCode::kInvalidRequest, "method not allowed"));
-        co_return keep;
+        respond_error(http::status::method_not_allowed, version, keep,
+                      RpcError(ErrorCode::kInvalidRequest, "method not allowed"));
+        return after(keep);
     }
   }
 
   /// Looks up the session named by Mcp-Session-Id, answering 400/404 itself when it fails.
-  asio::awaitable<std::shared_ptr<mcp::Session>> require_session(Request& req) {
+  std::shared_ptr<mcp::Session> require_session(Request& req) {
     auto id = req["Mcp-Session-Id"];
     if (id.empty()) {
-      co_await send_error(
+      respond_error(
           http::status::bad_request, req.version(), req.keep_alive(),
           RpcError(ErrorCode::kInvalidRequest, "Bad Request: Mcp-Session-Id header is required"));
-      co_return nullptr;
+      return nullptr;
     }
     auto session = shared_->server.find_session(id);
     // A session of another transport (stdio) is not reachable over HTTP.
     if (!session || session->closed() || !streams_of(*session)) {
-      co_await send_error(http::status::not_found, req.version(), req.keep_alive(),
-                          RpcError(ErrorCode::kInvalidRequest, "Session not found"));
-      co_return nullptr;
+      respond_error(http::status::not_found, req.version(), req.keep_alive(),
+                    RpcError(ErrorCode::kInvalidRequest, "Session not found"));
+      return nullptr;
     }
     session->touch();
-    co_return session;
+    return session;
   }
 
   static std::shared_ptr<SessionStreams> streams_of(const mcp::Session& s) {
     return std::dynamic_pointer_cast<SessionStreams>(s.standalone());
   }
 
-  asio::awaitable<bool> handle_post(Request& req) {
+  Next handle_post(Request& req) {
     auto version = req.version();
     bool keep = req.keep_alive();
     auto ct = req[http::field::content_type];
     if (!contains_ci(ct.substr(0, ct.find(';')), "application/json")) {
-      co_await send_error(
-          http::status::unsupported_media_type, version, keep,
-          RpcError(ErrorCode::kInvalidRequest, "Content-Type must be application/json"));
-      co_return keep;
+      respond_error(http::status::unsupported_media_type, version, keep,
+                    RpcError(ErrorCode::kInvalidRequest, "Content-Type must be application/json"));
+      return after(keep);
     }
     auto accept = req[http::field::accept];
     if (!accepts(accept, "application/json") || !accepts(accept, "text/event-stream")) {
-      co_await send_error(http::status::not_acceptable, version, keep,
-                          RpcError(ErrorCode::kInvalidRequest,
-                                   "Not Acceptable: Accept must list application/json and "
-                                   "text/event-stream"));
-      co_return keep;
+      respond_error(http::status::not_acceptable, version, keep,
+                    RpcError(ErrorCode::kInvalidRequest,
+                             "Not Acceptable: Accept must list application/json and "
+                             "text/event-stream"));
+      return after(keep);
     }
     auto frame = mcp::parse_frame(req.body(), {.max_depth = cfg_.max_json_depth});
     if (frame.frame_error) {
@@ -477,21 +520,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
       } else if (frame.frame_error->message.find("nesting") != std::string::npos) {
         Metrics::inc(shared_->metrics().json_too_deep_total);
       }
-      co_await send_error(http::status::bad_request, version, keep, *frame.frame_error);
-      co_return keep;
+      respond_error(http::status::bad_request, version, keep, *frame.frame_error);
+      return after(keep);
     }
     if (frame.is_batch && frame.messages.size() + frame.errors.size() > cfg_.max_batch_size) {
       Metrics::inc(shared_->metrics().batches_rejected_total);
-      co_await send_error(
+      respond_error(
           http::status::bad_request, version, keep,
           RpcError(ErrorCode::kInvalidRequest,
                    "batch longer than " + std::to_string(cfg_.max_batch_size) + " messages"));
-      co_return keep;
+      return after(keep);
     }
     if (!frame.is_batch && !frame.errors.empty()) {
-      co_await send_error(http::status::bad_request, version, keep, frame.errors[0].second,
-                          frame.errors[0].first);
-      co_return keep;
+      respond_error(http::status::bad_request, version, keep, frame.errors[0].second,
+                    frame.errors[0].first);
+      return after(keep);
     }
     bool has_initialize = std::any_of(frame.messages.begin(), frame.messages.end(),
                                       [](auto& m) { return m.method == "initialize"; });
@@ -500,41 +543,37 @@ class Connection : public std::enable_shared_from_this<Connection> {
     bool created = false;
     if (has_initialize) {
       if (frame.is_batch || frame.messages.size() != 1 || !frame.messages[0].is_request()) {
-        co_await send_error(
+        respond_error(
             http::status::bad_request, version, keep,
             RpcError(ErrorCode::kInvalidRequest, "initialize must be sent alone, as a request"));
-        co_return keep;
+        return after(keep);
       }
       if (!req["Mcp-Session-Id"].empty()) {
-        co_await send_error(
+        respond_error(
             http::status::bad_request, version, keep,
             RpcError(ErrorCode::kInvalidRequest, "initialize must not carry Mcp-Session-Id"),
             frame.messages[0].id);
-        co_return keep;
+        return after(keep);
       }
       streams = std::make_shared<SessionStreams>(cfg_.sse, shared_->metrics());
       auto made = shared_->server.create_session(streams, &context_);
       if (!made) {
-        Response res{http::status::service_unavailable, version};
-        res.set(http::field::content_type, "application/json");
-        res.set(http::field::retry_after, "5");
-        res.keep_alive(keep);
-        res.body() = *mcp::make_error(frame.messages[0].id, made.error());
-        co_await write(res);
-        co_return keep;
+        respond(http::status::service_unavailable, version, keep, "application/json",
+                *mcp::make_error(frame.messages[0].id, made.error()), {{"Retry-After", "5"}});
+        return after(keep);
       }
       session = *made;
       created = true;
     } else {
-      session = co_await require_session(req);
-      if (!session) co_return keep;
+      session = require_session(req);
+      if (!session) return after(keep);
       streams = streams_of(*session);
       if (frame.is_batch && !mcp::version_allows_batches(session->protocol_version())) {
-        co_await send_error(http::status::bad_request, version, keep,
-                            RpcError(ErrorCode::kInvalidRequest,
-                                     "JSON-RPC batches are not allowed in protocol version " +
-                                         std::string(session->protocol_version())));
-        co_return keep;
+        respond_error(http::status::bad_request, version, keep,
+                      RpcError(ErrorCode::kInvalidRequest,
+                               "JSON-RPC batches are not allowed in protocol version " +
+                                   std::string(session->protocol_version())));
+        return after(keep);
       }
     }
     std::size_t requests = 0;
@@ -542,50 +581,84 @@ class Connection : public std::enable_shared_from_this<Connection> {
     for (auto& e : frame.errors) requests += e.first.is_null() ? 0 : 1;
     if (requests == 0) {
       session->post_frame(std::move(frame.messages), streams);
-      Response res{http::status::accepted, version};
-      res.keep_alive(keep);
-      co_await write(res);
-      co_return keep;
+      respond(http::status::accepted, version, keep, {}, {});
+      return after(keep);
     }
     auto stream_id = streams->open_post_stream(requests);
     auto channel = streams->channel(stream_id);
-    auto queue = fresh_queue();
-    streams->attach(stream_id, 0, queue);
+    fresh_queue();
+    streams->attach(stream_id, 0, queue_);
     for (auto& [id, error] : frame.errors) {
       if (!id.is_null()) channel->deliver(mcp::make_error(id, error), true);
     }
+    // An idle session handles the frame right here (its strand runs inline on this thread), so
+    // synchronous handlers have answered by the time post_frame returns.
     session->post_frame(std::move(frame.messages), channel);
-    std::string session_header = created ? session->id() : std::string();
-    bool ok = co_await stream_answer(req, *streams, stream_id, queue, session, session_header,
-                                     created, frame.is_batch);
-    co_return ok&& keep;
+    post_.streams = std::move(streams);
+    post_.stream_id = stream_id;
+    post_.session = std::move(session);
+    post_.session_header = created ? post_.session->id() : std::string();
+    post_.created = created;
+    post_.is_batch = frame.is_batch;
+    return Next::kPostStream;
+  }
+
+  /// The POST being answered: its stream, and the responses held back for a JSON answer.
+  struct PendingPost {
+    std::shared_ptr<SessionStreams> streams;
+    std::uint64_t stream_id = 0;
+    std::shared_ptr<mcp::Session> session;
+    std::string session_header;  // set when this POST created the session
+    bool created = false;
+    bool is_batch = false;
+    std::vector<SseEvent> held;
+
+    void reset() {
+      streams.reset();
+      session.reset();
+      held.clear();
+    }
+  };
+
+  /// Answers the POST as JSON if every answer is already queued; nullopt when it has to wait
+  /// (a handler still running, a notification that needs SSE). Never waits.
+  std::optional<bool> answer_post_now(Request& req) {
+    for (;;) {
+      auto ev = queue_->try_pop([this](const SseEvent& e) {
+        return e.is_response || (e.end && !e.disconnect && !post_.held.empty());
+      });
+      if (!ev) return std::nullopt;
+      if (ev->end) {
+        respond_json(req);
+        // No event id of this stream reached the client: nothing can resume it.
+        post_.streams->forget(post_.stream_id);
+        return true;
+      }
+      post_.held.push_back(std::move(*ev));
+    }
   }
 
   /// Answers a POST: JSON when every event is a response, else an SSE stream.
-  asio::awaitable<bool> stream_answer(Request& req, SessionStreams& streams,
-                                      std::uint64_t stream_id, std::shared_ptr<EventQueue> queue,
-                                      std::shared_ptr<mcp::Session> session,
-                                      const std::string& session_header, bool created,
-                                      bool is_batch) {
-    StreamAttachment attachment{streams, stream_id, queue};
-    std::vector<SseEvent> held;
+  asio::awaitable<bool> stream_answer(Request& req) {
+    auto& queue = *queue_;
+    auto& held = post_.held;
+    auto& session = *post_.session;
     for (;;) {
-      auto [status, ev] = co_await queue->pop(cfg_.sse_keepalive);
-      session->touch();
+      auto [status, ev] = co_await queue.pop(cfg_.sse_keepalive);
+      session.touch();
       if (status == EventQueue::Status::kItem && ev->end && !held.empty()) {
-        bool ok = co_await send_json(req, held, session, session_header, created, is_batch);
-        // No event id of this stream reached the client: nothing can resume it.
-        streams.forget(stream_id);
-        co_return ok;
+        respond_json(req);
+        post_.streams->forget(post_.stream_id);
+        co_return true;
       }
       if ((status == EventQueue::Status::kItem && (ev->end || ev->disconnect)) ||
           status == EventQueue::Status::kOverflow) {
         // Every request was cancelled (end, nothing held), the handler released the connection
         // (disconnect) or the answers outgrew the queue: open the SSE stream, so the client has
         // a priming id to resume from, pass on what is held, and end this response.
-        co_await start_sse(req, session_header, session->protocol_version(), stream_id);
-        for (auto& h : held) co_await write_event(h);
-        co_await write_last_chunk();
+        append_sse_head(req, post_.session_header, session.protocol_version(), post_.stream_id);
+        for (auto& h : held) append_event(h);
+        append_last_chunk();
         co_return status == EventQueue::Status::kItem;
       }
       if (status == EventQueue::Status::kItem && ev->is_response) {
@@ -594,67 +667,70 @@ class Connection : public std::enable_shared_from_this<Connection> {
       }
       if (status == EventQueue::Status::kClosed) {
         if (!held.empty()) {
-          co_return co_await send_json(req, held, session, session_header, created, is_batch);
+          respond_json(req);
+          co_return true;
         }
-        co_await send_error(http::status::not_found, req.version(), false,
-                            RpcError(ErrorCode::kInvalidRequest, "session closed"));
+        respond_error(http::status::not_found, req.version(), false,
+                      RpcError(ErrorCode::kInvalidRequest, "session closed"));
         co_return false;
       }
       // A notification or a server→client request, or a long wait: switch to SSE.
-      co_await start_sse(req, session_header, session->protocol_version(), stream_id);
-      for (auto& h : held) co_await write_event(h);
-      if (ev) co_await write_event(*ev);
-      co_return co_await pump_sse(*queue, *session);
+      append_sse_head(req, post_.session_header, session.protocol_version(), post_.stream_id);
+      for (auto& h : held) append_event(h);
+      if (ev) append_event(*ev);
+      co_return co_await pump_sse(queue, session);
     }
   }
 
-  asio::awaitable<bool> send_json(Request& req, std::vector<SseEvent>& held,
-                                  const std::shared_ptr<mcp::Session>& session,
-                                  const std::string& session_header, bool created, bool is_batch) {
-    Response res{http::status::ok, req.version()};
-    res.set(http::field::content_type, "application/json");
-    res.keep_alive(req.keep_alive());
-    if (!session_header.empty()) res.set("Mcp-Session-Id", session_header);
-    if (!is_batch) {
-      res.body() = *held[0].data;
-    } else {
-      std::string body = "[";
-      for (std::size_t i = 0; i < held.size(); ++i) {
-        if (i) body += ',';
-        body += *held[i].data;
-      }
-      body += ']';
-      res.body() = std::move(body);
-    }
-    if (created && session->protocol_version().empty()) {
+  /// The held responses of the pending POST as one JSON answer (an array for a batch).
+  void respond_json(Request& req) {
+    auto& held = post_.held;
+    bool with_session = !post_.session_header.empty();
+    if (post_.created && post_.session->protocol_version().empty()) {
       // The initialize failed (a version is set only by a successful one): the session never
       // existed for the client.
-      shared_->server.close_session(session->id());
-      res.erase("Mcp-Session-Id");
+      shared_->server.close_session(post_.session->id());
+      with_session = false;
     }
-    co_await write(res);
-    co_return true;
+    std::size_t length = 0;
+    for (auto& h : held) length += h.data->size();
+    if (post_.is_batch) length += held.size() + 1;  // brackets and commas
+    if (with_session) {
+      append_head(http::status::ok, req.version(), req.keep_alive(), "application/json", length,
+                  {{"Mcp-Session-Id", post_.session_header}});
+    } else {
+      append_head(http::status::ok, req.version(), req.keep_alive(), "application/json", length);
+    }
+    if (!post_.is_batch) {
+      out_ += *held[0].data;
+      return;
+    }
+    out_ += '[';
+    for (std::size_t i = 0; i < held.size(); ++i) {
+      if (i) out_ += ',';
+      out_ += *held[i].data;
+    }
+    out_ += ']';
   }
 
-  asio::awaitable<void> start_sse(Request& req, const std::string& session_header,
-                                  std::string_view protocol_version, std::uint64_t stream_id) {
-    http::response<http::empty_body> res{http::status::ok, req.version()};
-    res.set(http::field::content_type, "text/event-stream");
-    res.set(http::field::cache_control, "no-cache");
-    res.set("X-Accel-Buffering", "no");
-    if (!session_header.empty()) res.set("Mcp-Session-Id", session_header);
-    res.keep_alive(req.keep_alive());
-    res.chunked(true);
-    std::string& out = write_buffer_;
-    out.clear();
-    serialize_head(out, res, 0);
+  void append_sse_head(Request& req, const std::string& session_header,
+                       std::string_view protocol_version, std::uint64_t stream_id) {
+    Header sse[] = {{"Cache-Control", "no-cache"},
+                    {"X-Accel-Buffering", "no"},
+                    {"Mcp-Session-Id", session_header}};
+    if (session_header.empty()) {
+      append_head(http::status::ok, req.version(), req.keep_alive(), "text/event-stream", kChunked,
+                  {sse[0], sse[1]});
+    } else {
+      append_head(http::status::ok, req.version(), req.keep_alive(), "text/event-stream", kChunked,
+                  {sse[0], sse[1], sse[2]});
+    }
     if (protocol_version >= "2025-11-25") {
       // Priming event: an id (so the client can resume from here) and empty data.
       std::string prime = "id: " + std::to_string(stream_id) +
                           "-0\nretry: " + std::to_string(cfg_.sse_retry.count()) + "\ndata: \n\n";
-      append_chunk(out, {prime});
+      append_chunk(out_, {prime});
     }
-    co_await send(out);
   }
 
   /// Appends `parts`, concatenated, as one HTTP/1.1 chunk.
@@ -670,40 +746,30 @@ class Connection : public std::enable_shared_from_this<Connection> {
     out += "\r\n";
   }
 
-  asio::awaitable<void> write_chunk(std::string_view data) {
-    std::string& out = write_buffer_;
-    out.clear();
-    append_chunk(out, {data});
-    co_await send(out);
-  }
+  void append_last_chunk() { out_ += "0\r\n\r\n"; }
 
-  asio::awaitable<void> write_last_chunk() { co_await send("0\r\n\r\n"); }
-
-  asio::awaitable<void> write_event(const SseEvent& ev) {
-    std::string& out = write_buffer_;
-    out.clear();
-    append_chunk(out, {"event: message\nid: ", ev.id, "\ndata: ", *ev.data, "\n\n"});
+  void append_event(const SseEvent& ev) {
+    append_chunk(out_, {"event: message\nid: ", ev.id, "\ndata: ", *ev.data, "\n\n"});
     Metrics::inc(shared_->metrics().sse_events_total);
-    co_await send(out);
-    if (out.capacity() > 64 * 1024) std::string().swap(out);
   }
 
   /// Writes events until the stream ends. Returns whether the connection may be reused.
   /// An open stream keeps `session` from expiring for idleness.
   asio::awaitable<bool> pump_sse(EventQueue& queue, mcp::Session& session) {
     for (;;) {
+      if (!write_now()) co_await write_rest();
       auto [status, ev] = co_await queue.pop(cfg_.sse_keepalive);
       session.touch();
       switch (status) {
         case EventQueue::Status::kItem:
           if (ev->end || ev->disconnect) {
-            co_await write_last_chunk();
+            append_last_chunk();
             co_return true;
           }
-          co_await write_event(*ev);
+          append_event(*ev);
           break;
         case EventQueue::Status::kTimeout:
-          co_await write_chunk(": keep-alive\n\n");
+          append_chunk(out_, {": keep-alive\n\n"});
           break;
         case EventQueue::Status::kClosed:
           co_return false;
@@ -716,33 +782,33 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   asio::awaitable<bool> handle_get(Request& req) {
     if (!accepts(req[http::field::accept], "text/event-stream")) {
-      co_await send_error(http::status::not_acceptable, req.version(), req.keep_alive(),
-                          RpcError(ErrorCode::kInvalidRequest,
-                                   "Not Acceptable: Accept must list text/event-stream"));
+      respond_error(http::status::not_acceptable, req.version(), req.keep_alive(),
+                    RpcError(ErrorCode::kInvalidRequest,
+                             "Not Acceptable: Accept must list text/event-stream"));
       co_return req.keep_alive();
     }
-    auto session = co_await require_session(req);
+    auto session = require_session(req);
     if (!session) co_return req.keep_alive();
     auto streams = streams_of(*session);
-    auto queue = fresh_queue();
+    fresh_queue();
     std::uint64_t stream_id = 0, seq = 0;
     auto last = req["Last-Event-ID"];
     if (last.empty() || !SessionStreams::parse_event_id(last, stream_id, seq) ||
-        !streams->attach(stream_id, seq, queue)) {
+        !streams->attach(stream_id, seq, queue_)) {
       stream_id = 0;
-      streams->attach(0, SessionStreams::kUndelivered, queue);
+      streams->attach(0, SessionStreams::kUndelivered, queue_);
     }
-    StreamAttachment attachment{*streams, stream_id, queue};
-    co_await start_sse(req, {}, {}, stream_id);
-    co_return co_await pump_sse(*queue, *session) && req.keep_alive();
+    StreamAttachment attachment{streams, stream_id, queue_};
+    append_sse_head(req, {}, {}, stream_id);
+    co_return co_await pump_sse(*queue_, *session) && req.keep_alive();
   }
 
-  asio::awaitable<bool> handle_delete(Request& req) {
-    auto session = co_await require_session(req);
-    if (!session) co_return req.keep_alive();
+  Next handle_delete(Request& req) {
+    auto session = require_session(req);
+    if (!session) return after(req.keep_alive());
     shared_->server.close_session(session->id());
-    co_await send_plain(http::status::ok, req.version(), req.keep_alive(), {});
-    co_return req.keep_alive();
+    respond(http::status::ok, req.version(), req.keep_alive(), "text/plain", {});
+    return after(req.keep_alive());
   }
 
   asio::io_context& context_;  // the one this connection (and sessions it creates) runs on
@@ -758,7 +824,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool timed_out_ = false;
   std::uint64_t watchdog_gen_ = 0;
   std::shared_ptr<EventQueue> queue_;
-  std::string write_buffer_;
+  PendingPost post_;
+  std::string out_;  // the answer being written
+  std::size_t out_sent_ = 0;
 };
 
 asio::awaitable<void> accept_loop(std::shared_ptr<HttpServer::Shared> shared) {
