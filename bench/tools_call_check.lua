@@ -1,6 +1,8 @@
--- wrk script: POST a tools/call `echo` request on an existing MCP session.
--- usage: wrk ... -s bench/tools_call.lua <url> -- <mcp-session-id> [protocol-version]
--- Counts non-200 responses and 200 responses whose body lacks the echoed text.
+-- wrk script: the request of bench/tools_call.lua, with every answer checked.
+-- usage: wrk ... -s bench/tools_call_check.lua <url> -- <mcp-session-id> [protocol-version]
+-- Counts non-200 responses and 200 responses whose body lacks the echoed text. Entering Lua
+-- per request and per response costs the load generator CPU, so run.sh uses it for a short
+-- checking pass on each server and measures with the static script.
 local threads = {}
 local PAYLOAD = "bench-payload"
 
@@ -12,7 +14,7 @@ function init(args)
   local session = args[1]
   local version = args[2] or "2025-11-25"
   if session == nil or session == "" then
-    error("tools_call.lua: pass the Mcp-Session-Id after --")
+    error("tools_call_check.lua: pass the Mcp-Session-Id after --")
   end
   non200 = 0
   badbody = 0
