@@ -41,6 +41,7 @@ std::string lower(std::string_view s) {
 /// Case-insensitive substring test without allocating (`needle` is lower case).
 bool contains_ci(std::string_view haystack, std::string_view needle) {
   if (needle.size() > haystack.size()) return false;
+  if (haystack.find(needle) != std::string_view::npos) return true;  // the usual spelling
   for (std::size_t i = 0; i + needle.size() <= haystack.size(); ++i) {
     std::size_t j = 0;
     while (j < needle.size() && ascii_lower(haystack[i + j]) == needle[j]) {
