@@ -37,6 +37,9 @@ class ClusterProcessTest : public ::testing::Test {
     ASSERT_GE(t, 0) << "4 nodes did not converge";
     formed_s = std::chrono::duration<double>(SteadyClock::now() - start).count();
   }
+  void TearDown() override {
+    if (HasFailure()) cluster.keep_logs();
+  }
   ProcessCluster cluster{::testing::UnitTest::GetInstance()->current_test_info()->name()};
   std::string seed;
   double formed_s = 0;

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -49,10 +50,27 @@ struct NodeProcess {
 
 class ProcessCluster {
  public:
-  explicit ProcessCluster(std::string tag) : tag_(std::move(tag)) {}
+  /// Node logs go to a fresh directory under $TMPDIR (or /tmp), removed with the cluster
+  /// unless keep_logs() was called (a failed test keeps them and prints where they are).
+  explicit ProcessCluster(std::string tag) : tag_(std::move(tag)) {
+    std::filesystem::path base = std::filesystem::temp_directory_path();
+    std::string templ = (base / ("mcpmesh-" + tag_ + "-XXXXXX")).string();
+    if (::mkdtemp(templ.data()) != nullptr) log_dir_ = templ;
+  }
   ~ProcessCluster() {
     for (auto& n : nodes_) kill_hard(n);
+    if (log_dir_.empty()) return;
+    if (keep_logs_) {
+      std::fprintf(stderr, "node logs kept in %s\n", log_dir_.c_str());
+    } else {
+      std::error_code ec;
+      std::filesystem::remove_all(log_dir_, ec);
+    }
   }
+  ProcessCluster(const ProcessCluster&) = delete;
+  ProcessCluster& operator=(const ProcessCluster&) = delete;
+
+  void keep_logs() { keep_logs_ = true; }
 
   /// Starts a node; `port` 0 picks one. Returns nullptr if it did not bind within 10 s.
   NodeProcess* start(const std::string& id, const std::vector<std::string>& seeds,
@@ -62,7 +80,8 @@ class ProcessCluster {
       nodes_.push_back(NodeProcess{id});
       n = &nodes_.back();
     }
-    n->log = "/tmp/mcpmesh-" + tag_ + "-" + id + "-" + std::to_string(getpid()) + ".log";
+    if (log_dir_.empty()) return nullptr;
+    n->log = log_dir_ + "/" + id + ".log";
     std::string seed_list;
     for (const auto& s : seeds) seed_list += (seed_list.empty() ? "" : ",") + s;
     const char* profile = std::getenv("MCPMESH_CLUSTER_PROFILE");  // default: fast
@@ -200,6 +219,8 @@ class ProcessCluster {
 
  private:
   std::string tag_;
+  std::string log_dir_;
+  bool keep_logs_ = false;
   std::deque<NodeProcess> nodes_;
   std::map<std::string, std::unique_ptr<pb::Admin::Stub>> stubs_;
 };
