@@ -57,6 +57,10 @@ struct MembershipConfig {
   Duration bulk_timeout = std::chrono::seconds(5);         // push-pull deadline
   Duration oneway_timeout = std::chrono::milliseconds(500);
 
+  /// Inbound RPCs (ping, ping-req, gossip, leave) waiting for the membership's loop; more are
+  /// refused with RESOURCE_EXHAUSTED and counted (`inbound_rejected`), so a flood cannot grow
+  /// the node's memory or delay its own probes without bound.
+  size_t max_inbound_tasks = 4096;
   size_t max_updates_per_message = 64;  // more is malformed (piggyback)
   size_t max_state_members = 1u << 16;  // push-pull state bigger than this is malformed
   /// Incarnations start at the boot time in wall ms and grow by one per refutation; one further

@@ -26,6 +26,14 @@ void EventLoop::post(std::function<void()> fn) {
   cv_.notify_one();
 }
 
+bool EventLoop::try_post(std::function<void()> fn, size_t limit) {
+  std::lock_guard lock(mu_);
+  if (stopping_ || tasks_.size() >= limit) return false;
+  tasks_.push_back(std::move(fn));
+  cv_.notify_one();
+  return true;
+}
+
 TimePoint EventLoop::now() const {
   return std::chrono::duration_cast<TimePoint>(std::chrono::steady_clock::now().time_since_epoch());
 }

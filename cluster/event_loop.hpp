@@ -26,6 +26,9 @@ class EventLoop final : public Clock {
 
   /// Runs `fn` on the loop thread, in posting order.
   void post(std::function<void()> fn);
+  /// post(), unless `limit` tasks are already waiting (or the loop stopped): then false and
+  /// `fn` is dropped.
+  bool try_post(std::function<void()> fn, size_t limit);
   /// Stops the loop after the task that is running; idempotent.
   void stop();
   /// stop() and wait for the loop thread to finish; must not be called from the loop.

@@ -290,8 +290,21 @@ class StateExchangeReactor final : public grpc::ServerBidiReactor<v1::StateChunk
 }  // namespace
 
 MembershipService::MembershipService(EventLoop& loop, Membership& membership,
-                                     size_t max_state_members)
-    : loop_(loop), membership_(membership), max_state_members_(max_state_members) {}
+                                     size_t max_state_members, size_t max_inbound_tasks)
+    : loop_(loop),
+      membership_(membership),
+      max_state_members_(max_state_members),
+      max_inbound_tasks_(max_inbound_tasks) {}
+
+bool MembershipService::enqueue(std::function<void()> fn) {
+  if (loop_.try_post(std::move(fn), max_inbound_tasks_)) return true;
+  inbound_rejected_.fetch_add(1, std::memory_order_relaxed);
+  return false;
+}
+
+namespace {
+const grpc::Status kBusy(grpc::StatusCode::RESOURCE_EXHAUSTED, "membership queue full");
+}  // namespace
 
 grpc::ServerUnaryReactor* MembershipService::Ping(grpc::CallbackServerContext* ctx,
                                                   const v1::PingRequest* req,
@@ -302,7 +315,7 @@ grpc::ServerUnaryReactor* MembershipService::Ping(grpc::CallbackServerContext* c
   from_envelope(req->env(), &m);
   m.probe_seq = req->probe_seq();
   m.target_id = req->target_id();
-  loop_.post([this, m = std::move(m), reactor, resp]() mutable {
+  bool queued = enqueue([this, m = std::move(m), reactor, resp]() mutable {
     membership_.handle(std::move(m), [reactor, resp](Message r) {
       to_envelope(r, resp->mutable_env());
       resp->set_probe_seq(r.probe_seq);
@@ -311,6 +324,7 @@ grpc::ServerUnaryReactor* MembershipService::Ping(grpc::CallbackServerContext* c
       reactor->Finish(grpc::Status::OK);
     });
   });
+  if (!queued) reactor->Finish(kBusy);
   return reactor;
 }
 
@@ -325,7 +339,7 @@ grpc::ServerUnaryReactor* MembershipService::PingReq(grpc::CallbackServerContext
   m.target_id = req->target_id();
   m.target_addr = req->target_addr();
   m.timeout_ms = req->timeout_ms();
-  loop_.post([this, m = std::move(m), reactor, resp]() mutable {
+  bool queued = enqueue([this, m = std::move(m), reactor, resp]() mutable {
     membership_.handle(std::move(m), [reactor, resp](Message r) {
       to_envelope(r, resp->mutable_env());
       resp->set_probe_seq(r.probe_seq);
@@ -334,6 +348,7 @@ grpc::ServerUnaryReactor* MembershipService::PingReq(grpc::CallbackServerContext
       reactor->Finish(grpc::Status::OK);
     });
   });
+  if (!queued) reactor->Finish(kBusy);
   return reactor;
 }
 
@@ -343,9 +358,10 @@ grpc::ServerUnaryReactor* MembershipService::Gossip(grpc::CallbackServerContext*
   Message m;
   m.type = MsgType::kGossip;
   from_envelope(req->env(), &m);
-  loop_.post([this, m = std::move(m)]() mutable { membership_.handle(std::move(m), {}); });
+  bool queued =
+      enqueue([this, m = std::move(m)]() mutable { membership_.handle(std::move(m), {}); });
   auto* reactor = ctx->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
+  reactor->Finish(queued ? grpc::Status::OK : kBusy);
   return reactor;
 }
 
@@ -355,9 +371,10 @@ grpc::ServerUnaryReactor* MembershipService::Leave(grpc::CallbackServerContext* 
   Message m;
   m.type = MsgType::kLeave;
   from_envelope(req->env(), &m);
-  loop_.post([this, m = std::move(m)]() mutable { membership_.handle(std::move(m), {}); });
+  bool queued =
+      enqueue([this, m = std::move(m)]() mutable { membership_.handle(std::move(m), {}); });
   auto* reactor = ctx->DefaultReactor();
-  reactor->Finish(grpc::Status::OK);
+  reactor->Finish(queued ? grpc::Status::OK : kBusy);
   return reactor;
 }
 
@@ -410,6 +427,7 @@ grpc::ServerUnaryReactor* AdminService::Members(grpc::CallbackServerContext* ctx
     out["rejected_cluster"] = c.rejected_cluster;
     out["rejected_id_conflict"] = c.rejected_id_conflict;
     out["gossip_dropped"] = c.gossip_dropped;
+    if (service_) out["inbound_rejected"] = service_->inbound_rejected();
     reactor->Finish(grpc::Status::OK);
   });
   return reactor;

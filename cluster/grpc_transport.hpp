@@ -92,7 +92,10 @@ class GrpcTransport final : public Transport {
 /// Server side of proto/membership.proto, feeding one Membership on `loop`.
 class MembershipService final : public v1::Membership::CallbackService {
  public:
-  MembershipService(EventLoop& loop, Membership& membership, size_t max_state_members);
+  /// `max_inbound_tasks`: inbound RPCs queued for `loop` beyond this are refused
+  /// (RESOURCE_EXHAUSTED) and counted in inbound_rejected().
+  MembershipService(EventLoop& loop, Membership& membership, size_t max_state_members,
+                    size_t max_inbound_tasks = MembershipConfig{}.max_inbound_tasks);
 
   grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* ctx, const v1::PingRequest* req,
                                  v1::PingResponse* resp) override;
@@ -107,10 +110,20 @@ class MembershipService final : public v1::Membership::CallbackService {
   grpc::ServerBidiReactor<v1::StateChunk, v1::StateChunk>* Join(
       grpc::CallbackServerContext* ctx) override;
 
+  /// Inbound RPCs refused because the loop's queue was full. Any thread.
+  [[nodiscard]] uint64_t inbound_rejected() const {
+    return inbound_rejected_.load(std::memory_order_relaxed);
+  }
+
  private:
+  /// Queues `fn` for the loop; false (counted) when the queue is full.
+  bool enqueue(std::function<void()> fn);
+
   EventLoop& loop_;
   Membership& membership_;
   size_t max_state_members_;
+  size_t max_inbound_tasks_;
+  std::atomic<uint64_t> inbound_rejected_{0};
   /// Push-pull/join streams being served; more than kMaxStateExchanges are refused.
   std::atomic<int> active_exchanges_{0};
 };
@@ -118,13 +131,16 @@ class MembershipService final : public v1::Membership::CallbackService {
 /// Server side of proto/admin.proto.
 class AdminService final : public v1::Admin::CallbackService {
  public:
-  AdminService(EventLoop& loop, Membership& membership) : loop_(loop), membership_(membership) {}
+  /// `service` (optional) adds its counters (inbound_rejected) to the answer.
+  AdminService(EventLoop& loop, Membership& membership, const MembershipService* service = nullptr)
+      : loop_(loop), membership_(membership), service_(service) {}
   grpc::ServerUnaryReactor* Members(grpc::CallbackServerContext* ctx, const v1::MembersRequest* req,
                                     v1::MembersResponse* resp) override;
 
  private:
   EventLoop& loop_;
   Membership& membership_;
+  const MembershipService* service_;
 };
 
 }  // namespace mcpmesh::cluster

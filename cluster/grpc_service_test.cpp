@@ -1,0 +1,150 @@
+// The gRPC membership service in process: a flood of inbound RPCs while the membership's loop
+// is busy is refused with RESOURCE_EXHAUSTED beyond the configured queue, counted, and shown
+// by the admin service; what was queued is answered once the loop runs again.
+
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <future>
+#include <mutex>
+#include <random>
+#include <vector>
+
+#include "cluster/event_loop.hpp"
+#include "cluster/grpc_transport.hpp"
+#include "cluster/membership.hpp"
+#include "proto/admin.grpc.pb.h"
+#include "proto/membership.grpc.pb.h"
+
+namespace mcpmesh::cluster {
+namespace {
+
+namespace pb = ::mcpmesh::v1;
+using namespace std::chrono_literals;
+
+TEST(MembershipService, FloodBeyondTheInboundQueueIsRefusedAndCounted) {
+  constexpr size_t kLimit = 4;
+  constexpr int kPings = 10;
+  MembershipConfig cfg = MembershipConfig::fast();
+  MemberMeta self;
+  self.node_id = "n1";
+  self.grpc_addr = "127.0.0.1:1";
+  EventLoop loop;
+  GrpcTransport transport(loop, 16, cfg.max_state_members);
+  Membership membership(cfg, self, loop, transport, 42);
+  MembershipService service(loop, membership, cfg.max_state_members, kLimit);
+  AdminService admin(loop, membership, &service);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  builder.RegisterService(&admin);
+  auto server = builder.BuildAndStart();
+  ASSERT_TRUE(server);
+  ASSERT_NE(port, 0);
+  auto channel =
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
+  auto stub = pb::Membership::NewStub(channel);
+
+  // Hold the loop: every ping from now on waits in its queue.
+  std::promise<void> release;
+  std::promise<void> holding;
+  loop.post([&] {
+    holding.set_value();
+    release.get_future().wait();
+  });
+  holding.get_future().wait();
+
+  struct Call {
+    grpc::ClientContext ctx;
+    pb::PingRequest req;
+    pb::PingResponse resp;
+    grpc::Status status;
+    bool done = false;
+  };
+  std::vector<Call> calls(kPings);
+  std::mutex mu;
+  std::condition_variable cv;
+  int finished = 0;
+  for (auto& c : calls) {
+    c.ctx.set_deadline(std::chrono::system_clock::now() + 10s);
+    c.req.mutable_env()->set_cluster(cfg.cluster_name);
+    c.req.mutable_env()->set_sender_id("x1");
+    c.req.mutable_env()->set_sender_addr("127.0.0.1:2");
+    c.req.mutable_env()->set_boot_epoch(1);
+    c.req.mutable_env()->set_seq(1);
+    c.req.set_target_id("n1");
+    stub->async()->Ping(&c.ctx, &c.req, &c.resp, [&, call = &c](grpc::Status s) {
+      std::lock_guard lock(mu);
+      call->status = std::move(s);
+      call->done = true;
+      ++finished;
+      cv.notify_all();
+    });
+  }
+  // With the loop held, exactly the pings beyond the queue's room come back, all refused.
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return finished == kPings - int(kLimit); }));
+  }
+  EXPECT_EQ(service.inbound_rejected(), kPings - kLimit);
+  {
+    std::lock_guard lock(mu);
+    for (auto& c : calls) {
+      if (c.done) {
+        EXPECT_EQ(c.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+      }
+    }
+  }
+
+  // Released, the loop answers every queued ping.
+  release.set_value();
+  {
+    std::unique_lock lock(mu);
+    ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return finished == kPings; }));
+  }
+  int ok = 0;
+  for (auto& c : calls) ok += c.status.ok() ? 1 : 0;
+  EXPECT_EQ(ok, int(kLimit));
+
+  // The admin service reports the count.
+  auto admin_stub = pb::Admin::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 5s);
+  pb::MembersRequest mreq;
+  pb::MembersResponse mresp;
+  ASSERT_TRUE(admin_stub->Members(&ctx, mreq, &mresp).ok());
+  ASSERT_EQ(mresp.counters().count("inbound_rejected"), 1u);
+  EXPECT_EQ(mresp.counters().at("inbound_rejected"), kPings - kLimit);
+
+  server->Shutdown(std::chrono::system_clock::now() + 1s);
+  transport.shutdown();
+  loop.join();
+}
+
+TEST(EventLoop, TryPostRefusesBeyondTheLimit) {
+  EventLoop loop;
+  std::promise<void> release;
+  std::promise<void> holding;
+  loop.post([&] {
+    holding.set_value();
+    release.get_future().wait();
+  });
+  holding.get_future().wait();
+  int ran = 0;
+  EXPECT_TRUE(loop.try_post([&] { ++ran; }, 2));
+  EXPECT_TRUE(loop.try_post([&] { ++ran; }, 2));
+  EXPECT_FALSE(loop.try_post([&] { ++ran; }, 2));
+  release.set_value();
+  std::promise<void> drained;
+  loop.post([&] { drained.set_value(); });
+  ASSERT_EQ(drained.get_future().wait_for(5s), std::future_status::ready);
+  EXPECT_EQ(ran, 2);
+  loop.join();
+  EXPECT_FALSE(loop.try_post([] {}, 100));  // stopped
+}
+
+}  // namespace
+}  // namespace mcpmesh::cluster
