@@ -35,6 +35,7 @@ MembershipConfig MembershipConfig::fast() {
   c.join_retry_max = milliseconds(1000);
   c.join_timeout = milliseconds(500);
   c.bulk_timeout = std::chrono::seconds(2);
+  c.state_exchange_limit = std::chrono::seconds(4);
   c.oneway_timeout = milliseconds(200);
   return c;
 }

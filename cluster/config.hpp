@@ -55,6 +55,9 @@ struct MembershipConfig {
   Duration join_retry_max = std::chrono::seconds(5);
   Duration join_timeout = std::chrono::milliseconds(500);  // one join attempt's deadline
   Duration bulk_timeout = std::chrono::seconds(5);         // push-pull deadline
+  /// A push-pull/join stream served for longer than this is cancelled, so a peer that sets no
+  /// deadline cannot hold one of the few state-exchange slots.
+  Duration state_exchange_limit = std::chrono::seconds(10);
   Duration oneway_timeout = std::chrono::milliseconds(500);
 
   /// Inbound RPCs (ping, ping-req, gossip, leave) waiting for the membership's loop; more are

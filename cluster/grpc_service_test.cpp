@@ -34,7 +34,8 @@ TEST(MembershipService, FloodBeyondTheInboundQueueIsRefusedAndCounted) {
   EventLoop loop;
   GrpcTransport transport(loop, 16, cfg.max_state_members);
   Membership membership(cfg, self, loop, transport, 42);
-  MembershipService service(loop, membership, cfg.max_state_members, kLimit);
+  cfg.max_inbound_tasks = kLimit;
+  MembershipService service(loop, membership, cfg);
   AdminService admin(loop, membership, &service);
   grpc::ServerBuilder builder;
   int port = 0;
@@ -118,6 +119,69 @@ TEST(MembershipService, FloodBeyondTheInboundQueueIsRefusedAndCounted) {
   ASSERT_TRUE(admin_stub->Members(&ctx, mreq, &mresp).ok());
   ASSERT_EQ(mresp.counters().count("inbound_rejected"), 1u);
   EXPECT_EQ(mresp.counters().at("inbound_rejected"), kPings - kLimit);
+
+  server->Shutdown(std::chrono::system_clock::now() + 1s);
+  transport.shutdown();
+  loop.join();
+}
+
+TEST(MembershipService, StateExchangeWithoutDeadlineIsCancelledAfterTheLimit) {
+  MembershipConfig cfg = MembershipConfig::fast();
+  cfg.state_exchange_limit = std::chrono::milliseconds(300);
+  MemberMeta self;
+  self.node_id = "n1";
+  self.grpc_addr = "127.0.0.1:1";
+  EventLoop loop;
+  GrpcTransport transport(loop, 16, cfg.max_state_members);
+  Membership membership(cfg, self, loop, transport, 7);
+  MembershipService service(loop, membership, cfg);
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  auto server = builder.BuildAndStart();
+  ASSERT_TRUE(server);
+  auto stub = pb::Membership::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+
+  // Streams that never send their state, with deadlines far beyond the limit (a peer may set
+  // none at all): without the limit each would hold a slot until its own deadline. With it,
+  // every one ends at once, cancelled by the server.
+  constexpr int kStreams = 8;
+  std::vector<std::unique_ptr<grpc::ClientContext>> contexts;
+  std::vector<std::unique_ptr<grpc::ClientReaderWriter<pb::StateChunk, pb::StateChunk>>> streams;
+  auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < kStreams; ++i) {
+    contexts.push_back(std::make_unique<grpc::ClientContext>());
+    contexts.back()->set_deadline(std::chrono::system_clock::now() + 30s);
+    streams.push_back(stub->PushPull(contexts.back().get()));
+  }
+  for (auto& s : streams) {
+    pb::StateChunk chunk;
+    EXPECT_FALSE(s->Read(&chunk));  // blocks until the server ends the stream
+    EXPECT_EQ(s->Finish().error_code(), grpc::StatusCode::CANCELLED);
+  }
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(took, std::chrono::milliseconds(250));
+  EXPECT_LT(took, std::chrono::seconds(5));
+
+  // The slots are free again: a real push-pull goes through.
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + 5s);
+  auto s = stub->PushPull(&ctx);
+  pb::StateChunk out;
+  out.mutable_env()->set_cluster(cfg.cluster_name);
+  out.mutable_env()->set_sender_id("x1");
+  out.mutable_env()->set_sender_addr("127.0.0.1:2");
+  out.mutable_env()->set_boot_epoch(1);
+  out.mutable_env()->set_seq(1);
+  ASSERT_TRUE(s->Write(out));
+  ASSERT_TRUE(s->WritesDone());
+  pb::StateChunk in;
+  int chunks = 0;
+  while (s->Read(&in)) ++chunks;
+  EXPECT_TRUE(s->Finish().ok());
+  EXPECT_GE(chunks, 1);
 
   server->Shutdown(std::chrono::system_clock::now() + 1s);
   transport.shutdown();

@@ -221,8 +221,8 @@ class StateExchangeReactor final : public grpc::ServerBidiReactor<v1::StateChunk
   /// Concurrent push-pull/join streams one node serves; each may buffer a whole state.
   static constexpr int kMaxStateExchanges = 8;
 
-  StateExchangeReactor(EventLoop& loop, Membership& membership, size_t max_members, bool join,
-                       std::atomic<int>& active)
+  StateExchangeReactor(grpc::CallbackServerContext* ctx, EventLoop& loop, Membership& membership,
+                       size_t max_members, Duration limit, bool join, std::atomic<int>& active)
       : loop_(loop), membership_(membership), max_members_(max_members), active_(active) {
     msg_.type = MsgType::kPushPull;
     msg_.join = join;
@@ -230,6 +230,14 @@ class StateExchangeReactor final : public grpc::ServerBidiReactor<v1::StateChunk
       Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "too many state exchanges"));
       return;
     }
+    // Past `limit`, the stream is cancelled: a pending read or write then fails and the
+    // stream finishes, freeing its slot. The guard keeps the timer off a finished stream.
+    guard_ = std::make_shared<Guard>();
+    guard_->ctx = ctx;
+    timer_ = loop_.schedule(limit, [guard = guard_] {
+      std::lock_guard lock(guard->mu);
+      if (!guard->done) guard->ctx->TryCancel();
+    });
     StartRead(&in_);
   }
 
@@ -244,6 +252,10 @@ class StateExchangeReactor final : public grpc::ServerBidiReactor<v1::StateChunk
         return;
       }
       StartRead(&in_);
+      return;
+    }
+    if (first_) {  // nothing arrived (cancelled, or a peer that sent no state): nothing to merge
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "no state received"));
       return;
     }
     loop_.post([this] {
@@ -263,6 +275,13 @@ class StateExchangeReactor final : public grpc::ServerBidiReactor<v1::StateChunk
   }
 
   void OnDone() override {
+    if (guard_) {
+      {
+        std::lock_guard lock(guard_->mu);
+        guard_->done = true;
+      }
+      loop_.cancel(timer_);
+    }
     active_.fetch_sub(1);
     delete this;
   }
@@ -276,10 +295,18 @@ class StateExchangeReactor final : public grpc::ServerBidiReactor<v1::StateChunk
     Finish(grpc::Status::OK);
   }
 
+  struct Guard {
+    std::mutex mu;
+    grpc::CallbackServerContext* ctx = nullptr;
+    bool done = false;  // guarded by mu
+  };
+
   EventLoop& loop_;
   Membership& membership_;
   size_t max_members_;
   std::atomic<int>& active_;
+  std::shared_ptr<Guard> guard_;
+  TimerId timer_ = 0;
   v1::StateChunk in_;
   Message msg_;
   bool first_ = true;
@@ -290,11 +317,12 @@ class StateExchangeReactor final : public grpc::ServerBidiReactor<v1::StateChunk
 }  // namespace
 
 MembershipService::MembershipService(EventLoop& loop, Membership& membership,
-                                     size_t max_state_members, size_t max_inbound_tasks)
+                                     const MembershipConfig& limits)
     : loop_(loop),
       membership_(membership),
-      max_state_members_(max_state_members),
-      max_inbound_tasks_(max_inbound_tasks) {}
+      max_state_members_(limits.max_state_members),
+      max_inbound_tasks_(limits.max_inbound_tasks),
+      state_exchange_limit_(limits.state_exchange_limit) {}
 
 bool MembershipService::enqueue(std::function<void()> fn) {
   if (loop_.try_post(std::move(fn), max_inbound_tasks_)) return true;
@@ -379,13 +407,15 @@ grpc::ServerUnaryReactor* MembershipService::Leave(grpc::CallbackServerContext* 
 }
 
 grpc::ServerBidiReactor<v1::StateChunk, v1::StateChunk>* MembershipService::PushPull(
-    grpc::CallbackServerContext*) {
-  return new StateExchangeReactor(loop_, membership_, max_state_members_, false, active_exchanges_);
+    grpc::CallbackServerContext* ctx) {
+  return new StateExchangeReactor(ctx, loop_, membership_, max_state_members_,
+                                  state_exchange_limit_, false, active_exchanges_);
 }
 
 grpc::ServerBidiReactor<v1::StateChunk, v1::StateChunk>* MembershipService::Join(
-    grpc::CallbackServerContext*) {
-  return new StateExchangeReactor(loop_, membership_, max_state_members_, true, active_exchanges_);
+    grpc::CallbackServerContext* ctx) {
+  return new StateExchangeReactor(ctx, loop_, membership_, max_state_members_,
+                                  state_exchange_limit_, true, active_exchanges_);
 }
 
 grpc::ServerUnaryReactor* AdminService::Members(grpc::CallbackServerContext* ctx,

@@ -92,10 +92,10 @@ class GrpcTransport final : public Transport {
 /// Server side of proto/membership.proto, feeding one Membership on `loop`.
 class MembershipService final : public v1::Membership::CallbackService {
  public:
-  /// `max_inbound_tasks`: inbound RPCs queued for `loop` beyond this are refused
-  /// (RESOURCE_EXHAUSTED) and counted in inbound_rejected().
-  MembershipService(EventLoop& loop, Membership& membership, size_t max_state_members,
-                    size_t max_inbound_tasks = MembershipConfig{}.max_inbound_tasks);
+  /// Limits from `limits`: max_state_members (a bigger state is refused), max_inbound_tasks
+  /// (inbound RPCs queued for `loop` beyond it are refused with RESOURCE_EXHAUSTED and counted
+  /// in inbound_rejected()), state_exchange_limit (a longer push-pull/join is cancelled).
+  MembershipService(EventLoop& loop, Membership& membership, const MembershipConfig& limits);
 
   grpc::ServerUnaryReactor* Ping(grpc::CallbackServerContext* ctx, const v1::PingRequest* req,
                                  v1::PingResponse* resp) override;
@@ -123,6 +123,7 @@ class MembershipService final : public v1::Membership::CallbackService {
   Membership& membership_;
   size_t max_state_members_;
   size_t max_inbound_tasks_;
+  Duration state_exchange_limit_;
   std::atomic<uint64_t> inbound_rejected_{0};
   /// Push-pull/join streams being served; more than kMaxStateExchanges are refused.
   std::atomic<int> active_exchanges_{0};

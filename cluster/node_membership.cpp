@@ -77,8 +77,8 @@ std::unique_ptr<NodeMembership> NodeMembership::start(const NodeClusterConfig& c
   self.version = cfg.version;
   impl->membership = std::make_unique<Membership>(mcfg, self, *impl->loop, *impl->transport,
                                                   std::random_device{}());
-  impl->membership_service = std::make_unique<MembershipService>(
-      *impl->loop, *impl->membership, mcfg.max_state_members, mcfg.max_inbound_tasks);
+  impl->membership_service =
+      std::make_unique<MembershipService>(*impl->loop, *impl->membership, mcfg);
   impl->admin_service = std::make_unique<AdminService>(*impl->loop, *impl->membership,
                                                        impl->membership_service.get());
   grpc::ServerBuilder builder;
