@@ -129,29 +129,38 @@ to_ms() {
     else printf "nan" }'
 }
 
+# socket_errors <wrk output>: the "Socket errors" line (connect/read/write/timeout), or empty.
+# Any is a failure: a reset, a malformed answer or a server that died shows up only there.
+socket_errors() { grep -E '^ +Socket errors:' "$1" || true; }
+
 # check <name> <url> <sid>: checked warm-up (status and body of every answer); sets BAD
 check() {
-  local name=$1 url=$2 sid=$3 out="$WORK/$1.check.wrk" non200 badbody
+  local name=$1 url=$2 sid=$3 out="$WORK/$1.check.wrk" non200 badbody answers errs
   wrk -t"$THREADS" -c"$CONNS" -d"$CHECK" -s "$SCRIPT_DIR/tools_call_check.lua" "$url" -- "$sid" "$PROTO" >"$out"
   non200=$(awk '/^mcp-non200:/ {print $2}' "$out")
   badbody=$(awk '/^mcp-badbody:/ {print $2}' "$out")
-  [[ -n "$non200" && -n "$badbody" ]] || { echo "bench: could not parse the check run for $name:" >&2; cat "$out" >&2; exit 1; }
+  answers=$(awk '/requests in/ {print $1}' "$out")
+  errs=$(socket_errors "$out")
+  [[ -n "$non200" && -n "$badbody" && -n "$answers" ]] || { echo "bench: could not parse the check run for $name:" >&2; cat "$out" >&2; exit 1; }
+  [[ -z "$errs" ]] || { echo "bench: $name check run:$errs" >&2; exit 1; }
+  [[ "$answers" -gt 0 ]] || { echo "bench: $name answered nothing in the check run" >&2; exit 1; }
   BAD=$((non200 + badbody))
-  printf '  check   %-8s %10s answers checked, %d wrong\n' "$name" "$(awk '/requests in/ {print $1}' "$out")" "$BAD"
+  printf '  check   %-8s %10s answers checked, %d wrong\n' "$name" "$answers" "$BAD"
 }
 
 # bench <name> <url> <sid> <round>: one timed wrk run (static request); appends "rps p50 p99 non2xx"
 bench() {
   local name=$1 url=$2 sid=$3 round=$4
-  local out="$WORK/$name.$round.wrk"
+  local out="$WORK/$name.$round.wrk" p50 p99 errs
   wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$SCRIPT_DIR/tools_call.lua" "$url" -- "$sid" "$PROTO" >"$out"
   RPS=$(awk '/^Requests\/sec:/ {print $2}' "$out")
-  P50=$(to_ms "$(awk '$1 == "50%" {print $2; exit}' "$out")")
-  P99=$(to_ms "$(awk '$1 == "99%" {print $2; exit}' "$out")")
+  p50=$(awk '$1 == "50%" {print $2; exit}' "$out")
+  p99=$(awk '$1 == "99%" {print $2; exit}' "$out")
   NON2XX=$(awk '/Non-2xx or 3xx responses:/ {print $NF}' "$out")
-  local errs; errs=$(grep -E '^ +Socket errors:' "$out" || true)
-  [[ -n "$RPS" && -n "$P99" ]] || { echo "bench: could not parse wrk output for $name:" >&2; cat "$out" >&2; exit 1; }
-  [[ -n "$errs" ]] && echo "bench: $name:$errs" >&2
+  errs=$(socket_errors "$out")
+  [[ -n "$RPS" && -n "$p50" && -n "$p99" ]] || { echo "bench: could not parse wrk output for $name:" >&2; cat "$out" >&2; exit 1; }
+  [[ -z "$errs" ]] || { echo "bench: $name round $round:$errs" >&2; exit 1; }
+  P50=$(to_ms "$p50") P99=$(to_ms "$p99")
   printf '  round %d %-8s %10.1f req/s  p50 %7.3f ms  p99 %7.3f ms\n' "$round" "$name" "$RPS" "$P50" "$P99"
   echo "$RPS $P50 $P99 ${NON2XX:-0}" >>"$WORK/$name.runs"
   return 0
@@ -242,7 +251,10 @@ if [[ "$CEILING" == 1 ]]; then
     printf "mcpmesh at %.0f%% of the ceiling\n", (cr > 0 ? 100 * mr / cr : 0) }'
 fi
 
+for pid in "${PIDS[@]}"; do
+  kill -0 "$pid" 2>/dev/null || { echo "bench: a server exited during the run" >&2; exit 1; }
+done
 if [[ "$(total mcpmesh 4)" != 0 || "${WRONG[mcpmesh]}" != 0 || "$(total sdk 4)" != 0 || "${WRONG[sdk]}" != 0 ]]; then
-  echo "bench: WARNING: failed responses during the run (see non-2xx / wrong)" >&2
+  echo "bench: failed responses during the run (see non-2xx / wrong)" >&2
   exit 1
 fi

@@ -1,6 +1,6 @@
 -- wrk script: the request of bench/tools_call.lua, with every answer checked.
 -- usage: wrk ... -s bench/tools_call_check.lua <url> -- <mcp-session-id> [protocol-version]
--- Counts non-200 responses and 200 responses whose body lacks the echoed text. Entering Lua
+-- Counts non-200 responses and 200 responses that are not the echo's successful result. Entering Lua
 -- per request and per response costs the load generator CPU, so run.sh uses it for a short
 -- checking pass on each server and measures with the static script.
 local threads = {}
@@ -33,10 +33,15 @@ function request()
   return req
 end
 
+-- The echoed text as the result's text content (the request carries PAYLOAD too, so a bare
+-- substring match would also pass an error that quotes the arguments).
+local ECHOED = '"text":"' .. PAYLOAD .. '"'
+
 function response(status, headers, body)
   if status ~= 200 then
     non200 = non200 + 1
-  elseif body == nil or not string.find(body, PAYLOAD, 1, true) then
+  elseif body == nil or not string.find(body, ECHOED, 1, true)
+      or string.find(body, '"error"', 1, true) or string.find(body, '"isError":true', 1, true) then
     badbody = badbody + 1
   end
 end

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <random>
@@ -24,30 +25,58 @@ namespace {
 namespace pb = ::mcpmesh::v1;
 using namespace std::chrono_literals;
 
+/// One node's membership, its services and a gRPC server on a free loopback port; torn down
+/// in order (server, transport, loop) before the membership goes.
+struct ServiceHarness {
+  explicit ServiceHarness(const MembershipConfig& c, uint64_t seed)
+      : cfg(c),
+        transport(loop, 16, cfg.max_state_members),
+        membership(cfg, self_meta(), loop, transport, seed),
+        service(loop, membership, cfg),
+        admin(loop, membership, &service) {
+    grpc::ServerBuilder builder;
+    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+    builder.RegisterService(&service);
+    builder.RegisterService(&admin);
+    server = builder.BuildAndStart();
+    if (server && port != 0) {
+      channel = grpc::CreateChannel("127.0.0.1:" + std::to_string(port),
+                                    grpc::InsecureChannelCredentials());
+    }
+  }
+  ~ServiceHarness() {
+    if (server) server->Shutdown(std::chrono::system_clock::now() + 1s);
+    transport.shutdown();
+    loop.join();
+  }
+  static MemberMeta self_meta() {
+    MemberMeta self;
+    self.node_id = "n1";
+    self.grpc_addr = "127.0.0.1:1";
+    return self;
+  }
+
+  MembershipConfig cfg;
+  EventLoop loop;
+  GrpcTransport transport;
+  Membership membership;
+  MembershipService service;
+  AdminService admin;
+  int port = 0;
+  std::unique_ptr<grpc::Server> server;
+  std::shared_ptr<grpc::Channel> channel;
+};
+
 TEST(MembershipService, FloodBeyondTheInboundQueueIsRefusedAndCounted) {
   constexpr size_t kLimit = 4;
   constexpr int kPings = 10;
   MembershipConfig cfg = MembershipConfig::fast();
-  MemberMeta self;
-  self.node_id = "n1";
-  self.grpc_addr = "127.0.0.1:1";
-  EventLoop loop;
-  GrpcTransport transport(loop, 16, cfg.max_state_members);
-  Membership membership(cfg, self, loop, transport, 42);
   cfg.max_inbound_tasks = kLimit;
-  MembershipService service(loop, membership, cfg);
-  AdminService admin(loop, membership, &service);
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&service);
-  builder.RegisterService(&admin);
-  auto server = builder.BuildAndStart();
-  ASSERT_TRUE(server);
-  ASSERT_NE(port, 0);
-  auto channel =
-      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials());
-  auto stub = pb::Membership::NewStub(channel);
+  ServiceHarness h(cfg, 42);
+  ASSERT_TRUE(h.channel) << "no server";
+  auto& loop = h.loop;
+  auto& service = h.service;
+  auto stub = pb::Membership::NewStub(h.channel);
 
   // Hold the loop: every ping from now on waits in its queue.
   std::promise<void> release;
@@ -69,6 +98,22 @@ TEST(MembershipService, FloodBeyondTheInboundQueueIsRefusedAndCounted) {
   std::mutex mu;
   std::condition_variable cv;
   int finished = 0;
+  // On every way out (a failed ASSERT too): free the loop and let the calls end before what
+  // they write to goes away.
+  bool released = false;
+  auto release_loop = [&] {
+    if (released) return;
+    released = true;
+    release.set_value();
+  };
+  struct Drain {
+    std::function<void()> fn;
+    ~Drain() { fn(); }
+  } drain{[&] {
+    release_loop();
+    std::unique_lock lock(mu);
+    cv.wait_for(lock, 15s, [&] { return finished == kPings; });
+  }};
   for (auto& c : calls) {
     c.ctx.set_deadline(std::chrono::system_clock::now() + 10s);
     c.req.mutable_env()->set_cluster(cfg.cluster_name);
@@ -101,7 +146,7 @@ TEST(MembershipService, FloodBeyondTheInboundQueueIsRefusedAndCounted) {
   }
 
   // Released, the loop answers every queued ping.
-  release.set_value();
+  release_loop();
   {
     std::unique_lock lock(mu);
     ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return finished == kPings; }));
@@ -111,7 +156,7 @@ TEST(MembershipService, FloodBeyondTheInboundQueueIsRefusedAndCounted) {
   EXPECT_EQ(ok, int(kLimit));
 
   // The admin service reports the count.
-  auto admin_stub = pb::Admin::NewStub(channel);
+  auto admin_stub = pb::Admin::NewStub(h.channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + 5s);
   pb::MembersRequest mreq;
@@ -119,30 +164,14 @@ TEST(MembershipService, FloodBeyondTheInboundQueueIsRefusedAndCounted) {
   ASSERT_TRUE(admin_stub->Members(&ctx, mreq, &mresp).ok());
   ASSERT_EQ(mresp.counters().count("inbound_rejected"), 1u);
   EXPECT_EQ(mresp.counters().at("inbound_rejected"), kPings - kLimit);
-
-  server->Shutdown(std::chrono::system_clock::now() + 1s);
-  transport.shutdown();
-  loop.join();
 }
 
 TEST(MembershipService, StateExchangeWithoutDeadlineIsCancelledAfterTheLimit) {
   MembershipConfig cfg = MembershipConfig::fast();
   cfg.state_exchange_limit = std::chrono::milliseconds(300);
-  MemberMeta self;
-  self.node_id = "n1";
-  self.grpc_addr = "127.0.0.1:1";
-  EventLoop loop;
-  GrpcTransport transport(loop, 16, cfg.max_state_members);
-  Membership membership(cfg, self, loop, transport, 7);
-  MembershipService service(loop, membership, cfg);
-  grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-  builder.RegisterService(&service);
-  auto server = builder.BuildAndStart();
-  ASSERT_TRUE(server);
-  auto stub = pb::Membership::NewStub(
-      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  ServiceHarness h(cfg, 7);
+  ASSERT_TRUE(h.channel) << "no server";
+  auto stub = pb::Membership::NewStub(h.channel);
 
   // Streams that never send their state, with deadlines far beyond the limit (a peer may set
   // none at all): without the limit each would hold a slot until its own deadline. With it,
@@ -182,10 +211,6 @@ TEST(MembershipService, StateExchangeWithoutDeadlineIsCancelledAfterTheLimit) {
   while (s->Read(&in)) ++chunks;
   EXPECT_TRUE(s->Finish().ok());
   EXPECT_GE(chunks, 1);
-
-  server->Shutdown(std::chrono::system_clock::now() + 1s);
-  transport.shutdown();
-  loop.join();
 }
 
 TEST(EventLoop, TryPostRefusesBeyondTheLimit) {

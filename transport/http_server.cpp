@@ -693,9 +693,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
       shared_->server.close_session(post_.session->id());
       with_session = false;
     }
-    std::size_t length = 0;
-    for (auto& h : held) length += h.data->size();
-    if (post_.is_batch) length += held.size() + 1;  // brackets and commas
+    // One message answers one request; a batch is an array of them.
+    std::size_t length = held[0].data->size();
+    if (post_.is_batch) {
+      length = held.size() + 1;  // brackets and commas
+      for (auto& h : held) length += h.data->size();
+    }
     if (with_session) {
       append_head(http::status::ok, req.version(), req.keep_alive(), "application/json", length,
                   {{"Mcp-Session-Id", post_.session_header}});

@@ -12,9 +12,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -53,9 +55,16 @@ class ProcessCluster {
   /// Node logs go to a fresh directory under $TMPDIR (or /tmp), removed with the cluster
   /// unless keep_logs() was called (a failed test keeps them and prints where they are).
   explicit ProcessCluster(std::string tag) : tag_(std::move(tag)) {
-    std::filesystem::path base = std::filesystem::temp_directory_path();
+    std::error_code ec;
+    std::filesystem::path base = std::filesystem::temp_directory_path(ec);
+    if (ec) base = "/tmp";
     std::string templ = (base / ("mcpmesh-" + tag_ + "-XXXXXX")).string();
-    if (::mkdtemp(templ.data()) != nullptr) log_dir_ = templ;
+    if (::mkdtemp(templ.data()) != nullptr) {
+      log_dir_ = templ;
+    } else {
+      std::fprintf(stderr, "cannot create a log directory %s: %s\n", templ.c_str(),
+                   std::strerror(errno));
+    }
   }
   ~ProcessCluster() {
     for (auto& n : nodes_) kill_hard(n);
