@@ -273,6 +273,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         co_return;
       }
       Metrics::inc(shared_->metrics().http_requests_total);
+      close_after_ = false;
       // Every answer that is ready at once (errors, JSON answers of synchronous handlers) is
       // written without a coroutine of its own; only waiting for a handler or an SSE stream
       // goes through one.
@@ -299,7 +300,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
           break;
       }
       if (!write_now()) co_await write_rest();
-      if (!keep || !request_.keep_alive()) co_return;
+      if (!keep || !request_.keep_alive() || close_after_) co_return;
       if (request_.body().capacity() > kKeptBuffer) {  // idle connections stay small
         request_.clear();
         request_.body().shrink_to_fit();
@@ -353,9 +354,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // -- responses ------------------------------------------------------------------------------
   using Header = std::pair<std::string_view, std::string_view>;
   static constexpr std::size_t kChunked = ~std::size_t{0};
+  static constexpr std::size_t kUntilClose = kChunked - 1;
 
-  /// Appends a status line and header block to `out_`: Content-Length `length`, or chunked
-  /// transfer coding for kChunked. Counts 4xx and 5xx answers.
+  /// Appends a status line and header block to `out_`: Content-Length `length`, chunked
+  /// transfer coding for kChunked, neither for kUntilClose (an HTTP/1.0 stream, delimited by
+  /// closing the connection). Counts 4xx and 5xx answers.
   void append_head(http::status status, unsigned version, bool keep, std::string_view content_type,
                    std::size_t length, std::initializer_list<Header> extra = {}) {
     auto code = static_cast<unsigned>(status);
@@ -387,6 +390,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     if (length == kChunked) {
       out_ += "Transfer-Encoding: chunked\r\n";
+    } else if (length == kUntilClose) {
+      keep = false;
     } else {
       out_ += "Content-Length: ";
       out_ += number(length);
@@ -717,23 +722,37 @@ class Connection : public std::enable_shared_from_this<Connection> {
     out_ += ']';
   }
 
+  /// Starts an SSE answer. HTTP/1.1 streams are chunked; HTTP/1.0 has no chunked coding, so
+  /// there the stream is the rest of the connection, which closes when it ends.
   void append_sse_head(Request& req, const std::string& session_header,
                        std::string_view protocol_version, std::uint64_t stream_id) {
+    sse_chunked_ = req.version() >= 11;
+    if (!sse_chunked_) close_after_ = true;
+    auto length = sse_chunked_ ? kChunked : kUntilClose;
     Header sse[] = {{"Cache-Control", "no-cache"},
                     {"X-Accel-Buffering", "no"},
                     {"Mcp-Session-Id", session_header}};
     if (session_header.empty()) {
-      append_head(http::status::ok, req.version(), req.keep_alive(), "text/event-stream", kChunked,
+      append_head(http::status::ok, req.version(), req.keep_alive(), "text/event-stream", length,
                   {sse[0], sse[1]});
     } else {
-      append_head(http::status::ok, req.version(), req.keep_alive(), "text/event-stream", kChunked,
+      append_head(http::status::ok, req.version(), req.keep_alive(), "text/event-stream", length,
                   {sse[0], sse[1], sse[2]});
     }
     if (protocol_version >= "2025-11-25") {
       // Priming event: an id (so the client can resume from here) and empty data.
       std::string prime = "id: " + std::to_string(stream_id) +
                           "-0\nretry: " + std::to_string(cfg_.sse_retry.count()) + "\ndata: \n\n";
-      append_chunk(out_, {prime});
+      append_sse({prime});
+    }
+  }
+
+  /// Appends SSE text: one chunk on HTTP/1.1, as is on HTTP/1.0.
+  void append_sse(std::initializer_list<std::string_view> parts) {
+    if (sse_chunked_) {
+      append_chunk(out_, parts);
+    } else {
+      for (auto p : parts) out_ += p;
     }
   }
 
@@ -750,10 +769,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
     out += "\r\n";
   }
 
-  void append_last_chunk() { out_ += "0\r\n\r\n"; }
+  /// Ends an SSE answer (the last chunk; on HTTP/1.0 the connection's close does it).
+  void append_last_chunk() {
+    if (sse_chunked_) out_ += "0\r\n\r\n";
+  }
 
   void append_event(const SseEvent& ev) {
-    append_chunk(out_, {"event: message\nid: ", ev.id, "\ndata: ", *ev.data, "\n\n"});
+    append_sse({"event: message\nid: ", ev.id, "\ndata: ", *ev.data, "\n\n"});
     Metrics::inc(shared_->metrics().sse_events_total);
   }
 
@@ -773,7 +795,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
           append_event(*ev);
           break;
         case EventQueue::Status::kTimeout:
-          append_chunk(out_, {": keep-alive\n\n"});
+          append_sse({": keep-alive\n\n"});
           break;
         case EventQueue::Status::kClosed:
           co_return false;
@@ -831,6 +853,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   PendingPost post_;
   std::string out_;  // the answer being written
   std::size_t out_sent_ = 0;
+  bool sse_chunked_ = true;   // the SSE answer being written is chunked (HTTP/1.1)
+  bool close_after_ = false;  // the answer ends with the connection (HTTP/1.0 SSE)
 };
 
 asio::awaitable<void> accept_loop(std::shared_ptr<HttpServer::Shared> shared) {

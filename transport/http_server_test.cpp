@@ -273,6 +273,31 @@ TEST_F(HttpServerTest, ProgressTurnsTheAnswerIntoAnSseStream) {
   EXPECT_LT(body.find("data: \n\n"), progress) << body;
 }
 
+TEST_F(HttpServerTest, Http10SseStreamIsDelimitedByClose) {
+  // HTTP/1.0 has no chunked coding (nginx talks 1.0 to upstreams unless told otherwise): the
+  // stream is sent as is and ends when the server closes the connection.
+  auto id = open_session();
+  auto req = post(R"({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":)"
+                  R"("progress","_meta":{"progressToken":"p1"}}})",
+                  id);
+  req.version(10);
+  auto res = send(std::move(req));
+  ASSERT_EQ(res.result_int(), 200u);
+  EXPECT_EQ(res.version(), 10u);
+  EXPECT_EQ(res[http::field::content_type], "text/event-stream");
+  EXPECT_TRUE(res[http::field::transfer_encoding].empty());
+  EXPECT_TRUE(res[http::field::content_length].empty());
+  const auto& body = res.body();
+  auto progress = body.find("notifications/progress");
+  auto result = body.find("\"finished\"");
+  ASSERT_NE(progress, std::string::npos) << body;
+  ASSERT_NE(result, std::string::npos) << body;
+  EXPECT_LT(progress, result);
+  // No chunk framing anywhere: the body starts with the priming event itself.
+  EXPECT_EQ(body.rfind("id: ", 0), 0u) << body;
+  EXPECT_EQ(body.find("\r\n"), std::string::npos) << body;
+}
+
 TEST_F(HttpServerTest, OtherMethodsAre405) {
   http::request<http::string_body> req{http::verb::put, "/mcp", 11};
   auto res = send(req);
