@@ -25,7 +25,14 @@ void SessionStreams::deliver(mcp::Payload message, bool completes_request) {
 std::uint64_t SessionStreams::open_post_stream(std::size_t requests) {
   std::lock_guard lock(mutex_);
   auto id = next_stream_id_++;
-  streams_[id].pending_requests = requests;
+  if (spare_) {
+    spare_.key() = id;
+    spare_.mapped().pending_requests = requests;
+    streams_.insert(std::move(spare_));
+    spare_ = {};
+  } else {
+    streams_[id].pending_requests = requests;
+  }
   prune_locked();
   return id;
 }
@@ -115,8 +122,19 @@ void SessionStreams::forget(std::uint64_t id) {
   std::lock_guard lock(mutex_);
   auto it = streams_.find(id);
   if (it == streams_.end() || id == 0 || !it->second.finished || it->second.live) return;
-  streams_.erase(it);
   --finished_streams_;
+  if (spare_) {
+    streams_.erase(it);
+    return;
+  }
+  // Kept for the next POST, emptied: a cleared deque keeps its first block.
+  spare_ = streams_.extract(it);
+  auto& s = spare_.mapped();
+  s.buffer.clear();
+  s.next_seq = 1;
+  s.delivered_seq = 0;
+  s.pending_requests = 0;
+  s.finished = false;
 }
 
 void SessionStreams::close_all() {

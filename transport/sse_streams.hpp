@@ -67,7 +67,7 @@ class SessionStreams : public mcp::ClientChannel,
   static bool parse_event_id(std::string_view text, std::uint64_t& stream, std::uint64_t& seq);
 
  private:
-  struct Stream {
+  struct Stream {  // forget() empties a finished one for reuse: keep it in step with this
     std::uint64_t next_seq = 1;
     std::deque<std::pair<std::uint64_t, SseEvent>> buffer;
     std::uint64_t delivered_seq = 0;  // newest seq handed to a live consumer
@@ -85,8 +85,11 @@ class SessionStreams : public mcp::ClientChannel,
   mcp::Metrics& metrics_;
   std::mutex mutex_;
   std::map<std::uint64_t, Stream> streams_;  // guarded by mutex_
-  std::uint64_t next_stream_id_ = 1;         // guarded by mutex_
-  std::size_t finished_streams_ = 0;         // guarded by mutex_
+  /// The last forgotten stream's map node, emptied, for the next POST: a session answering
+  /// one POST after another as JSON allocates no stream state per request. Guarded by mutex_.
+  std::map<std::uint64_t, Stream>::node_type spare_;
+  std::uint64_t next_stream_id_ = 1;  // guarded by mutex_
+  std::size_t finished_streams_ = 0;  // guarded by mutex_
 };
 
 }  // namespace mcpmesh::transport

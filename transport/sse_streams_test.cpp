@@ -186,6 +186,40 @@ TEST_F(SessionStreamsTest, FinishedPostStreamReplaysThenEnds) {
   EXPECT_EQ(ids(drain(*q2).first), (std::vector<std::string>{"end"}));
 }
 
+TEST_F(SessionStreamsTest, ForgottenStreamIsGoneAndItsSuccessorStartsFresh) {
+  auto s = make_streams();
+  // A POST answered as JSON: two events, finished, detached, forgotten.
+  auto first = s->open_post_stream(2);
+  auto q = make_queue();
+  ASSERT_TRUE(s->attach(first, 0, q));
+  s->channel(first)->deliver(payload("a"), true);
+  s->channel(first)->deliver(payload("b"), true);
+  EXPECT_EQ(drain(*q).first.size(), 3u);  // a, b, end
+  s->detach(first, q);
+  s->forget(first);
+  EXPECT_FALSE(s->attach(first, 0, make_queue()));  // nothing left to resume
+
+  // The next stream (which may reuse the forgotten one's memory) knows nothing of it: a new
+  // id, sequences from 1, only its own events, and it is not finished before its request is.
+  auto second = s->open_post_stream(1);
+  EXPECT_NE(second, first);
+  auto q2 = make_queue();
+  ASSERT_TRUE(s->attach(second, 0, q2));
+  auto [none, open] = drain(*q2);
+  EXPECT_TRUE(none.empty());
+  EXPECT_EQ(open, EventQueue::Status::kTimeout);
+  s->channel(second)->deliver(payload("c"), true);
+  auto [events, status] = drain(*q2);
+  auto p = std::to_string(second) + "-";
+  EXPECT_EQ(ids(events), (std::vector<std::string>{p + "1", "end"}));
+  ASSERT_FALSE(events.empty());
+  EXPECT_EQ(*events[0].data, "c");
+  // Resuming it from the start replays just its own event.
+  auto q3 = make_queue();
+  ASSERT_TRUE(s->attach(second, 0, q3));
+  EXPECT_EQ(ids(drain(*q3).first), (std::vector<std::string>{p + "1", "end"}));
+}
+
 TEST_F(SessionStreamsTest, CancelledRequestFinishesTheStreamWithoutAnEvent) {
   auto s = make_streams();
   auto id = s->open_post_stream(1);
