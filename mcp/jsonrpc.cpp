@@ -142,7 +142,10 @@ void append_json(std::string& out, const json::value& v) {
   sr.reset(&v);
   while (!sr.done()) {
     std::size_t used = out.size();
-    out.resize(std::max<std::size_t>(out.capacity(), used + 256));
+    // Fill the capacity there is (growing only when little is left), so a reserved buffer
+    // big enough for the whole message is never reallocated.
+    if (out.capacity() - used < 64) out.reserve(2 * out.capacity() + 64);
+    out.resize(out.capacity());
     auto written = sr.read(out.data() + used, out.size() - used);
     out.resize(used + written.size());
   }

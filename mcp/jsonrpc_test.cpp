@@ -214,6 +214,19 @@ TEST(Builders, ResultRoundTrips) {
   EXPECT_EQ(m.result.at("x"), 1);
 }
 
+TEST(Builders, ResultsOfEverySizeRoundTrip) {
+  // Around and far beyond the envelope's first buffer, so every growth step is crossed.
+  for (std::size_t n : {0u, 100u, 150u, 200u, 1000u, 100000u}) {
+    std::string text(n, 'x');
+    if (n > 10) text[n / 2] = '"';  // escaped: the output is longer than the input
+    auto p = make_result(json::value(7), json::object{{"text", text}, {"n", n}});
+    auto m = parse_one(*p);
+    ASSERT_EQ(m.kind, Message::Kind::kResponse) << n;
+    EXPECT_EQ(m.result.at("text").as_string(), text) << n;
+    EXPECT_EQ(m.result.at("n").to_number<std::size_t>(), n);
+  }
+}
+
 TEST(Builders, ErrorRoundTrips) {
   auto p = make_error(json::value(9), RpcError(ErrorCode::kInvalidParams, "bad \"quote\"\n",
                                                json::object{{"field", "a"}}));
