@@ -22,14 +22,19 @@ void SessionStreams::deliver(mcp::Payload message, bool completes_request) {
   append(0, std::move(message), completes_request);
 }
 
+SessionStreams::StreamNode& SessionStreams::spare_node() {
+  thread_local StreamNode spare;
+  return spare;
+}
+
 std::uint64_t SessionStreams::open_post_stream(std::size_t requests) {
   std::lock_guard lock(mutex_);
   auto id = next_stream_id_++;
-  if (spare_) {
-    spare_.key() = id;
-    spare_.mapped().pending_requests = requests;
-    streams_.insert(std::move(spare_));
-    spare_ = {};
+  if (auto& spare = spare_node()) {
+    spare.key() = id;
+    spare.mapped().pending_requests = requests;
+    streams_.insert(std::move(spare));
+    spare = {};
   } else {
     streams_[id].pending_requests = requests;
   }
@@ -123,13 +128,15 @@ void SessionStreams::forget(std::uint64_t id) {
   auto it = streams_.find(id);
   if (it == streams_.end() || id == 0 || !it->second.finished || it->second.live) return;
   --finished_streams_;
-  if (spare_) {
+  auto& spare = spare_node();
+  if (spare) {
     streams_.erase(it);
     return;
   }
-  // Kept for the next POST, emptied: a cleared deque keeps its first block.
-  spare_ = streams_.extract(it);
-  auto& s = spare_.mapped();
+  // Kept for the next POST stream on this thread, emptied: a cleared deque keeps its first
+  // block.
+  spare = streams_.extract(it);
+  auto& s = spare.mapped();
   s.buffer.clear();
   s.next_seq = 1;
   s.delivered_seq = 0;

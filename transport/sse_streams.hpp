@@ -85,9 +85,11 @@ class SessionStreams : public mcp::ClientChannel,
   mcp::Metrics& metrics_;
   std::mutex mutex_;
   std::map<std::uint64_t, Stream> streams_;  // guarded by mutex_
-  /// The last forgotten stream's map node, emptied, for the next POST: a session answering
-  /// one POST after another as JSON allocates no stream state per request. Guarded by mutex_.
-  std::map<std::uint64_t, Stream>::node_type spare_;
+  using StreamNode = std::map<std::uint64_t, Stream>::node_type;
+  /// This thread's last forgotten stream node, emptied, for the next POST stream of any
+  /// session: POSTs answered as JSON one after another allocate no stream state, and an idle
+  /// session keeps none.
+  static StreamNode& spare_node();
   std::uint64_t next_stream_id_ = 1;  // guarded by mutex_
   std::size_t finished_streams_ = 0;  // guarded by mutex_
 };
