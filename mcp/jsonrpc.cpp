@@ -29,8 +29,11 @@ std::string id_key(const json::value& id) {
   return "x:" + json::serialize(id);
 }
 
-std::variant<Message, std::pair<json::value, RpcError>> decode_message(json::value v) {
-  using Err = std::pair<json::value, RpcError>;
+namespace {
+using Err = std::pair<json::value, RpcError>;
+
+/// Decodes `v` (moving from it) into `m`; the error to answer instead if it is no message.
+std::optional<Err> decode_into(json::value& v, Message& m) {
   auto* obj = v.if_object();
   if (!obj) return Err{nullptr, {ErrorCode::kInvalidRequest, "message must be a JSON object"}};
   json::value id = nullptr;
@@ -47,7 +50,6 @@ std::variant<Message, std::pair<json::value, RpcError>> decode_message(json::val
   if (has_id && !is_valid_id(id)) {
     return Err{nullptr, {ErrorCode::kInvalidRequest, "\"id\" must be a string or an integer"}};
   }
-  Message m;
   if (auto* method = obj->if_contains("method")) {
     if (!method->is_string()) {
       return Err{id, {ErrorCode::kInvalidRequest, "\"method\" must be a string"}};
@@ -62,14 +64,14 @@ std::variant<Message, std::pair<json::value, RpcError>> decode_message(json::val
     }
     m.kind = has_id ? Message::Kind::kRequest : Message::Kind::kNotification;
     m.id = std::move(id);
-    return m;
+    return std::nullopt;
   }
   if (!has_id) return Err{nullptr, {ErrorCode::kInvalidRequest, "missing \"method\""}};
   m.id = std::move(id);
   if (auto* result = obj->if_contains("result")) {
     m.kind = Message::Kind::kResponse;
     m.result = std::move(*result);
-    return m;
+    return std::nullopt;
   }
   if (auto* error = obj->if_contains("error"); error && error->is_object()) {
     m.kind = Message::Kind::kErrorResponse;
@@ -81,9 +83,16 @@ std::variant<Message, std::pair<json::value, RpcError>> decode_message(json::val
       m.error.message = std::string(msg->get_string());
     }
     if (auto* d = eo.if_contains("data")) m.error.data = *d;
-    return m;
+    return std::nullopt;
   }
   return Err{m.id, {ErrorCode::kInvalidRequest, "message has neither method, result nor error"}};
+}
+}  // namespace
+
+std::variant<Message, std::pair<json::value, RpcError>> decode_message(json::value v) {
+  Message m;
+  if (auto err = decode_into(v, m)) return std::move(*err);
+  return m;
 }
 
 ParsedFrame parse_frame(std::string_view text, const ParseLimits& limits) {
@@ -102,12 +111,12 @@ ParsedFrame parse_frame(std::string_view text, const ParseLimits& limits) {
     }
     return frame;
   }
-  auto take = [&frame](json::value v) {
-    auto decoded = decode_message(std::move(v));
-    if (auto* m = std::get_if<Message>(&decoded)) {
-      frame.messages.push_back(std::move(*m));
-    } else {
-      frame.errors.push_back(std::move(std::get<1>(decoded)));
+  // Decoded in place: no intermediate Message to move.
+  auto take = [&frame](json::value& v) {
+    auto& m = frame.messages.emplace_back();
+    if (auto err = decode_into(v, m)) {
+      frame.messages.pop_back();
+      frame.errors.push_back(std::move(*err));
     }
   };
   if (auto* arr = root.if_array()) {
@@ -116,9 +125,10 @@ ParsedFrame parse_frame(std::string_view text, const ParseLimits& limits) {
       frame.frame_error = RpcError(ErrorCode::kInvalidRequest, "empty batch");
       return frame;
     }
-    for (auto& v : *arr) take(std::move(v));
+    frame.messages.reserve(arr->size());
+    for (auto& v : *arr) take(v);
   } else {
-    take(std::move(root));
+    take(root);
   }
   return frame;
 }
