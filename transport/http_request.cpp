@@ -12,14 +12,15 @@ std::string_view HttpRequest::operator[](http::field name) const {
 }
 
 std::string_view HttpRequest::operator[](std::string_view name) const {
-  auto known = http::string_to_field(name);
-  if (known != http::field::unknown) return (*this)[known];
+  // Names Beast does not know (the MCP headers) are looked for first, among the few such
+  // fields, so the usual lookups skip the name hashing below.
   for (const auto& f : fields_) {
     if (f.name == http::field::unknown && boost::beast::iequals(view(f.name_text), name)) {
       return view(f.value);
     }
   }
-  return {};
+  auto known = http::string_to_field(name);
+  return known == http::field::unknown ? std::string_view() : (*this)[known];
 }
 
 void HttpRequest::clear() {
