@@ -542,8 +542,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
                     frame.errors[0].first);
       return after(keep);
     }
-    bool has_initialize = std::any_of(frame.messages.begin(), frame.messages.end(),
-                                      [](auto& m) { return m.method == "initialize"; });
+    bool has_initialize = std::any_of(frame.messages.begin(), frame.messages.end(), [](auto& m) {
+      return std::string_view(m.method) == "initialize";
+    });
     std::shared_ptr<mcp::Session> session;
     std::shared_ptr<SessionStreams> streams;
     bool created = false;
