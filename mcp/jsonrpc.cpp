@@ -1,5 +1,8 @@
 #include "mcp/jsonrpc.hpp"
 
+#include <array>
+#include <charconv>
+
 namespace mcpmesh::mcp {
 
 bool is_valid_id(const json::value& id) {
@@ -166,7 +169,16 @@ Payload envelope(const json::value& id, std::string_view member, const json::val
   auto text = std::make_shared<std::string>();
   text->reserve(192);
   *text += R"({"jsonrpc":"2.0","id":)";
-  append_json(*text, id);
+  if (id.is_int64() || id.is_uint64()) {  // the usual id: no serializer needed
+    std::array<char, 24> digits;
+    auto [end, ec] =
+        id.is_int64()
+            ? std::to_chars(digits.data(), digits.data() + digits.size(), id.get_int64())
+            : std::to_chars(digits.data(), digits.data() + digits.size(), id.get_uint64());
+    text->append(digits.data(), end);
+  } else {
+    append_json(*text, id);
+  }
   *text += ",\"";
   *text += member;
   *text += "\":";

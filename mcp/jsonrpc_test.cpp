@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <string>
 
 namespace mcpmesh::mcp {
@@ -224,6 +225,17 @@ TEST(Builders, ResultsOfEverySizeRoundTrip) {
     ASSERT_EQ(m.kind, Message::Kind::kResponse) << n;
     EXPECT_EQ(m.result.at("text").as_string(), text) << n;
     EXPECT_EQ(m.result.at("n").to_number<std::size_t>(), n);
+  }
+}
+
+TEST(Builders, EveryKindOfIdRoundTrips) {
+  for (json::value id :
+       {json::value(0), json::value(-5), json::value(INT64_MAX), json::value(INT64_MIN),
+        json::value(UINT64_MAX), json::value("a\"b"), json::value("")}) {
+    auto m = parse_one(*make_result(id, json::object{}));
+    EXPECT_EQ(m.id, id) << json::serialize(id);
+    auto e = parse_one(*make_error(id, RpcError(ErrorCode::kInternalError, "x")));
+    EXPECT_EQ(e.id, id) << json::serialize(id);
   }
 }
 

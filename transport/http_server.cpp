@@ -32,12 +32,6 @@ constexpr char ascii_lower(char c) {
   return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
 }
 
-std::string lower(std::string_view s) {
-  std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](char c) { return ascii_lower(c); });
-  return out;
-}
-
 /// Case-insensitive substring test without allocating (`needle` is lower case).
 bool contains_ci(std::string_view haystack, std::string_view needle) {
   if (needle.size() > haystack.size()) return false;
@@ -57,31 +51,31 @@ bool accepts(std::string_view accept, std::string_view type) {
 }
 
 bool is_loopback_name(std::string_view host) {
-  return host == "localhost" || host == "127.0.0.1" || host == "[::1]" || host == "::1";
+  return beast::iequals(host, "localhost") || host == "127.0.0.1" || host == "[::1]" ||
+         host == "::1";
 }
 
-/// "name:port" / "[v6]:port" → name (lower case).
-std::string strip_port(std::string_view host) {
+/// "name:port" / "[v6]:port" → name (case kept: every comparison below ignores case).
+std::string_view strip_port(std::string_view host) {
   if (!host.empty() && host.front() == '[') {
     auto close = host.find(']');
-    return lower(close == std::string_view::npos ? host : host.substr(0, close + 1));
+    return close == std::string_view::npos ? host : host.substr(0, close + 1);
   }
   auto colon = host.rfind(':');
   if (colon != std::string_view::npos && host.find(':') == colon) host = host.substr(0, colon);
-  return lower(host);
+  return host;
 }
 
 }  // namespace
 
 bool origin_allowed(std::string_view origin, const std::vector<std::string>& allowed) {
-  std::string o = lower(origin);
   for (auto& a : allowed) {
-    if (a == "*" || lower(a) == o) return true;
+    if (a == "*" || beast::iequals(a, origin)) return true;
   }
   if (!allowed.empty()) return false;
-  auto scheme_end = o.find("://");
-  if (scheme_end == std::string::npos) return false;
-  auto rest = std::string_view(o).substr(scheme_end + 3);
+  auto scheme_end = origin.find("://");
+  if (scheme_end == std::string_view::npos) return false;
+  auto rest = origin.substr(scheme_end + 3);
   rest = rest.substr(0, rest.find('/'));
   return is_loopback_name(strip_port(rest));
 }
@@ -90,7 +84,7 @@ bool host_allowed(std::string_view host, const std::vector<std::string>& allowed
   auto name = strip_port(host);
   if (name.empty()) return false;
   for (auto& a : allowed) {
-    if (a == "*" || lower(a) == name) return true;
+    if (a == "*" || beast::iequals(a, name)) return true;
   }
   return allowed.empty() && is_loopback_name(name);
 }

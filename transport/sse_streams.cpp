@@ -1,5 +1,6 @@
 #include "transport/sse_streams.hpp"
 
+#include <array>
 #include <charconv>
 
 namespace mcpmesh::transport {
@@ -17,6 +18,17 @@ class SessionStreams::PostChannel final : public mcp::ClientChannel {
   std::shared_ptr<SessionStreams> owner_;
   std::uint64_t id_;
 };
+
+namespace {
+/// "<stream>-<seq>", formatted without temporaries.
+std::string event_id(std::uint64_t stream, std::uint64_t seq) {
+  std::array<char, 48> buf;
+  auto [mid, e1] = std::to_chars(buf.data(), buf.data() + 20, stream);
+  *mid++ = '-';
+  auto [end, e2] = std::to_chars(mid, buf.data() + buf.size(), seq);
+  return std::string(buf.data(), end);
+}
+}  // namespace
 
 void SessionStreams::deliver(mcp::Payload message, bool completes_request) {
   append(0, std::move(message), completes_request);
@@ -50,8 +62,7 @@ void SessionStreams::append(std::uint64_t id, mcp::Payload message, bool complet
   std::lock_guard lock(mutex_);
   auto& s = streams_[id];
   if (message) {
-    SseEvent ev{message, std::to_string(id) + "-" + std::to_string(s.next_seq), completes_request,
-                false};
+    SseEvent ev{message, event_id(id, s.next_seq), completes_request, false};
     auto seq = s.next_seq++;
     s.buffer.emplace_back(seq, ev);
     if (s.buffer.size() > limits_.buffer_events) {
