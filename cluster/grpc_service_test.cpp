@@ -67,6 +67,33 @@ struct ServiceHarness {
   std::shared_ptr<grpc::Channel> channel;
 };
 
+/// Keeps `loop` busy from construction until release() (or destruction): what is posted
+/// meanwhile waits in its queue.
+class LoopHold {
+ public:
+  explicit LoopHold(EventLoop& loop) {
+    loop.post([this, done = release_.get_future().share()] {
+      holding_.set_value();
+      done.wait();
+    });
+    holding_.get_future().wait();
+  }
+  ~LoopHold() { release(); }
+  LoopHold(const LoopHold&) = delete;
+  LoopHold& operator=(const LoopHold&) = delete;
+
+  void release() {
+    if (released_) return;
+    released_ = true;
+    release_.set_value();
+  }
+
+ private:
+  std::promise<void> holding_;
+  std::promise<void> release_;
+  bool released_ = false;
+};
+
 TEST(MembershipService, FloodBeyondTheInboundQueueIsRefusedAndCounted) {
   constexpr size_t kLimit = 4;
   constexpr int kPings = 10;
@@ -78,14 +105,7 @@ TEST(MembershipService, FloodBeyondTheInboundQueueIsRefusedAndCounted) {
   auto& service = h.service;
   auto stub = pb::Membership::NewStub(h.channel);
 
-  // Hold the loop: every ping from now on waits in its queue.
-  std::promise<void> release;
-  std::promise<void> holding;
-  loop.post([&] {
-    holding.set_value();
-    release.get_future().wait();
-  });
-  holding.get_future().wait();
+  LoopHold hold(loop);  // every ping from now on waits in the loop's queue
 
   struct Call {
     grpc::ClientContext ctx;
@@ -100,17 +120,11 @@ TEST(MembershipService, FloodBeyondTheInboundQueueIsRefusedAndCounted) {
   int finished = 0;
   // On every way out (a failed ASSERT too): free the loop and let the calls end before what
   // they write to goes away.
-  bool released = false;
-  auto release_loop = [&] {
-    if (released) return;
-    released = true;
-    release.set_value();
-  };
   struct Drain {
     std::function<void()> fn;
     ~Drain() { fn(); }
   } drain{[&] {
-    release_loop();
+    hold.release();
     std::unique_lock lock(mu);
     cv.wait_for(lock, 15s, [&] { return finished == kPings; });
   }};
@@ -146,7 +160,7 @@ TEST(MembershipService, FloodBeyondTheInboundQueueIsRefusedAndCounted) {
   }
 
   // Released, the loop answers every queued ping.
-  release_loop();
+  hold.release();
   {
     std::unique_lock lock(mu);
     ASSERT_TRUE(cv.wait_for(lock, 10s, [&] { return finished == kPings; }));
@@ -215,18 +229,12 @@ TEST(MembershipService, StateExchangeWithoutDeadlineIsCancelledAfterTheLimit) {
 
 TEST(EventLoop, TryPostRefusesBeyondTheLimit) {
   EventLoop loop;
-  std::promise<void> release;
-  std::promise<void> holding;
-  loop.post([&] {
-    holding.set_value();
-    release.get_future().wait();
-  });
-  holding.get_future().wait();
-  int ran = 0;
+  int ran = 0;  // before the hold: on any way out, the hold goes first and the tasks run
+  LoopHold hold(loop);
   EXPECT_TRUE(loop.try_post([&] { ++ran; }, 2));
   EXPECT_TRUE(loop.try_post([&] { ++ran; }, 2));
   EXPECT_FALSE(loop.try_post([&] { ++ran; }, 2));
-  release.set_value();
+  hold.release();
   std::promise<void> drained;
   loop.post([&] { drained.set_value(); });
   ASSERT_EQ(drained.get_future().wait_for(5s), std::future_status::ready);

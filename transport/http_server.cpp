@@ -7,7 +7,6 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
@@ -472,28 +471,34 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
   }
 
-  /// Looks up the session named by Mcp-Session-Id, answering 400/404 itself when it fails.
-  std::shared_ptr<mcp::Session> require_session(Request& req) {
+  /// An HTTP session: the session and its SSE streams.
+  struct HttpSession {
+    std::shared_ptr<mcp::Session> session;
+    std::shared_ptr<SessionStreams> streams;
+  };
+
+  /// Looks up the session named by Mcp-Session-Id, answering 400/404 itself when it fails
+  /// (then `session` is null).
+  HttpSession require_session(Request& req) {
     auto id = req["Mcp-Session-Id"];
     if (id.empty()) {
       respond_error(
           http::status::bad_request, req.version(), req.keep_alive(),
           RpcError(ErrorCode::kInvalidRequest, "Bad Request: Mcp-Session-Id header is required"));
-      return nullptr;
+      return {};
     }
     auto session = shared_->server.find_session(id);
     // A session of another transport (stdio) is not reachable over HTTP.
-    if (!session || session->closed() || !streams_of(*session)) {
+    auto streams = session && !session->closed()
+                       ? std::dynamic_pointer_cast<SessionStreams>(session->standalone())
+                       : nullptr;
+    if (!streams) {
       respond_error(http::status::not_found, req.version(), req.keep_alive(),
                     RpcError(ErrorCode::kInvalidRequest, "Session not found"));
-      return nullptr;
+      return {};
     }
     session->touch();
-    return session;
-  }
-
-  static std::shared_ptr<SessionStreams> streams_of(const mcp::Session& s) {
-    return std::dynamic_pointer_cast<SessionStreams>(s.standalone());
+    return {std::move(session), std::move(streams)};
   }
 
   Next handle_post(Request& req) {
@@ -566,9 +571,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
       session = *made;
       created = true;
     } else {
-      session = require_session(req);
-      if (!session) return after(keep);
-      streams = streams_of(*session);
+      auto found = require_session(req);
+      if (!found.session) return after(keep);
+      session = std::move(found.session);
+      streams = std::move(found.streams);
       if (frame.is_batch && !mcp::version_allows_batches(session->protocol_version())) {
         respond_error(http::status::bad_request, version, keep,
                       RpcError(ErrorCode::kInvalidRequest,
@@ -630,9 +636,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       });
       if (!ev) return std::nullopt;
       if (ev->end) {
-        respond_json(req);
-        // No event id of this stream reached the client: nothing can resume it.
-        post_.streams->forget(post_.stream_id);
+        answer_finished_stream(req);
         return true;
       }
       post_.held.push_back(std::move(*ev));
@@ -648,8 +652,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       auto [status, ev] = co_await queue.pop(cfg_.sse_keepalive);
       session.touch();
       if (status == EventQueue::Status::kItem && ev->end && !held.empty()) {
-        respond_json(req);
-        post_.streams->forget(post_.stream_id);
+        answer_finished_stream(req);
         co_return true;
       }
       if ((status == EventQueue::Status::kItem && (ev->end || ev->disconnect)) ||
@@ -681,6 +684,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
       if (ev) append_event(*ev);
       co_return co_await pump_sse(queue, session);
     }
+  }
+
+  /// Every request of the pending POST was answered: the answers go out as JSON, and as no
+  /// event id of this stream reached the client, nothing can resume it.
+  void answer_finished_stream(Request& req) {
+    respond_json(req);
+    post_.streams->forget(post_.stream_id);
   }
 
   /// The held responses of the pending POST as one JSON answer (an array for a batch).
@@ -736,9 +746,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     }
     if (protocol_version >= "2025-11-25") {
       // Priming event: an id (so the client can resume from here) and empty data.
-      std::string prime = "id: " + std::to_string(stream_id) +
-                          "-0\nretry: " + std::to_string(cfg_.sse_retry.count()) + "\ndata: \n\n";
-      append_sse({prime});
+      auto retry = std::to_string(cfg_.sse_retry.count());
+      append_sse(
+          {"id: ", SessionStreams::event_id(stream_id, 0), "\nretry: ", retry, "\ndata: \n\n"});
     }
   }
 
@@ -808,9 +818,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
                              "Not Acceptable: Accept must list text/event-stream"));
       co_return req.keep_alive();
     }
-    auto session = require_session(req);
+    auto [session, streams] = require_session(req);
     if (!session) co_return req.keep_alive();
-    auto streams = streams_of(*session);
     fresh_queue();
     std::uint64_t stream_id = 0, seq = 0;
     auto last = req["Last-Event-ID"];
@@ -825,7 +834,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   Next handle_delete(Request& req) {
-    auto session = require_session(req);
+    auto session = require_session(req).session;
     if (!session) return after(req.keep_alive());
     shared_->server.close_session(session->id());
     respond(http::status::ok, req.version(), req.keep_alive(), "text/plain", {});

@@ -216,6 +216,22 @@ class HttpServerTest : public ::testing::Test {
     return id;
   }
 
+  /// tools/call of the `progress` tool, with a progress token.
+  http::request<http::string_body> progress_call(std::string_view session) {
+    return post(R"({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":)"
+                R"("progress","_meta":{"progressToken":"p1"}}})",
+                session);
+  }
+
+  /// The `progress` tool's SSE body carries its progress notification, then its result.
+  static void expect_progress_then_result(const std::string& body) {
+    auto progress = body.find("notifications/progress");
+    auto result = body.find("\"finished\"");
+    ASSERT_NE(progress, std::string::npos) << body;
+    ASSERT_NE(result, std::string::npos) << body;
+    EXPECT_LT(progress, result);
+  }
+
   static std::int64_t error_code(const Response& res) {
     auto v = json::parse(res.body());
     return v.at("error").at("code").as_int64();
@@ -253,33 +269,25 @@ TEST_F(HttpServerTest, RequestsAndNotificationsOnASession) {
 
 TEST_F(HttpServerTest, ProgressTurnsTheAnswerIntoAnSseStream) {
   auto id = open_session();
-  auto res = send(post(R"({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":)"
-                       R"("progress","_meta":{"progressToken":"p1"}}})",
-                       id));
+  auto res = send(progress_call(id));
   ASSERT_EQ(res.result_int(), 200u);
   EXPECT_EQ(res[http::field::content_type], "text/event-stream");
   const auto& body = res.body();
-  auto progress = body.find("notifications/progress");
-  auto result = body.find("\"finished\"");
-  ASSERT_NE(progress, std::string::npos) << body;
-  ASSERT_NE(result, std::string::npos) << body;
-  EXPECT_LT(progress, result);
+  ASSERT_NO_FATAL_FAILURE(expect_progress_then_result(body));
   EXPECT_NE(body.find("event: message\nid: "), std::string::npos) << body;
   EXPECT_EQ(res["X-Accel-Buffering"], "no");
   EXPECT_EQ(res[http::field::cache_control], "no-cache");
   // A 2025-11-25 session's SSE stream opens with a priming event: an id, a retry, empty data.
   EXPECT_EQ(body.rfind("id: ", 0), 0u) << body;
   EXPECT_NE(body.find("-0\nretry: "), std::string::npos) << body;
-  EXPECT_LT(body.find("data: \n\n"), progress) << body;
+  EXPECT_LT(body.find("data: \n\n"), body.find("notifications/progress")) << body;
 }
 
 TEST_F(HttpServerTest, Http10SseStreamIsDelimitedByClose) {
   // HTTP/1.0 has no chunked coding (nginx talks 1.0 to upstreams unless told otherwise): the
   // stream is sent as is and ends when the server closes the connection.
   auto id = open_session();
-  auto req = post(R"({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":)"
-                  R"("progress","_meta":{"progressToken":"p1"}}})",
-                  id);
+  auto req = progress_call(id);
   req.version(10);
   auto res = send(std::move(req));
   ASSERT_EQ(res.result_int(), 200u);
@@ -288,11 +296,7 @@ TEST_F(HttpServerTest, Http10SseStreamIsDelimitedByClose) {
   EXPECT_TRUE(res[http::field::transfer_encoding].empty());
   EXPECT_TRUE(res[http::field::content_length].empty());
   const auto& body = res.body();
-  auto progress = body.find("notifications/progress");
-  auto result = body.find("\"finished\"");
-  ASSERT_NE(progress, std::string::npos) << body;
-  ASSERT_NE(result, std::string::npos) << body;
-  EXPECT_LT(progress, result);
+  ASSERT_NO_FATAL_FAILURE(expect_progress_then_result(body));
   // No chunk framing anywhere: the body starts with the priming event itself.
   EXPECT_EQ(body.rfind("id: ", 0), 0u) << body;
   EXPECT_EQ(body.find("\r\n"), std::string::npos) << body;

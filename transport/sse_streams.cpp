@@ -19,16 +19,13 @@ class SessionStreams::PostChannel final : public mcp::ClientChannel {
   std::uint64_t id_;
 };
 
-namespace {
-/// "<stream>-<seq>", formatted without temporaries.
-std::string event_id(std::uint64_t stream, std::uint64_t seq) {
+std::string SessionStreams::event_id(std::uint64_t stream, std::uint64_t seq) {
   std::array<char, 48> buf;
   auto [mid, e1] = std::to_chars(buf.data(), buf.data() + 20, stream);
   *mid++ = '-';
   auto [end, e2] = std::to_chars(mid, buf.data() + buf.size(), seq);
   return std::string(buf.data(), end);
 }
-}  // namespace
 
 void SessionStreams::deliver(mcp::Payload message, bool completes_request) {
   append(0, std::move(message), completes_request);

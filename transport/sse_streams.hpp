@@ -63,6 +63,8 @@ class SessionStreams : public mcp::ClientChannel,
   void close_all();
   void on_session_closed() override { close_all(); }
 
+  /// Formats "<stream>-<seq>".
+  static std::string event_id(std::uint64_t stream, std::uint64_t seq);
   /// Parses "<stream>-<seq>".
   static bool parse_event_id(std::string_view text, std::uint64_t& stream, std::uint64_t& seq);
 
