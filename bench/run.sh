@@ -2,6 +2,8 @@
 # Throughput/latency benchmark: mcpmesh-node (--app demo) vs. the official
 # TypeScript SDK v1 server (bench/reference-server.mjs), tools/call `echo` over
 # Streamable HTTP on one session each, driven by wrk. Loopback only. Builds nothing.
+# Besides req/s and latency it reports each server's CPU time per request (user + system, all
+# its threads, from /proc): what a request costs the server whatever the load generator costs.
 #
 # The runs are interleaved (mcpmesh, sdk, ceiling; BENCH_ROUNDS times) and the medians
 # reported, so a noisy shared machine skews both servers alike. The "ceiling" row is nginx
@@ -17,7 +19,8 @@
 #   BENCH_DURATION     wrk -d per run (default 5s)
 #   BENCH_ROUNDS       interleaved rounds (default 3)
 #   BENCH_CHECK        length of the checked warm-up run before each server's first round
-#                      (bench/tools_call_check.lua: every answer's status and body; default 2s)
+#                      (bench/tools_call_check.lua: every answer's status and body; default 5s,
+#                      long enough for the SDK's JIT to reach its steady rate)
 #   BENCH_CEILING      0 = skip the nginx ceiling row (default 1 when nginx is installed)
 #   REF_JSON_RESPONSE  1 = reference server answers JSON instead of SSE
 set -euo pipefail
@@ -30,7 +33,7 @@ THREADS=${BENCH_THREADS:-1}
 CONNS=${BENCH_CONNECTIONS:-32}
 DURATION=${BENCH_DURATION:-5s}
 ROUNDS=${BENCH_ROUNDS:-3}
-CHECK=${BENCH_CHECK:-2s}
+CHECK=${BENCH_CHECK:-5s}
 MCPMESH_ARGS=${MCPMESH_ARGS---threads 1}
 NGINX=$(command -v nginx || true)
 [[ -x /usr/sbin/nginx ]] && NGINX=/usr/sbin/nginx
@@ -47,6 +50,8 @@ done
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/mcpmesh-bench.XXXXXX")
 PIDS=()
+declare -A SERVER_PID  # name -> pid whose CPU time (with its children's) a round measures
+HZ=$(getconf CLK_TCK)
 cleanup() {
   local rc=$?
   for pid in "${PIDS[@]}"; do
@@ -70,6 +75,7 @@ start() {
   "$@" >"$WORK/$name.stdout" 2>"$WORK/$name.stderr" &
   local pid=$!
   PIDS+=("$pid")
+  SERVER_PID[$name]=$pid
   PORT=""
   local deadline=$((SECONDS + START_DEADLINE)) line
   while [[ $SECONDS -lt $deadline ]]; do
@@ -148,11 +154,28 @@ check() {
   printf '  check   %-8s %10s answers checked, %d wrong\n' "$name" "$answers" "$BAD"
 }
 
-# bench <name> <url> <sid> <round>: one timed wrk run (static request); appends "rps p50 p99 non2xx"
+# cpu_ticks <pid>: user+system CPU time of a process (all its threads) and of its children
+# (nginx's worker), in clock ticks
+cpu_ticks() {
+  local pid total=0 u s
+  for pid in "$1" $(pgrep -P "$1" || true); do
+    # fields 14 and 15 of /proc/<pid>/stat, counted after the ")" that ends the command name
+    read -r u s < <(sed -E 's/^.*\) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12, $13}') || continue
+    total=$((total + ${u:-0} + ${s:-0}))
+  done
+  echo "$total"
+}
+
+# bench <name> <url> <sid> <round>: one timed wrk run (static request);
+# appends "rps p50 p99 non2xx cpu_us_per_request"
 bench() {
   local name=$1 url=$2 sid=$3 round=$4
-  local out="$WORK/$name.$round.wrk" p50 p99 errs
+  local out="$WORK/$name.$round.wrk" p50 p99 errs before after requests cpu_us
+  before=$(cpu_ticks "${SERVER_PID[$name]}")
   wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$SCRIPT_DIR/tools_call.lua" "$url" -- "$sid" "$PROTO" >"$out"
+  after=$(cpu_ticks "${SERVER_PID[$name]}")
+  requests=$(awk '/ requests in / {print $1}' "$out")
+  cpu_us=$(awk -v t=$((after - before)) -v hz="$HZ" -v n="${requests:-0}" 'BEGIN { printf "%.2f", (n > 0 ? t / hz * 1e6 / n : 0) }')
   RPS=$(awk '/^Requests\/sec:/ {print $2}' "$out")
   p50=$(awk '$1 == "50%" {print $2; exit}' "$out")
   p99=$(awk '$1 == "99%" {print $2; exit}' "$out")
@@ -161,8 +184,9 @@ bench() {
   [[ -n "$RPS" && -n "$p50" && -n "$p99" ]] || { echo "bench: could not parse wrk output for $name:" >&2; cat "$out" >&2; exit 1; }
   [[ -z "$errs" ]] || { echo "bench: $name round $round:$errs" >&2; exit 1; }
   P50=$(to_ms "$p50") P99=$(to_ms "$p99")
-  printf '  round %d %-8s %10.1f req/s  p50 %7.3f ms  p99 %7.3f ms\n' "$round" "$name" "$RPS" "$P50" "$P99"
-  echo "$RPS $P50 $P99 ${NON2XX:-0}" >>"$WORK/$name.runs"
+  printf '  round %d %-8s %10.1f req/s  p50 %7.3f ms  p99 %7.3f ms  server cpu %6.2f us/req\n' \
+    "$round" "$name" "$RPS" "$P50" "$P99" "$cpu_us"
+  echo "$RPS $P50 $P99 ${NON2XX:-0} $cpu_us" >>"$WORK/$name.runs"
   return 0
 }
 
@@ -200,6 +224,7 @@ http {
 CONF
   "$NGINX" -c "$dir/nginx.conf" -e "$dir/error.log" >"$WORK/ceiling.stdout" 2>"$WORK/ceiling.stderr" &
   PIDS+=("$!")
+  SERVER_PID[ceiling]=$!
   local deadline=$((SECONDS + START_DEADLINE))
   until curl -s -o /dev/null -X POST "http://127.0.0.1:$port/mcp"; do
     [[ $SECONDS -lt $deadline ]] || { echo "bench: nginx did not start:" >&2; cat "$WORK/ceiling.stderr" >&2; exit 1; }
@@ -235,15 +260,17 @@ for round in $(seq 1 "$ROUNDS"); do
 done
 
 printf '\nmedians of %d rounds\n' "$ROUNDS"
-printf '%-10s %12s %10s %10s %9s %9s\n' server req/s p50_ms p99_ms non-2xx wrong
+printf '%-10s %12s %10s %10s %9s %9s %12s\n' server req/s p50_ms p99_ms non-2xx wrong cpu_us/req
 for name in "${rows[@]}"; do
-  printf '%-10s %12.1f %10.3f %10.3f %9d %9d\n' "$name" "$(median "$name" 1)" "$(median "$name" 2)" \
-    "$(median "$name" 3)" "$(total "$name" 4)" "${WRONG[$name]}"
+  printf '%-10s %12.1f %10.3f %10.3f %9d %9d %12.2f\n' "$name" "$(median "$name" 1)" "$(median "$name" 2)" \
+    "$(median "$name" 3)" "$(total "$name" 4)" "${WRONG[$name]}" "$(median "$name" 5)"
 done
 M_RPS=$(median mcpmesh 1) S_RPS=$(median sdk 1) M_P99=$(median mcpmesh 3) S_P99=$(median sdk 3)
-awk -v mr="$M_RPS" -v sr="$S_RPS" -v mp="$M_P99" -v sp="$S_P99" 'BEGIN {
+M_CPU=$(median mcpmesh 5) S_CPU=$(median sdk 5)
+awk -v mr="$M_RPS" -v sr="$S_RPS" -v mp="$M_P99" -v sp="$S_P99" -v mc="$M_CPU" -v sc="$S_CPU" 'BEGIN {
   printf "\nthroughput ratio mcpmesh/sdk: %.2fx\n", (sr > 0 ? mr / sr : 0)
-  printf "p99 ratio      mcpmesh/sdk: %.2fx (lower is better)\n", (sp > 0 ? mp / sp : 0) }'
+  printf "p99 ratio      mcpmesh/sdk: %.2fx (lower is better)\n", (sp > 0 ? mp / sp : 0)
+  printf "server CPU per request sdk/mcpmesh: %.2fx (requests per CPU-second, all server threads)\n", (mc > 0 ? sc / mc : 0) }'
 if [[ "$CEILING" == 1 ]]; then
   C_RPS=$(median ceiling 1)
   awk -v mr="$M_RPS" -v sr="$S_RPS" -v cr="$C_RPS" 'BEGIN {
