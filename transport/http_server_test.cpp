@@ -7,7 +7,9 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <functional>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -100,6 +102,7 @@ constexpr std::string_view kInitialize =
     R"({"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25",)"
     R"("capabilities":{},"clientInfo":{"name":"t","version":"1"}}})";
 constexpr std::string_view kBothTypes = "application/json, text/event-stream";
+constexpr std::size_t kBigText = 8u << 20;
 
 class HttpServerTest : public ::testing::Test {
  protected:
@@ -127,6 +130,11 @@ class HttpServerTest : public ::testing::Test {
                     co_await t.async_wait(asio::use_awaitable);
                     co_return mcp::ToolResult::text("quiet done");
                   });
+    // An answer far larger than a socket's send buffer (at most 4 MiB here): never written
+    // by one non-blocking write.
+    app_.add_tool({.name = "big"}, [](mcp::HandlerContext&, json::object) {
+      return mcp::Result<mcp::ToolResult>(mcp::ToolResult::text(std::string(kBigText, 'b')));
+    });
     server_ = std::make_unique<mcp::Server>(io_, app_, mcp::ServerConfig{}, 1);
     HttpConfig cfg;
     cfg.host = "127.0.0.1";
@@ -232,6 +240,56 @@ class HttpServerTest : public ::testing::Test {
     EXPECT_LT(progress, result);
   }
 
+  /// Runs `body` as a client coroutine on a connection to the server, every step bounded;
+  /// `receive_buffer` > 0 shrinks the client's receive buffer before connecting.
+  void on_connection(std::function<asio::awaitable<void>(beast::tcp_stream&)> body,
+                     int receive_buffer = 0) {
+    asio::io_context cio;
+    beast::tcp_stream stream(cio);
+    bool done = false;
+    std::string failure;
+    asio::co_spawn(
+        cio,
+        [&]() -> asio::awaitable<void> {
+          stream.expires_after(20s);
+          if (receive_buffer > 0) {
+            stream.socket().open(asio::ip::tcp::v4());
+            stream.socket().set_option(asio::socket_base::receive_buffer_size(receive_buffer));
+          }
+          co_await stream.async_connect(endpoint_, asio::use_awaitable);
+          co_await body(stream);
+          done = true;
+        },
+        [&](std::exception_ptr e) {
+          if (!e) return;
+          try {
+            std::rethrow_exception(e);
+          } catch (const std::exception& ex) {
+            failure = ex.what();
+          }
+        });
+    cio.run_for(25s);
+    EXPECT_TRUE(done) << "connection failed: " << (failure.empty() ? "timed out" : failure);
+  }
+
+  /// A serialised POST of `body` on `session`, Host set.
+  std::string raw_post(std::string_view body, std::string_view session) {
+    auto req = post(body, session);
+    req.set(http::field::host, "127.0.0.1:" + std::to_string(endpoint_.port()));
+    req.prepare_payload();
+    std::ostringstream out;
+    out << req;
+    return out.str();
+  }
+
+  static asio::awaitable<Response> read_response(beast::tcp_stream& stream,
+                                                 beast::flat_buffer& buffer) {
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(32u << 20);
+    co_await http::async_read(stream, buffer, parser, asio::use_awaitable);
+    co_return parser.release();
+  }
+
   static std::int64_t error_code(const Response& res) {
     auto v = json::parse(res.body());
     return v.at("error").at("code").as_int64();
@@ -256,6 +314,61 @@ TEST_F(HttpServerTest, InitializeCreatesASession) {
   EXPECT_EQ(body.at("id"), 1);
   EXPECT_EQ(body.at("result").at("protocolVersion"), "2025-11-25");
   EXPECT_NE(server_->find_session(id), nullptr);
+}
+
+TEST_F(HttpServerTest, KeepAliveAnswersComeInOrderAlsoWhenPipelined) {
+  auto session = open_session();
+  auto ping = [&](int id) {
+    return raw_post(R"({"jsonrpc":"2.0","id":)" + std::to_string(id) + R"(,"method":"ping"})",
+                    session);
+  };
+  on_connection([&](beast::tcp_stream& stream) -> asio::awaitable<void> {
+    beast::flat_buffer buffer;
+    // One at a time: each answer is written after its read, at the end of the turn.
+    for (int id = 1; id <= 3; ++id) {
+      co_await asio::async_write(stream, asio::buffer(ping(id)), asio::use_awaitable);
+      auto res = co_await read_response(stream, buffer);
+      EXPECT_EQ(res.result_int(), 200u) << res.body();
+      EXPECT_EQ(json::parse(res.body()).at("id"), id) << res.body();
+    }
+    // Three requests in one write: answered in order on the same connection.
+    std::string three = ping(4) + ping(5) + ping(6);
+    co_await asio::async_write(stream, asio::buffer(three), asio::use_awaitable);
+    for (int id = 4; id <= 6; ++id) {
+      auto res = co_await read_response(stream, buffer);
+      EXPECT_EQ(res.result_int(), 200u) << res.body();
+      EXPECT_EQ(json::parse(res.body()).at("id"), id) << res.body();
+      EXPECT_TRUE(res.keep_alive());
+    }
+  });
+}
+
+TEST_F(HttpServerTest, AnswerLargerThanTheSocketBufferIsWrittenWholeThenTheConnectionGoesOn) {
+  // The answer's first write is partial (8 MiB against a send buffer of at most 4 MiB and a
+  // small receive window), so the rest is written by the serving coroutine under the write
+  // deadline; the connection then serves the next request.
+  auto session = open_session();
+  on_connection(
+      [&](beast::tcp_stream& stream) -> asio::awaitable<void> {
+        beast::flat_buffer buffer;
+        auto call = raw_post(
+            R"({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"big"}})", session);
+        co_await asio::async_write(stream, asio::buffer(call), asio::use_awaitable);
+        auto res = co_await read_response(stream, buffer);
+        EXPECT_EQ(res.result_int(), 200u);
+        auto answer = json::parse(res.body());
+        EXPECT_EQ(answer.at("id"), 7);
+        const auto& text = answer.at("result").at("content").at(0).at("text").as_string();
+        EXPECT_EQ(text.size(), kBigText);
+        EXPECT_EQ(text.find_first_not_of('b'), json::string::npos);
+
+        auto ping = raw_post(R"({"jsonrpc":"2.0","id":8,"method":"ping"})", session);
+        co_await asio::async_write(stream, asio::buffer(ping), asio::use_awaitable);
+        auto pong = co_await read_response(stream, buffer);
+        EXPECT_EQ(pong.result_int(), 200u) << pong.body();
+        EXPECT_EQ(json::parse(pong.body()).at("id"), 8) << pong.body();
+      },
+      4096);
 }
 
 TEST_F(HttpServerTest, RequestsAndNotificationsOnASession) {
