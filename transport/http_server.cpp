@@ -14,9 +14,6 @@
 #include <array>
 #include <charconv>
 #include <initializer_list>
-#include <memory>
-#include <utility>
-#include <vector>
 
 namespace mcpmesh::transport {
 
@@ -222,11 +219,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
         auto n = co_await socket_.async_read_some(buffer_.prepare(kReadChunk),
                                                   asio::redirect_error(asio::use_awaitable, ec));
         clear_deadline();
-        if (flush_left_ != FlushLeft::kNothing) {
-          // The last answer's flush left work here, and cancelled this read to hand it over.
-          co_await finish_flush();
-          if (ec == asio::error::operation_aborted) continue;
-        }
         if (timed_out_) {
           Metrics::inc(shared_->metrics().idle_timeouts_total);
           co_return;
@@ -300,20 +292,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
           keep = co_await handle_get(request_);
           break;
       }
-      if (!keep || !request_.keep_alive() || close_after_) {
-        if (!write_now()) co_await write_rest();
-        co_return;
-      }
+      if (!write_now()) co_await write_rest();
+      if (!keep || !request_.keep_alive() || close_after_) co_return;
       if (request_.body().capacity() > kKeptBuffer) {  // idle connections stay small
         request_.clear();
         request_.body().shrink_to_fit();
-      }
-      // The next step is reading the next request: unless one is already buffered
-      // (pipelined), the answer waits for the end of this event-loop turn (see defer_flush).
-      if (buffer_.size() == 0 && out_sent_ < out_.size()) {
-        defer_flush();
-      } else if (!write_now()) {
-        co_await write_rest();
       }
     }
   }
@@ -323,64 +306,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // loopback and idle links it takes everything) or, when the peer's window is full, by
   // write_rest() under the write deadline. A peer that does not read in time gets
   // beast::error::timeout thrown (a slow consumer).
-  //
-  // A keep-alive answer goes out at the end of the event-loop turn instead (defer_flush): the
-  // connection joins its thread's flush batch, one handler posted behind the turn's other
-  // ready work writes the whole batch, and the coroutine goes straight on to read the next
-  // request. The answers of a busy turn then leave back to back, so a peer on the same host (a
-  // balancer, a load generator) is woken once per turn rather than once per answer: with the
-  // node the busier side, it pays those wake-ups. Measured (docs/BENCHMARKS.md): the same
-  // throughput in quiet minutes, ~20% more in slow ones. The scheduler runs handlers in the
-  // order they were queued, so the batch always runs before the read that follows can
-  // complete; what the socket does not take at once is handed back to that read (finish_flush).
-
-  /// The connections of one thread whose answers wait for the end of the turn.
-  struct FlushBatch {
-    asio::io_context* context = nullptr;
-    std::vector<std::shared_ptr<Connection>> connections;
-    /// The batch still collecting on this thread, if any.
-    static inline thread_local FlushBatch* open = nullptr;
-    ~FlushBatch() {
-      if (open == this) open = nullptr;
-    }
-  };
-
-  /// Queues the answer in `out_` for this thread's flush batch, posting the batch if none is
-  /// collecting.
-  void defer_flush() {
-    if (!FlushBatch::open || FlushBatch::open->context != &context_) {
-      auto batch = std::make_unique<FlushBatch>();
-      batch->context = &context_;
-      FlushBatch::open = batch.get();
-      // Destroyed unrun (the context shut down), the batch releases its connections.
-      asio::post(context_, [batch = std::move(batch)] {
-        if (FlushBatch::open == batch.get()) FlushBatch::open = nullptr;
-        for (auto& c : batch->connections) c->flush();
-      });
-    }
-    FlushBatch::open->connections.push_back(shared_from_this());
-  }
-
-  /// Writes a deferred answer. A partial write or an error is left to the serving coroutine,
-  /// whose read is cancelled so that it finishes (or fails) the write before anything else.
-  void flush() {
-    try {
-      if (write_now()) return;
-      flush_left_ = FlushLeft::kRest;
-    } catch (const boost::system::system_error& e) {
-      flush_left_ = FlushLeft::kError;
-      flush_error_ = e.code();
-    }
-    boost::system::error_code ignored;
-    socket_.cancel(ignored);
-  }
-
-  /// The serving coroutine's part of a flush that did not finish.
-  asio::awaitable<void> finish_flush() {
-    auto left = std::exchange(flush_left_, FlushLeft::kNothing);
-    if (left == FlushLeft::kError) throw boost::system::system_error(flush_error_);
-    co_await write_rest();
-  }
 
   /// Writes what `out_` holds without waiting; true when all of it went out.
   bool write_now() {
@@ -932,9 +857,6 @@ class Connection : public std::enable_shared_from_this<Connection> {
   PendingPost post_;
   std::string out_;  // the answer being written
   std::size_t out_sent_ = 0;
-  enum class FlushLeft { kNothing, kRest, kError };
-  FlushLeft flush_left_ = FlushLeft::kNothing;  // what a deferred flush left to the coroutine
-  boost::system::error_code flush_error_;
   bool sse_chunked_ = true;   // the SSE answer being written is chunked (HTTP/1.1)
   bool close_after_ = false;  // the answer ends with the connection (HTTP/1.0 SSE)
 };

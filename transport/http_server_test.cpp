@@ -324,7 +324,7 @@ TEST_F(HttpServerTest, KeepAliveAnswersComeInOrderAlsoWhenPipelined) {
   };
   on_connection([&](beast::tcp_stream& stream) -> asio::awaitable<void> {
     beast::flat_buffer buffer;
-    // One at a time: each answer is written after its read, at the end of the turn.
+    // One at a time.
     for (int id = 1; id <= 3; ++id) {
       co_await asio::async_write(stream, asio::buffer(ping(id)), asio::use_awaitable);
       auto res = co_await read_response(stream, buffer);
@@ -344,9 +344,9 @@ TEST_F(HttpServerTest, KeepAliveAnswersComeInOrderAlsoWhenPipelined) {
 }
 
 TEST_F(HttpServerTest, AnswerLargerThanTheSocketBufferIsWrittenWholeThenTheConnectionGoesOn) {
-  // The answer's first write is partial (8 MiB against a send buffer of at most 4 MiB and a
-  // small receive window), so the rest is written by the serving coroutine under the write
-  // deadline; the connection then serves the next request.
+  // The answer's first, non-blocking write is partial (8 MiB against a send buffer of at most
+  // 4 MiB and a small receive window), so the rest is written as the client drains it, under
+  // the write deadline; the connection then serves the next request.
   auto session = open_session();
   on_connection(
       [&](beast::tcp_stream& stream) -> asio::awaitable<void> {
