@@ -3,6 +3,12 @@
 /// One io_context per thread (DESIGN §4): a connection, and the sessions it creates, live on
 /// one context for their whole life, so the hops between them never cross threads.
 /// Thread-safety: `next()` may be called from any thread; `run()` once, from the main thread.
+///
+/// Teardown: handlers still pending on one context may hold objects bound to another's
+/// services (a session's strand belongs to the context that created the session, while
+/// connections on every context hold the session). The destructor therefore destroys every
+/// context's pending handlers first, while all services still exist, and only then the
+/// contexts.
 
 #include "mcp/roaming_executor.hpp"
 
@@ -21,7 +27,7 @@ class IoPool {
   explicit IoPool(std::size_t threads) {
     if (threads == 0) threads = 1;
     for (std::size_t i = 0; i < threads; ++i) {
-      contexts_.push_back(std::make_unique<boost::asio::io_context>(1));
+      contexts_.push_back(std::make_unique<Context>());
       guards_.emplace_back(contexts_.back()->get_executor());
     }
   }
@@ -53,8 +59,24 @@ class IoPool {
     for (auto& c : contexts_) c->stop();
   }
 
+  IoPool(const IoPool&) = delete;
+  IoPool& operator=(const IoPool&) = delete;
+
+  ~IoPool() {
+    guards_.clear();
+    for (auto& c : contexts_) c->destroy_handlers();
+  }
+
  private:
-  std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;
+  /// An io_context whose pending handlers can be destroyed before the context itself.
+  struct Context final : boost::asio::io_context {
+    Context() : boost::asio::io_context(1) {}
+    /// Shuts the services down (destroying pending handlers); the destructor's own shutdown
+    /// then finds nothing left.
+    void destroy_handlers() { shutdown(); }
+  };
+
+  std::vector<std::unique_ptr<Context>> contexts_;
   std::vector<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> guards_;
   std::atomic<std::size_t> next_{0};
 };
