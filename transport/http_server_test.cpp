@@ -163,38 +163,16 @@ class HttpServerTest : public ::testing::Test {
 
   /// One request on a fresh connection, every step bounded; Host defaults to the server's.
   Response send(http::request<http::string_body> req) {
-    asio::io_context cio;
-    beast::tcp_stream stream(cio);
-    Response res;
-    bool done = false;
-    std::string failure;
     if (req[http::field::host].empty()) {
       req.set(http::field::host, "127.0.0.1:" + std::to_string(endpoint_.port()));
     }
     req.prepare_payload();
-    asio::co_spawn(
-        cio,
-        [&]() -> asio::awaitable<void> {
-          stream.expires_after(10s);
-          co_await stream.async_connect(endpoint_, asio::use_awaitable);
-          co_await http::async_write(stream, req, asio::use_awaitable);
-          beast::flat_buffer buffer;
-          http::response_parser<http::string_body> parser;
-          parser.body_limit(1 << 20);
-          co_await http::async_read(stream, buffer, parser, asio::use_awaitable);
-          res = parser.release();
-          done = true;
-        },
-        [&](std::exception_ptr e) {
-          if (!e) return;
-          try {
-            std::rethrow_exception(e);
-          } catch (const std::exception& ex) {
-            failure = ex.what();
-          }
-        });
-    cio.run_for(15s);
-    EXPECT_TRUE(done) << "request failed: " << (failure.empty() ? "timed out" : failure);
+    Response res;
+    on_connection([&](beast::tcp_stream& stream) -> asio::awaitable<void> {
+      co_await http::async_write(stream, req, asio::use_awaitable);
+      beast::flat_buffer buffer;
+      res = co_await read_response(stream, buffer);
+    });
     return res;
   }
 
