@@ -139,13 +139,16 @@ to_ms() {
 # Any is a failure: a reset, a malformed answer or a server that died shows up only there.
 socket_errors() { grep -E '^ +Socket errors:' "$1" || true; }
 
+# requests_in <wrk output>: how many requests the run completed ("N requests in T"), or empty.
+requests_in() { awk '/ requests in / {print $1}' "$1"; }
+
 # check <name> <url> <sid>: checked warm-up (status and body of every answer); sets BAD
 check() {
   local name=$1 url=$2 sid=$3 out="$WORK/$1.check.wrk" non200 badbody answers errs
   wrk -t"$THREADS" -c"$CONNS" -d"$CHECK" -s "$SCRIPT_DIR/tools_call_check.lua" "$url" -- "$sid" "$PROTO" >"$out"
   non200=$(awk '/^mcp-non200:/ {print $2}' "$out")
   badbody=$(awk '/^mcp-badbody:/ {print $2}' "$out")
-  answers=$(awk '/requests in/ {print $1}' "$out")
+  answers=$(requests_in "$out")
   errs=$(socket_errors "$out")
   [[ -n "$non200" && -n "$badbody" && -n "$answers" ]] || { echo "bench: could not parse the check run for $name:" >&2; cat "$out" >&2; exit 1; }
   [[ -z "$errs" ]] || { echo "bench: $name check run:$errs" >&2; exit 1; }
@@ -174,7 +177,7 @@ bench() {
   before=$(cpu_ticks "${SERVER_PID[$name]}")
   wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$SCRIPT_DIR/tools_call.lua" "$url" -- "$sid" "$PROTO" >"$out"
   after=$(cpu_ticks "${SERVER_PID[$name]}")
-  requests=$(awk '/ requests in / {print $1}' "$out")
+  requests=$(requests_in "$out")
   cpu_us=$(awk -v t=$((after - before)) -v hz="$HZ" -v n="${requests:-0}" 'BEGIN { printf "%.2f", (n > 0 ? t / hz * 1e6 / n : 0) }')
   RPS=$(awk '/^Requests\/sec:/ {print $2}' "$out")
   p50=$(awk '$1 == "50%" {print $2; exit}' "$out")
