@@ -1,19 +1,30 @@
 // mcpmesh-ctl: admin CLI over a node's gRPC admin service. Table output for people, --json for
-// scripts. Every call has a deadline (--timeout-ms).
+// scripts. Every call has a deadline (--timeout-ms) and carries a cluster call token (the node's
+// cluster port refuses calls without one); the secret comes from a file, never from argv, so it
+// does not show in `ps` or shell history. Optional mutual TLS (--tls-cert/--tls-key/--tls-ca).
+//
+// Thread-safety: single-threaded; one blocking call per run.
 
 #include <grpcpp/grpcpp.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 
 #include <boost/json.hpp>
 #include <boost/program_options.hpp>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
+#include <memory>
+#include <optional>
 
+#include "cluster/auth.hpp"
 #include "proto/admin.grpc.pb.h"
 
 namespace po = boost::program_options;
 namespace json = boost::json;
 namespace pb = mcpmesh::v1;
+namespace mc = mcpmesh::cluster;
 
 namespace {
 
@@ -42,11 +53,18 @@ std::string age(int64_t unix_ms) {
   return buf;
 }
 
-int members(const std::string& node, bool as_json, int timeout_ms) {
-  auto channel = grpc::CreateChannel(node, grpc::InsecureChannelCredentials());
-  auto stub = pb::Admin::NewStub(channel);
+/// What every call needs besides its request: the channel (TLS or not) and the token maker.
+struct Connection {
+  std::shared_ptr<grpc::Channel> channel;
+  std::unique_ptr<mc::ClusterAuth> auth;
+};
+
+int members(const Connection& conn, const std::string& node, bool as_json, int timeout_ms) {
+  static const std::string kMethod = std::string("/") + pb::Admin::service_full_name() + "/Members";
+  auto stub = pb::Admin::NewStub(conn.channel);
   grpc::ClientContext ctx;
   ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
+  conn.auth->stamp(ctx, kMethod);
   pb::MembersRequest req;
   pb::MembersResponse resp;
   grpc::Status status = stub->Members(&ctx, req, &resp);
@@ -95,10 +113,50 @@ int members(const std::string& node, bool as_json, int timeout_ms) {
   return 0;
 }
 
+/// Reads the secret and the TLS files named on the command line (or the secret file named by
+/// MCPMESH_CLUSTER_SECRET_FILE) and opens the channel. Returns nullopt after printing why (the
+/// caller exits 2: a usage or configuration error, not a failed call).
+std::optional<Connection> open_connection(const std::string& node, std::string secret_file,
+                                          const mc::TlsFiles& tls_flags) {
+  if (secret_file.empty()) {
+    const char* env = std::getenv("MCPMESH_CLUSTER_SECRET_FILE");
+    if (env != nullptr) secret_file = env;
+  }
+  if (secret_file.empty()) {
+    std::cerr << "mcpmesh-ctl: no cluster secret: pass --cluster-secret-file PATH or set "
+                 "MCPMESH_CLUSTER_SECRET_FILE (the node refuses calls without it)\n";
+    return std::nullopt;
+  }
+  const int tls_given = (tls_flags.cert.empty() ? 0 : 1) + (tls_flags.key.empty() ? 0 : 1) +
+                        (tls_flags.ca.empty() ? 0 : 1);
+  if (tls_given != 0 && tls_given != 3) {
+    std::cerr << "mcpmesh-ctl: --tls-cert, --tls-key and --tls-ca go together (all three or "
+                 "none)\n";
+    return std::nullopt;
+  }
+  std::optional<mc::TlsFiles> tls;
+  if (tls_given == 3) tls = tls_flags;
+  try {
+    Connection conn;
+    conn.auth = std::make_unique<mc::ClusterAuth>(mc::load_cluster_secret(secret_file), "ctl");
+    grpc::ChannelArguments args;
+    mc::apply_tls_channel_args(args, tls);
+    conn.channel = grpc::CreateCustomChannel(node, mc::channel_credentials(tls), args);
+    return conn;
+  } catch (const std::exception& e) {
+    std::cerr << "mcpmesh-ctl: " << e.what() << "\n";
+    return std::nullopt;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string node, command;
+  // Library warnings (a world-readable secret file, a certificate without the cluster name) go
+  // to stderr: stdout carries the table or the JSON.
+  spdlog::set_default_logger(spdlog::stderr_color_st("mcpmesh-ctl"));
+  std::string node, command, secret_file;
+  mc::TlsFiles tls;
   bool as_json = false;
   int timeout_ms = 3000;
   po::options_description desc(
@@ -107,7 +165,13 @@ int main(int argc, char** argv) {
   desc.add_options()("help,h", "show help")(
       "node", po::value(&node)->default_value("127.0.0.1:7946"), "node gRPC address HOST:PORT")(
       "json", po::bool_switch(&as_json), "machine-readable output")(
-      "timeout-ms", po::value(&timeout_ms)->default_value(timeout_ms), "RPC deadline");
+      "timeout-ms", po::value(&timeout_ms)->default_value(timeout_ms), "RPC deadline")(
+      "cluster-secret-file", po::value(&secret_file),
+      "file holding the cluster secret (required unless MCPMESH_CLUSTER_SECRET_FILE is set)")(
+      "tls-cert", po::value(&tls.cert),
+      "PEM client certificate for mutual TLS (with --tls-key, --tls-ca)")(
+      "tls-key", po::value(&tls.key), "PEM private key of --tls-cert")(
+      "tls-ca", po::value(&tls.ca), "PEM cluster CA that signed the node certificates");
   po::options_description hidden;
   hidden.add_options()("command", po::value(&command));
   po::options_description all;
@@ -126,7 +190,11 @@ int main(int argc, char** argv) {
     std::cout << desc << "\n";
     return command.empty() && !vm.count("help") ? 2 : 0;
   }
-  if (command == "members") return members(node, as_json, timeout_ms);
-  std::cerr << "mcpmesh-ctl: unknown command " << command << "\n" << desc << "\n";
-  return 2;
+  if (command != "members") {
+    std::cerr << "mcpmesh-ctl: unknown command " << command << "\n" << desc << "\n";
+    return 2;
+  }
+  auto conn = open_connection(node, secret_file, tls);
+  if (!conn) return 2;
+  return members(*conn, node, as_json, timeout_ms);
 }

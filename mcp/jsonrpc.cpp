@@ -213,4 +213,15 @@ Payload make_request(const json::value& id, std::string_view method, json::objec
   return finish(std::move(o));
 }
 
+const json::object* get_object(const json::object& o, std::string_view key) {
+  auto* v = o.if_contains(key);
+  return v ? v->if_object() : nullptr;
+}
+
+std::optional<std::string_view> get_string(const json::object& o, std::string_view key) {
+  auto* v = o.if_contains(key);
+  if (!v || !v->is_string()) return std::nullopt;
+  return std::string_view(v->get_string());
+}
+
 }  // namespace mcpmesh::mcp

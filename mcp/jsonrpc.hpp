@@ -99,6 +99,12 @@ using Payload = std::shared_ptr<const std::string>;
 /// A JSON number that prints as an integer when `d` is integral ("3", not "3E0").
 [[nodiscard]] json::value json_number(double d);
 
+/// The object member `key` of `o`, or null when absent or not an object.
+[[nodiscard]] const json::object* get_object(const json::object& o, std::string_view key);
+/// The string member `key` of `o`, or nullopt when absent or not a string.
+[[nodiscard]] std::optional<std::string_view> get_string(const json::object& o,
+                                                         std::string_view key);
+
 /// Compact key for an id usable in maps: "s:<string>" or "n:<integer>".
 [[nodiscard]] std::string id_key(const json::value& id);
 

@@ -21,8 +21,10 @@ namespace mcpmesh::mcp {
   X(sessions_created_total, "sessions created")                                                 \
   X(sessions_closed_total, "sessions closed (DELETE, idle expiry, shutdown)")                   \
   X(sessions_expired_total, "sessions removed after the idle timeout")                          \
+  X(sessions_restored_total, "sessions continued here after another node held them")            \
   X(sessions_rejected_total, "initialize refused because max_sessions was reached")             \
   X(sessions_active, "sessions alive on this node")                                             \
+  X(inflight_requests, "requests whose handler is running on this node")                        \
   X(connections_total, "TCP connections accepted")                                              \
   X(connections_active, "TCP connections open")                                                 \
   X(connections_rejected_total, "connections refused because max_connections was reached")      \
@@ -44,7 +46,12 @@ namespace mcpmesh::mcp {
   X(blocking_jobs_rejected_total, "blocking jobs refused: worker queue full")                   \
   X(subscriptions_rejected_total, "resources/subscribe refused: max_subscriptions_per_session") \
   X(batches_rejected_total, "JSON-RPC batches refused: longer than max_batch_size")             \
-  X(stdio_dropped_total, "stdio messages dropped: output queue full")
+  X(stdio_dropped_total, "stdio messages dropped: output queue full")                           \
+  X(forwarded_total, "HTTP exchanges relayed to the node holding their session")                \
+  X(forward_failures_total, "relayed exchanges that failed (holder unreachable or gone)")       \
+  X(forwarded_in_total, "HTTP exchanges another node relayed here")                             \
+  X(forward_hops_exceeded_total, "exchanges refused: relayed too often (session moving)")       \
+  X(sessions_unavailable_total, "requests refused with 503: the session's holder is failing")
 
 struct Metrics {
 #define MCPMESH_METRIC_FIELD(name, help) std::atomic<std::uint64_t> name{0};

@@ -1,18 +1,23 @@
 #pragma once
 /// \file
-/// The MCP server core: sessions and the method router, independent of any transport.
+/// The MCP server core of a node: sessions, the method router, subscriptions, the app and the
+/// worker pool, independent of any transport and of the cluster.
 ///
-/// Threading: each `Session` owns a strand; all its state is touched only there. Transports call
-/// the thread-safe entry points (`post_frame`, `post_notification`, `close`) from their own
-/// executors; answers come back through `ClientChannel::deliver`, which transports implement
-/// thread-safely.
+/// Threading: each `Session` owns a strand; all its state is touched only there. `Server`'s
+/// public members are thread-safe. The cluster plugs in through two interfaces it implements:
+/// `SessionObserver` (told of every change worth replicating) and `NotificationFanout` (carries
+/// resource updates and list changes to the other nodes).
 
 #include "mcp/app.hpp"
+#include "mcp/client_channel.hpp"
 #include "mcp/metrics.hpp"
+#include "mcp/router.hpp"
+#include "mcp/session.hpp"
+#include "mcp/session_record.hpp"
+#include "mcp/session_streams.hpp"
 #include "registry/sharded_registry.hpp"
 #include "registry/subscription_index.hpp"
 
-#include <boost/asio/cancellation_signal.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -20,27 +25,12 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
-#include <unordered_map>
-#include <unordered_set>
+#include <vector>
 
 namespace mcpmesh::mcp {
-
-/// A way back to the client. Implemented by transports.
-/// Thread-safety: `deliver` may be called from any thread and must not block.
-class ClientChannel {
- public:
-  virtual ~ClientChannel() = default;
-  /// Sends `message`. `completes_request` marks the final answer to one client request;
-  /// `message` is null when that request ends without an answer (it was cancelled).
-  virtual void deliver(Payload message, bool completes_request) = 0;
-  /// The session this channel serves has ended (standalone channels only).
-  virtual void on_session_closed() {}
-  /// Ends the transport stream carrying this channel now, keeping what it would still carry
-  /// for a resumption (SSE polling); a no-op where streams cannot be resumed.
-  virtual void close_stream() {}
-};
 
 struct ServerConfig {
   std::string node_id = "n1";
@@ -55,84 +45,34 @@ struct ServerConfig {
   std::chrono::milliseconds client_request_timeout{60000};
   std::chrono::seconds session_idle_timeout{1800};
   std::size_t max_blocking_jobs = 1024;
+  /// Resumable streams of sessions served over Streamable HTTP.
+  StreamLimits streams;
 };
 
-class Server;
-class InflightRequest;
-
-/// One MCP session (session era). Created by a transport through `Server::create_session`.
-class Session : public std::enable_shared_from_this<Session> {
+/// Told about every change of a session's replicable state. Implemented by the cluster's
+/// replication. Thread-safety: called concurrently from session strands; must not block.
+class SessionObserver {
  public:
-  enum class State { kNew, kInitializing, kReady, kClosed };
+  virtual ~SessionObserver() = default;
+  /// A session was created or its record changed (the record is a snapshot).
+  virtual void on_record(const SessionRecord& record) = 0;
+  /// Session `session_id` appended `message` to its standalone stream as event `seq`.
+  virtual void on_standalone_event(const std::string& session_id, std::uint64_t seq,
+                                   const Payload& message) = 0;
+  /// Session `session_id` ended (DELETE, expiry, shutdown).
+  virtual void on_closed(const std::string& session_id) = 0;
+  /// Whether any session on this node subscribes to `uri` may have changed (a hint: read the
+  /// truth from Server::subscriptions()).
+  virtual void on_subscription_changed(std::string_view uri) = 0;
+};
 
-  Session(Server& server, std::string id, asio::any_io_executor strand,
-          std::shared_ptr<ClientChannel> standalone);
-  ~Session();
-
-  [[nodiscard]] const std::string& id() const { return id_; }
-  [[nodiscard]] const asio::any_io_executor& executor() const { return strand_; }
-  /// The transport's channel for messages unrelated to a request (GET stream, stdout).
-  [[nodiscard]] const std::shared_ptr<ClientChannel>& standalone() const { return standalone_; }
-
-  /// Any thread. Handles the messages of one frame, in order; requests answer on `reply`.
-  void post_frame(std::vector<Message> messages, std::shared_ptr<ClientChannel> reply);
-  /// Any thread. Sends a notification unrelated to a request (dropped before initialize).
-  void post_notification(Payload message);
-  /// Any thread. Cancels handlers, fails pending client requests, drops subscriptions.
-  void close();
-
-  /// Any thread: the negotiated version, empty before initialize.
-  [[nodiscard]] std::string_view protocol_version() const;
-  [[nodiscard]] bool closed() const { return closed_.load(std::memory_order_acquire); }
-  [[nodiscard]] std::chrono::steady_clock::time_point last_activity() const {
-    return std::chrono::steady_clock::time_point(
-        std::chrono::steady_clock::duration(last_activity_.load(std::memory_order_relaxed)));
-  }
-  void touch();
-  /// Any thread. A pinned session never expires for idleness (stdio: the process is the session).
-  void pin() { pinned_.store(true, std::memory_order_relaxed); }
-  [[nodiscard]] bool pinned() const { return pinned_.load(std::memory_order_relaxed); }
-
- private:
-  friend class InflightRequest;
-  using Reply = std::shared_ptr<ClientChannel>;
-
-  void handle(Message m, const Reply& reply);
-  void handle_notification(const Message& m);
-  void handle_response(Message m);
-  void handle_request(Message m, const Reply& reply);
-  Result<json::value> handle_initialize(const Message& m);
-  Result<json::value> handle_list(const Message& m);
-  Result<json::value> handle_subscribe(const Message& m, bool subscribe);
-  Result<json::value> handle_set_level(const Message& m);
-  asio::awaitable<void> run_request(std::shared_ptr<InflightRequest> inflight, Message m);
-  asio::awaitable<Result<json::value>> dispatch_async(InflightRequest& ctx, Message& m);
-  asio::awaitable<Result<json::object>> request_client(std::string method, json::object params,
-                                                       std::chrono::milliseconds deadline,
-                                                       const Reply& via);
-  void send_log(LogLevel level, json::value data, std::string_view logger, const Reply& via);
-  void do_close();
-
-  Server& server_;
-  const std::string id_;
-  asio::any_io_executor strand_;
-  std::shared_ptr<ClientChannel> standalone_;
-
-  // Session state: strand only.
-  State state_ = State::kNew;
-  std::shared_ptr<const ClientState> client_;
-  std::optional<LogLevel> log_level_;
-  std::unordered_map<std::string, std::shared_ptr<InflightRequest>> inflight_;  // by id_key
-  struct PendingClientRequest;
-  std::unordered_map<std::string, std::shared_ptr<PendingClientRequest>> pending_;
-  std::unordered_set<std::string> subscriptions_;  // bounded by max_subscriptions_per_session
-  std::int64_t next_client_request_id_ = 1;
-
-  // Readable from any thread.
-  std::atomic<int> version_index_{-1};
-  std::atomic<bool> closed_{false};
-  std::atomic<bool> pinned_{false};
-  std::atomic<std::chrono::steady_clock::rep> last_activity_;
+/// Carries notifications raised by this node's app to the other nodes' sessions.
+/// Thread-safety: called from any thread; must not block.
+class NotificationFanout {
+ public:
+  virtual ~NotificationFanout() = default;
+  virtual void resource_updated(std::string_view uri) = 0;
+  virtual void list_changed(ListKind kind) = 0;
 };
 
 /// The node's MCP server: sessions, subscriptions, the app, the worker pool.
@@ -145,34 +85,82 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   /// Creates and registers a session whose strand runs on `context` (the creating
-  /// connection's, so their hops stay on one thread; default: the server's); fails with
-  /// kServerBusy at max_sessions.
+  /// connection's, so their hops stay on one thread; default: the server's) and whose
+  /// standalone messages go to `standalone`. Fails with kServerBusy at max_sessions or while
+  /// the node does not accept new sessions.
   [[nodiscard]] Result<std::shared_ptr<Session>> create_session(
       std::shared_ptr<ClientChannel> standalone, asio::io_context* context = nullptr);
+  /// As create_session, for a transport that serves resumable streams (Streamable HTTP): the
+  /// session's standalone channel is its own `SessionStreams`.
+  [[nodiscard]] Result<std::shared_ptr<Session>> create_streamed_session(
+      asio::io_context* context = nullptr);
+  /// Continues a session another node held (adoption): registers it with `record`'s state and
+  /// its replicated standalone events. Fails if the id is taken or the record is malformed.
+  [[nodiscard]] Result<std::shared_ptr<Session>> restore_session(
+      SessionRecord record, std::vector<SessionStreams::StoredEvent> events,
+      asio::io_context* context = nullptr);
   [[nodiscard]] std::shared_ptr<Session> find_session(std::string_view id) const;
   /// Removes and closes a session. Returns false if unknown.
   bool close_session(std::string_view id);
+  /// Removes a session from the registry without closing it: requests it is handling go on,
+  /// new ones no longer find it here (a drain hands it to another node).
+  std::shared_ptr<Session> release_session(std::string_view id);
   [[nodiscard]] std::size_t session_count() const;
+  /// Every session (a snapshot).
+  [[nodiscard]] std::vector<std::shared_ptr<Session>> sessions() const;
   /// Closes every session (shutdown).
   void close_all();
   /// Starts the periodic sweep that expires idle sessions.
   void start_idle_sweeper();
 
+  /// New sessions are refused while this is false (a draining node).
+  void set_accepting(bool accepting) { accepting_.store(accepting, std::memory_order_relaxed); }
+  [[nodiscard]] bool accepting() const { return accepting_.load(std::memory_order_relaxed); }
+  /// The ownership epoch written into new session ids; 0 until set (single node: the boot
+  /// time). A node whose sessions were continued elsewhere starts a new epoch.
+  void set_epoch(std::uint64_t epoch) { epoch_.store(epoch, std::memory_order_relaxed); }
+  [[nodiscard]] std::uint64_t epoch() const { return epoch_.load(std::memory_order_relaxed); }
+
+  /// Set once before serving; null = single node.
+  void set_observer(SessionObserver* observer) { observer_ = observer; }
+  [[nodiscard]] SessionObserver* observer() const { return observer_; }
+  void set_fanout(NotificationFanout* fanout) { fanout_ = fanout; }
+
+  /// Delivers a resource update / list change to this node's sessions only (the cluster's
+  /// bus calls these for notifications raised elsewhere).
+  void deliver_resource_updated(std::string_view uri);
+  void deliver_list_changed(ListKind kind);
+
   [[nodiscard]] App& app() { return app_; }
   [[nodiscard]] const ServerConfig& config() const { return config_; }
   [[nodiscard]] Metrics& metrics() { return metrics_; }
+  [[nodiscard]] Router& router() { return router_; }
   [[nodiscard]] registry::SubscriptionIndex& subscriptions() { return subscriptions_; }
   [[nodiscard]] asio::any_io_executor worker_executor() { return workers_.get_executor(); }
   [[nodiscard]] asio::io_context& io() { return io_; }
+
+  /// Whether `m` opens a session (initialize): it is served by a new session, never an
+  /// existing one.
+  [[nodiscard]] static bool opens_session(const Message& m) {
+    return std::string_view(m.method) == "initialize";
+  }
+
+  /// The initialize result for a negotiated `version`.
+  [[nodiscard]] json::value initialize_result(std::string_view version) const;
 
   /// Blocking-job admission (HandlerContext::run_blocking): false at max_blocking_jobs.
   [[nodiscard]] bool acquire_blocking_slot();
   void release_blocking_slot();
 
-  /// Makes a new session id: `<node-id>.<32 hex digits from the OS CSPRNG>`.
+  /// Makes a new session id: `<node-id>.<epoch, hex>.<32 hex digits from the OS CSPRNG>`.
   [[nodiscard]] std::string new_session_id() const;
 
  private:
+  Result<std::shared_ptr<Session>> make_session(std::shared_ptr<ClientChannel> standalone,
+                                                SessionStreams* streams, asio::io_context* context);
+  /// Reserves one of max_sessions, exactly under concurrency; false (counted) when full.
+  bool reserve_session_slot();
+  void release_session_slot();
   void on_resource_updated(std::string_view uri);
   void on_list_changed(ListKind kind);
   void sweep_idle();
@@ -181,11 +169,17 @@ class Server {
   App& app_;
   ServerConfig config_;
   Metrics metrics_;
+  Router router_{*this};
   asio::thread_pool workers_;
   registry::ShardedRegistry<Session> sessions_;
   registry::SubscriptionIndex subscriptions_;
   asio::steady_timer sweep_timer_;
   std::atomic<std::size_t> blocking_jobs_{0};
+  std::atomic<std::size_t> session_slots_{0};
+  std::atomic<bool> accepting_{true};
+  std::atomic<std::uint64_t> epoch_{0};
+  SessionObserver* observer_ = nullptr;
+  NotificationFanout* fanout_ = nullptr;
 };
 
 }  // namespace mcpmesh::mcp

@@ -574,12 +574,18 @@ TEST_F(NoBlockingSlotsTest, RunBlockingFailsFastWhenThePoolIsFull) {
   EXPECT_EQ(observed().blocking_ran_on, std::thread::id());
 }
 
-TEST_F(SessionTest, SessionIdsHaveNodePrefixAndRandomHex) {
+TEST_F(SessionTest, SessionIdsHaveNodePrefixEpochAndRandomHex) {
+  harness_.server().set_epoch(0x18c2f0a1b2c);
   auto a = harness_.connect();
   auto b = harness_.connect();
   EXPECT_NE(a->id(), b->id());
-  EXPECT_EQ(a->id().rfind("n1.", 0), 0u);
-  EXPECT_EQ(a->id().size(), 3u + 32u);
+  EXPECT_EQ(a->id().rfind("n1.18c2f0a1b2c.", 0), 0u) << a->id();
+  EXPECT_EQ(a->id().size(), 3u + 12u + 32u);
+  std::string_view owner;
+  std::uint64_t epoch = 0;
+  ASSERT_TRUE(parse_session_id(a->id(), owner, epoch));
+  EXPECT_EQ(owner, "n1");
+  EXPECT_EQ(epoch, 0x18c2f0a1b2cu);
   EXPECT_EQ(harness_.server().session_count(), 2u);
 }
 

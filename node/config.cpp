@@ -106,9 +106,10 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
       "SSE keep-alive comment interval")("sse-retry-ms",
                                          po::value(&retry_ms)->default_value(retry_ms),
                                          "retry hint sent with the SSE priming event")(
-      "sse-buffer-events", po::value(&h.sse.buffer_events)->default_value(h.sse.buffer_events),
+      "sse-buffer-events",
+      po::value(&s.streams.buffer_events)->default_value(s.streams.buffer_events),
       "events kept per stream for Last-Event-ID resumption")(
-      "sse-queue-events", po::value(&h.sse.queue_events)->default_value(h.sse.queue_events),
+      "sse-queue-events", po::value(&s.streams.queue_events)->default_value(s.streams.queue_events),
       "events queued for a live SSE connection before it counts as a slow consumer")(
       "client-request-timeout-ms", po::value(&client_timeout_ms)->default_value(client_timeout_ms),
       "default deadline for sampling / elicitation / roots requests to the client")(
@@ -180,7 +181,8 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
   c.seeds = split_list(seeds);
   if (json_depth < 2) throw std::runtime_error("--max-json-depth must be at least 2");
   if (keepalive_ms < 10) throw std::runtime_error("--sse-keepalive-ms must be at least 10");
-  if (h.sse.queue_events < 16) throw std::runtime_error("--sse-queue-events must be at least 16");
+  if (s.streams.queue_events < 16)
+    throw std::runtime_error("--sse-queue-events must be at least 16");
   if (h.max_batch_size < 1) throw std::runtime_error("--max-batch-size must be at least 1");
   if (c.threads > 1024) throw std::runtime_error("--threads must be at most 1024");
   if (read_ms <= 0 || idle_ms <= 0 || write_ms <= 0 || retry_ms < 0 || client_timeout_ms <= 0 ||

@@ -157,7 +157,7 @@ TEST(ParseConfig, LimitsReachTheirConfigs) {
   EXPECT_EQ(c.server.session_idle_timeout, std::chrono::seconds(30));
   EXPECT_EQ(c.server.page_size, 5u);
   EXPECT_EQ(c.server.max_inflight_per_session, 3u);
-  EXPECT_EQ(c.http_config.sse.buffer_events, 7u);
+  EXPECT_EQ(c.server.streams.buffer_events, 7u);
   EXPECT_THROW(parse({"--max-json-depth", "1"}), std::runtime_error);
 }
 

@@ -47,6 +47,11 @@ int main(int argc, char** argv) {
   auto app_state =
       cfg.app == "conformance" ? node::install_conformance_app(app) : node::install_demo_app(app);
   mcp::Server server(io, app, cfg.server, cfg.worker_threads);
+  // Session ids carry the ownership epoch: this process's start, in wall-clock milliseconds.
+  server.set_epoch(
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count()));
   server.start_idle_sweeper();
 
   std::unique_ptr<transport::HttpServer> http;

@@ -8,7 +8,7 @@ what=${1:-test}
 build_pkgs=(g++ cmake ninja-build ccache pkg-config
   libboost1.81-dev libboost-json1.81-dev libboost-program-options1.81-dev libboost-url1.81-dev
   libgrpc++-dev libabsl-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libspdlog-dev libfmt-dev
-  libgtest-dev libgmock-dev libbenchmark-dev)
+  libgtest-dev libgmock-dev libbenchmark-dev libssl-dev)
 test_pkgs=(nodejs npm curl wrk nghttp2-client nginx-light nftables iproute2 procps clang-format git)
 
 pkgs=("${build_pkgs[@]}")

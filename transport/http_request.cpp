@@ -33,6 +33,22 @@ void HttpRequest::clear() {
   body_.clear();
 }
 
+void HttpRequest::assign(http::verb method, std::string_view target, unsigned version,
+                         bool keep_alive) {
+  clear();
+  method_ = method;
+  version_ = version == 10 ? 10 : 11;
+  keep_alive_ = keep_alive;
+  target_ = keep(target);
+}
+
+void HttpRequest::add_field(std::string_view name, std::string_view value) {
+  Field f{http::string_to_field(name), {}, {}};
+  if (f.name == http::field::unknown) f.name_text = keep(name);
+  f.value = keep(value);
+  fields_.push_back(f);
+}
+
 HttpRequest::Span HttpRequest::keep(std::string_view s) {
   // The parser's header limit (at most a few MiB) keeps offsets far below 2^32.
   Span span{static_cast<std::uint32_t>(text_.size()), static_cast<std::uint32_t>(s.size())};

@@ -40,6 +40,20 @@ class HttpRequest {
   /// Empties the request for reuse (keeps capacity).
   void clear();
 
+  /// Builds a request that arrived another way (relayed by another node): the request line,
+  /// then add_field() for each field and body() for the body.
+  void assign(http::verb method, std::string_view target, unsigned version, bool keep_alive);
+  void add_field(std::string_view name, std::string_view value);
+  /// Calls `fn(name, value)` for every field, in order.
+  template <class Fn>
+  void for_each_field(Fn&& fn) const {
+    for (const auto& f : fields_) {
+      fn(f.name == http::field::unknown ? view(f.name_text)
+                                        : std::string_view(http::to_string(f.name)),
+         view(f.value));
+    }
+  }
+
  private:
   friend class HttpRequestParser;
   struct Span {

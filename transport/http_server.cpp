@@ -94,13 +94,23 @@ struct HttpServer::Shared {
   std::vector<asio::io_context*> contexts;
   std::size_t next_context = 0;  // accept loop only
   asio::io_context& next() { return *contexts[next_context++ % contexts.size()]; }
+  std::atomic<std::size_t> next_forwarded{0};
+  asio::io_context& next_for_forwarded() {
+    return *contexts[next_forwarded.fetch_add(1, std::memory_order_relaxed) % contexts.size()];
+  }
   mcp::Server& server;
   HttpConfig config;
   tcp::acceptor acceptor;
+  SessionLocator* locator = nullptr;
+  std::function<bool()> ready;
+  std::function<void(std::string&)> extra_metrics;
   mcp::Metrics& metrics() { return server.metrics(); }
 };
 
 namespace {
+
+using mcp::EventQueue;
+using mcp::SessionStreams;
 
 /// Detaches a connection's queue from a stream when the connection stops serving it.
 struct StreamAttachment {
@@ -112,236 +122,66 @@ struct StreamAttachment {
 
 using Request = HttpRequest;
 
-/// One HTTP connection. Lives as long as its coroutine (shared_from_this). Runs on one
+/// One HTTP exchange at a time: a request in, its whole answer (JSON or an SSE stream) out,
+/// through `out_` and the two write hooks. Knows no socket: a TCP connection (Connection) and an
+/// exchange relayed from another node (ForwardedExchange) both run it. Runs on one
 /// single-threaded io_context, so it needs no strand.
-class Connection : public std::enable_shared_from_this<Connection> {
+class Exchange {
  public:
-  Connection(std::shared_ptr<HttpServer::Shared> shared, tcp::socket socket,
-             asio::io_context& context)
-      : context_(context),
-        shared_(std::move(shared)),
-        cfg_(shared_->config),
-        socket_(std::move(socket)),
-        watchdog_(socket_.get_executor()) {}
+  virtual ~Exchange() = default;
 
-  asio::awaitable<void> run() {
-    try {
-      // Non-blocking for the synchronous first attempts at reads and writes below.
-      socket_.non_blocking(true);
-      co_await serve();
-    } catch (const boost::system::system_error& e) {
-      fail(e.code());
+ protected:
+  Exchange(std::shared_ptr<HttpServer::Shared> shared, asio::io_context& context, unsigned hops)
+      : context_(context), shared_(std::move(shared)), cfg_(shared_->config), hops_(hops) {}
+
+  /// Sends what `out_` holds without waiting; true when all of it went out.
+  virtual bool write_now() = 0;
+  /// Sends the rest of `out_`, waiting for the peer under its deadline; throws
+  /// boost::system::system_error when the peer is gone or too slow.
+  virtual asio::awaitable<void> write_rest() = 0;
+  [[nodiscard]] virtual asio::any_io_executor executor() = 0;
+
+  /// Serves one request and writes its answer into `out_` (and through the write hooks, for
+  /// streams). Returns whether the connection may carry another request.
+  asio::awaitable<bool> exchange(Request& req) {
+    close_after_ = false;
+    bool keep = false;
+    switch (handle(req)) {
+      case Next::kClose:
+        break;
+      case Next::kKeep:
+        keep = true;
+        break;
+      case Next::kPostStream: {
+        StreamAttachment attachment{post_.streams, post_.stream_id, queue_};
+        if (auto answered = answer_post_now(req)) {
+          keep = *answered;
+        } else {
+          keep = co_await stream_answer(req);
+        }
+        keep = keep && req.keep_alive();
+        post_.reset();
+        break;
+      }
+      case Next::kGetStream:
+        keep = co_await handle_get(req);
+        break;
+      case Next::kRelay:
+        keep = co_await relay(req);
+        break;
     }
-    // Here rather than in a destructor: at shutdown, frames are destroyed after the server.
-    Metrics::dec(shared_->metrics().connections_active);
-    clear_deadline();
-    watchdog_.cancel();
-    boost::system::error_code ec;
-    socket_.shutdown(tcp::socket::shutdown_both, ec);
-    socket_.close(ec);
+    co_return keep&& req.keep_alive() && !close_after_;
   }
 
- private:
-  using Clock = std::chrono::steady_clock;
-
-  void fail(boost::system::error_code ec) {
-    // Expected ends of a connection are not worth a log line.
-    if (ec == asio::error::operation_aborted || ec == http::error::end_of_stream ||
-        ec == asio::error::eof || ec == asio::error::connection_reset ||
-        ec == asio::error::broken_pipe || ec == beast::error::timeout) {
-      if (ec == beast::error::timeout) Metrics::inc(shared_->metrics().slow_consumers_total);
-      return;
-    }
-    spdlog::debug("http connection: {}", ec.message());
-  }
-
-  // -- deadlines ------------------------------------------------------------------------------
-  // One lazily re-armed timer per connection watches whichever socket operation is pending.
-  // Setting a later deadline than the armed expiry costs nothing (the timer fires, sees the
-  // deadline moved and re-arms), so a busy connection touches its timer about once per
-  // idle_timeout rather than several times per request.
-
-  /// Watches the socket operation about to start: past `after`, the socket's pending
-  /// operations are cancelled and `timed_out_` is set.
-  void set_deadline(std::chrono::milliseconds after) {
-    timed_out_ = false;
-    deadline_ = Clock::now() + after;
-    if (watchdog_armed_ && watchdog_expiry_ <= deadline_) return;
-    arm_watchdog();
-  }
-
-  /// No socket operation is watched any more.
-  void clear_deadline() { deadline_ = Clock::time_point::max(); }
-
-  void arm_watchdog() {
-    watchdog_armed_ = true;
-    watchdog_expiry_ = deadline_;
-    watchdog_.expires_at(deadline_);
-    watchdog_.async_wait(
-        [self = shared_from_this(), gen = ++watchdog_gen_](boost::system::error_code ec) {
-          // A superseded wait (re-armed earlier) leaves the newer one in charge.
-          if (gen != self->watchdog_gen_) return;
-          self->watchdog_armed_ = false;
-          if (ec || self->deadline_ == Clock::time_point::max()) return;
-          if (Clock::now() < self->deadline_) {
-            self->arm_watchdog();
-            return;
-          }
-          self->timed_out_ = true;
-          boost::system::error_code ignored;
-          self->socket_.cancel(ignored);
-        });
-  }
-
-  /// The connection's event queue, emptied for the next stream. One queue (and its timer) per
+  /// The exchange's event queue, emptied for the next stream. One queue (and its timer) per
   /// connection: a connection carries one stream at a time.
   void fresh_queue() {
     if (!queue_ || !queue_->reusable()) {
-      queue_ = std::make_shared<EventQueue>(socket_.get_executor(), cfg_.sse.queue_events);
+      queue_ =
+          std::make_shared<EventQueue>(executor(), shared_->server.config().streams.queue_events);
     } else {
       queue_->clear();
     }
-  }
-
-  // -- reading --------------------------------------------------------------------------------
-  static constexpr std::size_t kReadChunk = 2048;
-  /// A read buffer larger than this (left by a big request) is released once it is empty.
-  static constexpr std::size_t kKeptBuffer = 16 * 1024;
-
-  asio::awaitable<void> serve() {
-    for (;;) {
-      if (buffer_.size() == 0) {
-        if (buffer_.capacity() > kKeptBuffer) buffer_.shrink_to_fit();
-        // Asio tracks whether the socket was drained by the last read, so this goes straight
-        // to epoll instead of spending a system call on a read (or an ioctl) that would fail.
-        set_deadline(cfg_.idle_timeout);
-        boost::system::error_code ec;
-        auto n = co_await socket_.async_read_some(buffer_.prepare(kReadChunk),
-                                                  asio::redirect_error(asio::use_awaitable, ec));
-        clear_deadline();
-        if (timed_out_) {
-          Metrics::inc(shared_->metrics().idle_timeouts_total);
-          co_return;
-        }
-        if (ec) co_return;
-        buffer_.commit(n);
-      }
-      HttpRequestParser parser(request_);
-      parser.header_limit(static_cast<std::uint32_t>(cfg_.max_header_bytes));
-      parser.body_limit(cfg_.max_body_bytes);
-      // Most requests arrive whole in one segment: parse them synchronously. Only a request
-      // still incomplete when the socket has nothing more goes asynchronous, watched by the
-      // read deadline (the watchdog cancels the read, so a slow sender still gets its 408).
-      boost::system::error_code ec;
-      http::read(socket_, buffer_, parser, ec);
-      if (ec == asio::error::would_block || ec == asio::error::try_again) {
-        set_deadline(cfg_.read_timeout);
-        ec = {};
-        co_await http::async_read(socket_, buffer_, parser,
-                                  asio::redirect_error(asio::use_awaitable, ec));
-        clear_deadline();
-        if (ec && timed_out_) ec = beast::error::timeout;
-      }
-      if (ec) {
-        if (ec == http::error::body_limit) {
-          Metrics::inc(shared_->metrics().body_too_large_total);
-          respond_error(http::status::payload_too_large, 11, false,
-                        RpcError(ErrorCode::kInvalidRequest,
-                                 "request body larger than " + std::to_string(cfg_.max_body_bytes) +
-                                     " bytes"));
-        } else if (ec == http::error::header_limit) {
-          Metrics::inc(shared_->metrics().header_too_large_total);
-          respond_error(http::status::request_header_fields_too_large, 11, false,
-                        RpcError(ErrorCode::kInvalidRequest, "request headers too large"));
-        } else if (ec == beast::error::timeout) {
-          Metrics::inc(shared_->metrics().read_timeouts_total);
-          respond_error(http::status::request_timeout, 11, false,
-                        RpcError(ErrorCode::kInvalidRequest, "request not received in time"));
-        } else if (ec != http::error::end_of_stream && ec != asio::error::eof &&
-                   ec != asio::error::connection_reset) {
-          respond_error(http::status::bad_request, 11, false,
-                        RpcError(ErrorCode::kInvalidRequest, "malformed HTTP request"));
-        }
-        if (!write_now()) co_await write_rest();
-        co_return;
-      }
-      Metrics::inc(shared_->metrics().http_requests_total);
-      close_after_ = false;
-      // Every answer that is ready at once (errors, JSON answers of synchronous handlers) is
-      // written without a coroutine of its own; only waiting for a handler or an SSE stream
-      // goes through one.
-      bool keep = false;
-      switch (handle(request_)) {
-        case Next::kClose:
-          break;
-        case Next::kKeep:
-          keep = true;
-          break;
-        case Next::kPostStream: {
-          StreamAttachment attachment{post_.streams, post_.stream_id, queue_};
-          if (auto answered = answer_post_now(request_)) {
-            keep = *answered;
-          } else {
-            keep = co_await stream_answer(request_);
-          }
-          keep = keep && request_.keep_alive();
-          post_.reset();
-          break;
-        }
-        case Next::kGetStream:
-          keep = co_await handle_get(request_);
-          break;
-      }
-      if (!write_now()) co_await write_rest();
-      if (!keep || !request_.keep_alive() || close_after_) co_return;
-      if (request_.body().capacity() > kKeptBuffer) {  // idle connections stay small
-        request_.clear();
-        request_.body().shrink_to_fit();
-      }
-    }
-  }
-
-  // -- writing --------------------------------------------------------------------------------
-  // Answers are appended to `out_` and written by write_now() (one non-blocking write: on
-  // loopback and idle links it takes everything) or, when the peer's window is full, by
-  // write_rest() under the write deadline. A peer that does not read in time gets
-  // beast::error::timeout thrown (a slow consumer).
-
-  /// Writes what `out_` holds without waiting; true when all of it went out.
-  bool write_now() {
-    if (out_sent_ == out_.size()) {
-      reset_out();
-      return true;
-    }
-    boost::system::error_code ec;
-    std::size_t n =
-        socket_.write_some(asio::buffer(out_.data() + out_sent_, out_.size() - out_sent_), ec);
-    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
-      throw boost::system::system_error(ec);
-    }
-    out_sent_ += ec ? 0 : n;
-    if (out_sent_ < out_.size()) return false;
-    reset_out();
-    return true;
-  }
-
-  /// Writes the rest of `out_`, waiting for the peer under the write deadline.
-  asio::awaitable<void> write_rest() {
-    boost::system::error_code ec;
-    set_deadline(cfg_.write_timeout);
-    co_await asio::async_write(socket_,
-                               asio::buffer(out_.data() + out_sent_, out_.size() - out_sent_),
-                               asio::redirect_error(asio::use_awaitable, ec));
-    clear_deadline();
-    if (timed_out_) throw boost::system::system_error(beast::error::timeout);
-    if (ec) throw boost::system::system_error(ec);
-    reset_out();
-  }
-
-  void reset_out() {
-    out_.clear();
-    out_sent_ = 0;
-    if (out_.capacity() > 64 * 1024) std::string().swap(out_);  // idle connections stay small
   }
 
   // -- responses ------------------------------------------------------------------------------
@@ -412,28 +252,32 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
   // -- routing --------------------------------------------------------------------------------
-  /// What serve() does after handle(): the answer is in `out_` (close or keep the
-  /// connection), or a stream follows (a POST waiting for its answers, a GET stream).
-  enum class Next { kClose, kKeep, kPostStream, kGetStream };
+  /// What exchange() does after handle(): the answer is in `out_` (close or keep the
+  /// connection), or a stream follows (a POST waiting for its answers, a GET stream), or the
+  /// exchange is relayed to the node holding its session.
+  enum class Next { kClose, kKeep, kPostStream, kGetStream, kRelay };
 
   static Next after(bool keep) { return keep ? Next::kKeep : Next::kClose; }
 
   Next handle(Request& req) {
     auto version = req.version();
     bool keep = req.keep_alive();
-    auto host = req[http::field::host];
-    if (!host_allowed(host, cfg_.allowed_hosts)) {
-      Metrics::inc(shared_->metrics().host_rejected_total);
-      respond_error(http::status::forbidden, version, keep,
-                    RpcError(ErrorCode::kInvalidRequest, "Host not allowed"));
-      return after(keep);
-    }
-    if (auto origin = req[http::field::origin];
-        !origin.empty() && !origin_allowed(origin, cfg_.allowed_origins)) {
-      Metrics::inc(shared_->metrics().origin_rejected_total);
-      respond_error(http::status::forbidden, version, keep,
-                    RpcError(ErrorCode::kInvalidRequest, "Origin not allowed"));
-      return after(keep);
+    // A relayed exchange was checked by the node it arrived at (an authenticated peer).
+    if (hops_ == 0) {
+      auto host = req[http::field::host];
+      if (!host_allowed(host, cfg_.allowed_hosts)) {
+        Metrics::inc(shared_->metrics().host_rejected_total);
+        respond_error(http::status::forbidden, version, keep,
+                      RpcError(ErrorCode::kInvalidRequest, "Host not allowed"));
+        return after(keep);
+      }
+      if (auto origin = req[http::field::origin];
+          !origin.empty() && !origin_allowed(origin, cfg_.allowed_origins)) {
+        Metrics::inc(shared_->metrics().origin_rejected_total);
+        respond_error(http::status::forbidden, version, keep,
+                      RpcError(ErrorCode::kInvalidRequest, "Origin not allowed"));
+        return after(keep);
+      }
     }
     std::string_view target = req.target();
     target = target.substr(0, target.find('?'));
@@ -441,9 +285,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
       respond(http::status::ok, version, keep, "text/plain", "ok\n");
       return after(keep);
     }
+    if (target == "/readyz" && req.method() == http::verb::get) {
+      bool ready = shared_->ready ? shared_->ready() : shared_->server.accepting();
+      respond(ready ? http::status::ok : http::status::service_unavailable, version, keep,
+              "text/plain", ready ? "ready\n" : "not ready\n");
+      return after(keep);
+    }
     if (target == "/metrics" && req.method() == http::verb::get) {
-      respond(http::status::ok, version, keep, "text/plain; version=0.0.4",
-              shared_->metrics().render_prometheus());
+      auto text = shared_->metrics().render_prometheus();
+      if (shared_->extra_metrics) shared_->extra_metrics(text);
+      respond(http::status::ok, version, keep, "text/plain; version=0.0.4", text);
       return after(keep);
     }
     if (target != cfg_.path) {
@@ -456,6 +307,35 @@ class Connection : public std::enable_shared_from_this<Connection> {
                     RpcError(ErrorCode::kInvalidRequest,
                              "unsupported MCP-Protocol-Version: " + std::string(pv)));
       return after(keep);
+    }
+    if (auto id = req["Mcp-Session-Id"];
+        !id.empty() && shared_->locator && !shared_->server.find_session(id)) {
+      // Not held here: the node holding it answers, byte for byte, before this one reads the
+      // body (it would only repeat the holder's checks).
+      auto where = shared_->locator->locate(id);
+      if (where.verdict == SessionLocator::Verdict::kUnavailable) {
+        Metrics::inc(shared_->metrics().sessions_unavailable_total);
+        respond(http::status::service_unavailable, version, keep, "application/json",
+                *mcp::make_error(nullptr, RpcError(ErrorCode::kServerBusy,
+                                                   "the node holding this session is not "
+                                                   "answering and no other node has taken it "
+                                                   "over yet; retry shortly")),
+                {{"Retry-After", "1"}});
+        return after(keep);
+      }
+      if (where.verdict == SessionLocator::Verdict::kElsewhere) {
+        if (hops_ < cfg_.max_forward_hops) {
+          remote_ = std::move(where.target);
+          return Next::kRelay;
+        }
+        Metrics::inc(shared_->metrics().forward_hops_exceeded_total);
+        respond(http::status::service_unavailable, version, keep, "application/json",
+                *mcp::make_error(nullptr, RpcError(ErrorCode::kServerBusy,
+                                                   "this session is moving between nodes; "
+                                                   "retry shortly")),
+                {{"Retry-After", "1"}});
+        return after(keep);
+      }
     }
     switch (req.method()) {
       case http::verb::post:
@@ -488,16 +368,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return {};
     }
     auto session = shared_->server.find_session(id);
-    // A session of another transport (stdio) is not reachable over HTTP.
-    auto streams = session && !session->closed()
-                       ? std::dynamic_pointer_cast<SessionStreams>(session->standalone())
-                       : nullptr;
-    if (!streams) {
+    // A session of another transport (stdio) has no streams and is not reachable over HTTP.
+    if (!session || session->closed() || !session->streams()) {
       respond_error(http::status::not_found, req.version(), req.keep_alive(),
                     RpcError(ErrorCode::kInvalidRequest, "Session not found"));
       return {};
     }
     session->touch();
+    auto streams = session->streams()->shared_from_this();
     return {std::move(session), std::move(streams)};
   }
 
@@ -541,13 +419,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
                     frame.errors[0].first);
       return after(keep);
     }
-    bool has_initialize = std::any_of(frame.messages.begin(), frame.messages.end(), [](auto& m) {
-      return std::string_view(m.method) == "initialize";
-    });
+    bool opens = std::any_of(frame.messages.begin(), frame.messages.end(),
+                             [](auto& m) { return mcp::Server::opens_session(m); });
     std::shared_ptr<mcp::Session> session;
     std::shared_ptr<SessionStreams> streams;
     bool created = false;
-    if (has_initialize) {
+    if (opens) {
       if (frame.is_batch || frame.messages.size() != 1 || !frame.messages[0].is_request()) {
         respond_error(
             http::status::bad_request, version, keep,
@@ -561,21 +438,21 @@ class Connection : public std::enable_shared_from_this<Connection> {
             frame.messages[0].id);
         return after(keep);
       }
-      streams = std::make_shared<SessionStreams>(cfg_.sse, shared_->metrics());
-      auto made = shared_->server.create_session(streams, &context_);
+      auto made = shared_->server.create_streamed_session(&context_);
       if (!made) {
         respond(http::status::service_unavailable, version, keep, "application/json",
                 *mcp::make_error(frame.messages[0].id, made.error()), {{"Retry-After", "5"}});
         return after(keep);
       }
       session = *made;
+      streams = session->streams()->shared_from_this();
       created = true;
     } else {
       auto found = require_session(req);
       if (!found.session) return after(keep);
       session = std::move(found.session);
       streams = std::move(found.streams);
-      if (frame.is_batch && !mcp::version_allows_batches(session->protocol_version())) {
+      if (frame.is_batch && !session->allows_batches()) {
         respond_error(http::status::bad_request, version, keep,
                       RpcError(ErrorCode::kInvalidRequest,
                                "JSON-RPC batches are not allowed in protocol version " +
@@ -612,13 +489,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   /// The POST being answered: its stream, and the responses held back for a JSON answer.
   struct PendingPost {
-    std::shared_ptr<SessionStreams> streams;
+    std::shared_ptr<mcp::SessionStreams> streams;
     std::uint64_t stream_id = 0;
     std::shared_ptr<mcp::Session> session;
     std::string session_header;  // set when this POST created the session
     bool created = false;
     bool is_batch = false;
-    std::vector<SseEvent> held;
+    std::vector<mcp::StreamEvent> held;
 
     void reset() {
       streams.reset();
@@ -631,7 +508,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   /// (a handler still running, a notification that needs SSE). Never waits.
   std::optional<bool> answer_post_now(Request& req) {
     for (;;) {
-      auto ev = queue_->try_pop([this](const SseEvent& e) {
+      auto ev = queue_->try_pop([this](const mcp::StreamEvent& e) {
         return e.is_response || (e.end && !e.disconnect && !post_.held.empty());
       });
       if (!ev) return std::nullopt;
@@ -651,25 +528,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
     for (;;) {
       auto [status, ev] = co_await queue.pop(cfg_.sse_keepalive);
       session.touch();
-      if (status == EventQueue::Status::kItem && ev->end && !held.empty()) {
+      if (status == mcp::EventQueue::Status::kItem && ev->end && !held.empty()) {
         answer_finished_stream(req);
         co_return true;
       }
-      if ((status == EventQueue::Status::kItem && (ev->end || ev->disconnect)) ||
-          status == EventQueue::Status::kOverflow) {
+      if ((status == mcp::EventQueue::Status::kItem && (ev->end || ev->disconnect)) ||
+          status == mcp::EventQueue::Status::kOverflow) {
         // Every request was cancelled (end, nothing held), the handler released the connection
         // (disconnect) or the answers outgrew the queue: open the SSE stream, so the client has
         // a priming id to resume from, pass on what is held, and end this response.
-        append_sse_head(req, post_.session_header, session.protocol_version(), post_.stream_id);
+        append_sse_head(req, post_.session_header, session.resumable_streams(), post_.stream_id);
         for (auto& h : held) append_event(h);
         append_last_chunk();
-        co_return status == EventQueue::Status::kItem;
+        co_return status == mcp::EventQueue::Status::kItem;
       }
-      if (status == EventQueue::Status::kItem && ev->is_response) {
+      if (status == mcp::EventQueue::Status::kItem && ev->is_response) {
         held.push_back(std::move(*ev));
         continue;
       }
-      if (status == EventQueue::Status::kClosed) {
+      if (status == mcp::EventQueue::Status::kClosed) {
         if (!held.empty()) {
           respond_json(req);
           co_return true;
@@ -679,7 +556,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
         co_return false;
       }
       // A notification or a server→client request, or a long wait: switch to SSE.
-      append_sse_head(req, post_.session_header, session.protocol_version(), post_.stream_id);
+      append_sse_head(req, post_.session_header, session.resumable_streams(), post_.stream_id);
       for (auto& h : held) append_event(h);
       if (ev) append_event(*ev);
       co_return co_await pump_sse(queue, session);
@@ -729,8 +606,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   /// Starts an SSE answer. HTTP/1.1 streams are chunked; HTTP/1.0 has no chunked coding, so
   /// there the stream is the rest of the connection, which closes when it ends.
-  void append_sse_head(Request& req, const std::string& session_header,
-                       std::string_view protocol_version, std::uint64_t stream_id) {
+  void append_sse_head(Request& req, const std::string& session_header, bool priming,
+                       std::uint64_t stream_id) {
     sse_chunked_ = req.version() >= 11;
     if (!sse_chunked_) close_after_ = true;
     auto length = sse_chunked_ ? kChunked : kUntilClose;
@@ -744,11 +621,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
       append_head(http::status::ok, req.version(), req.keep_alive(), "text/event-stream", length,
                   {sse[0], sse[1], sse[2]});
     }
-    if (protocol_version >= "2025-11-25") {
+    if (priming) {
       // Priming event: an id (so the client can resume from here) and empty data.
       auto retry = std::to_string(cfg_.sse_retry.count());
-      append_sse(
-          {"id: ", SessionStreams::event_id(stream_id, 0), "\nretry: ", retry, "\ndata: \n\n"});
+      append_sse({"id: ", mcp::SessionStreams::event_id(stream_id, 0), "\nretry: ", retry,
+                  "\ndata: \n\n"});
     }
   }
 
@@ -779,32 +656,32 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (sse_chunked_) out_ += "0\r\n\r\n";
   }
 
-  void append_event(const SseEvent& ev) {
+  void append_event(const mcp::StreamEvent& ev) {
     append_sse({"event: message\nid: ", ev.id, "\ndata: ", *ev.data, "\n\n"});
     Metrics::inc(shared_->metrics().sse_events_total);
   }
 
   /// Writes events until the stream ends. Returns whether the connection may be reused.
   /// An open stream keeps `session` from expiring for idleness.
-  asio::awaitable<bool> pump_sse(EventQueue& queue, mcp::Session& session) {
+  asio::awaitable<bool> pump_sse(mcp::EventQueue& queue, mcp::Session& session) {
     for (;;) {
       if (!write_now()) co_await write_rest();
       auto [status, ev] = co_await queue.pop(cfg_.sse_keepalive);
       session.touch();
       switch (status) {
-        case EventQueue::Status::kItem:
+        case mcp::EventQueue::Status::kItem:
           if (ev->end || ev->disconnect) {
             append_last_chunk();
             co_return true;
           }
           append_event(*ev);
           break;
-        case EventQueue::Status::kTimeout:
+        case mcp::EventQueue::Status::kTimeout:
           append_sse({": keep-alive\n\n"});
           break;
-        case EventQueue::Status::kClosed:
+        case mcp::EventQueue::Status::kClosed:
           co_return false;
-        case EventQueue::Status::kOverflow:
+        case mcp::EventQueue::Status::kOverflow:
           Metrics::inc(shared_->metrics().slow_consumers_total);
           co_return false;
       }
@@ -829,7 +706,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       streams->attach(0, SessionStreams::kUndelivered, queue_);
     }
     StreamAttachment attachment{streams, stream_id, queue_};
-    append_sse_head(req, {}, {}, stream_id);
+    append_sse_head(req, {}, false, stream_id);
     co_return co_await pump_sse(*queue_, *session) && req.keep_alive();
   }
 
@@ -841,9 +718,264 @@ class Connection : public std::enable_shared_from_this<Connection> {
     return after(req.keep_alive());
   }
 
-  asio::io_context& context_;  // the one this connection (and sessions it creates) runs on
+  // -- relaying -------------------------------------------------------------------------------
+  /// Relays the exchange to the node holding its session and passes its answer on as it comes.
+  /// Once bytes of the answer went out, a failure can only end the connection (the client sees
+  /// a truncated answer, never a wrong one); before that it gets an explicit error.
+  asio::awaitable<bool> relay(Request& req) {
+    auto target = std::move(remote_);
+    Metrics::inc(shared_->metrics().forwarded_total);
+    auto queue = std::make_shared<RelayQueue>(executor(), cfg_.relay_queue_parts);
+    auto handle = target->relay(req, hops_ + 1, queue);
+    bool answered = false;
+    for (;;) {
+      auto [status, ev] = co_await queue->pop(std::chrono::hours(24));
+      if (status == RelayQueue::Status::kTimeout) continue;  // the relay has its own deadline
+      if (status != RelayQueue::Status::kItem) {
+        // Overflow: the client reads slower than the holder answers (a slow consumer).
+        Metrics::inc(shared_->metrics().slow_consumers_total);
+        close_after_ = true;
+        co_return false;
+      }
+      switch (ev->kind) {
+        case RelayEvent::Kind::kBytes:
+          answered = true;
+          out_ += ev->bytes;
+          if (!write_now()) co_await write_rest();
+          break;
+        case RelayEvent::Kind::kEnd:
+          out_ += ev->bytes;
+          co_return !ev->close;
+        case RelayEvent::Kind::kFailed:
+          Metrics::inc(shared_->metrics().forward_failures_total);
+          if (answered) {
+            close_after_ = true;
+            co_return false;
+          }
+          respond(http::status::bad_gateway, req.version(), req.keep_alive(), "application/json",
+                  *mcp::make_error(
+                      nullptr, RpcError(ErrorCode::kInternalError,
+                                        "node " + target->node() +
+                                            " holding this session failed before it "
+                                            "answered (" +
+                                            ev->error + "); the request may or may not have run")));
+          co_return req.keep_alive();
+      }
+    }
+  }
+
+  asio::io_context& context_;  // the one this exchange (and sessions it creates) runs on
   std::shared_ptr<HttpServer::Shared> shared_;
   const HttpConfig& cfg_;
+  const unsigned hops_;  // relays this exchange went through before it reached this node
+  std::shared_ptr<EventQueue> queue_;
+  PendingPost post_;
+  std::shared_ptr<SessionTarget> remote_;  // set by handle() for Next::kRelay
+  std::string out_;                        // the answer being written
+  bool sse_chunked_ = true;                // the SSE answer being written is chunked (HTTP/1.1)
+  bool close_after_ = false;               // the answer ends with the connection (HTTP/1.0 SSE)
+};
+
+/// One HTTP connection: reads requests off its socket and runs each as an exchange. Lives as
+/// long as its coroutine (shared_from_this). Runs on one single-threaded io_context.
+class Connection final : public Exchange, public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(std::shared_ptr<HttpServer::Shared> shared, tcp::socket socket,
+             asio::io_context& context)
+      : Exchange(std::move(shared), context, 0),
+        socket_(std::move(socket)),
+        watchdog_(socket_.get_executor()) {}
+
+  asio::awaitable<void> run() {
+    try {
+      // Non-blocking for the synchronous first attempts at reads and writes below.
+      socket_.non_blocking(true);
+      co_await serve();
+    } catch (const boost::system::system_error& e) {
+      fail(e.code());
+    }
+    // Here rather than in a destructor: at shutdown, frames are destroyed after the server.
+    Metrics::dec(shared_->metrics().connections_active);
+    clear_deadline();
+    watchdog_.cancel();
+    boost::system::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  asio::any_io_executor executor() override { return socket_.get_executor(); }
+
+  void fail(boost::system::error_code ec) {
+    // Expected ends of a connection are not worth a log line.
+    if (ec == asio::error::operation_aborted || ec == http::error::end_of_stream ||
+        ec == asio::error::eof || ec == asio::error::connection_reset ||
+        ec == asio::error::broken_pipe || ec == beast::error::timeout) {
+      if (ec == beast::error::timeout) Metrics::inc(shared_->metrics().slow_consumers_total);
+      return;
+    }
+    spdlog::debug("http connection: {}", ec.message());
+  }
+
+  // -- deadlines ------------------------------------------------------------------------------
+  // One lazily re-armed timer per connection watches whichever socket operation is pending.
+  // Setting a later deadline than the armed expiry costs nothing (the timer fires, sees the
+  // deadline moved and re-arms), so a busy connection touches its timer about once per
+  // idle_timeout rather than several times per request.
+
+  /// Watches the socket operation about to start: past `after`, the socket's pending
+  /// operations are cancelled and `timed_out_` is set.
+  void set_deadline(std::chrono::milliseconds after) {
+    timed_out_ = false;
+    deadline_ = Clock::now() + after;
+    if (watchdog_armed_ && watchdog_expiry_ <= deadline_) return;
+    arm_watchdog();
+  }
+
+  /// No socket operation is watched any more.
+  void clear_deadline() { deadline_ = Clock::time_point::max(); }
+
+  void arm_watchdog() {
+    watchdog_armed_ = true;
+    watchdog_expiry_ = deadline_;
+    watchdog_.expires_at(deadline_);
+    watchdog_.async_wait(
+        [self = shared_from_this(), gen = ++watchdog_gen_](boost::system::error_code ec) {
+          // A superseded wait (re-armed earlier) leaves the newer one in charge.
+          if (gen != self->watchdog_gen_) return;
+          self->watchdog_armed_ = false;
+          if (ec || self->deadline_ == Clock::time_point::max()) return;
+          if (Clock::now() < self->deadline_) {
+            self->arm_watchdog();
+            return;
+          }
+          self->timed_out_ = true;
+          boost::system::error_code ignored;
+          self->socket_.cancel(ignored);
+        });
+  }
+
+  // -- reading --------------------------------------------------------------------------------
+  static constexpr std::size_t kReadChunk = 2048;
+  /// A read buffer larger than this (left by a big request) is released once it is empty.
+  static constexpr std::size_t kKeptBuffer = 16 * 1024;
+
+  asio::awaitable<void> serve() {
+    for (;;) {
+      if (buffer_.size() == 0) {
+        if (buffer_.capacity() > kKeptBuffer) buffer_.shrink_to_fit();
+        // Asio tracks whether the socket was drained by the last read, so this goes straight
+        // to epoll instead of spending a system call on a read (or an ioctl) that would fail.
+        set_deadline(cfg_.idle_timeout);
+        boost::system::error_code ec;
+        auto n = co_await socket_.async_read_some(buffer_.prepare(kReadChunk),
+                                                  asio::redirect_error(asio::use_awaitable, ec));
+        clear_deadline();
+        if (timed_out_) {
+          Metrics::inc(shared_->metrics().idle_timeouts_total);
+          co_return;
+        }
+        if (ec) co_return;
+        buffer_.commit(n);
+      }
+      HttpRequestParser parser(request_);
+      parser.header_limit(static_cast<std::uint32_t>(cfg_.max_header_bytes));
+      parser.body_limit(cfg_.max_body_bytes);
+      // Most requests arrive whole in one segment: parse them synchronously. Only a request
+      // still incomplete when the socket has nothing more goes asynchronous, watched by the
+      // read deadline (the watchdog cancels the read, so a slow sender still gets its 408).
+      boost::system::error_code ec;
+      http::read(socket_, buffer_, parser, ec);
+      if (ec == asio::error::would_block || ec == asio::error::try_again) {
+        set_deadline(cfg_.read_timeout);
+        ec = {};
+        co_await http::async_read(socket_, buffer_, parser,
+                                  asio::redirect_error(asio::use_awaitable, ec));
+        clear_deadline();
+        if (ec && timed_out_) ec = beast::error::timeout;
+      }
+      if (ec) {
+        if (ec == http::error::body_limit) {
+          Metrics::inc(shared_->metrics().body_too_large_total);
+          respond_error(http::status::payload_too_large, 11, false,
+                        RpcError(ErrorCode::kInvalidRequest,
+                                 "request body larger than " + std::to_string(cfg_.max_body_bytes) +
+                                     " bytes"));
+        } else if (ec == http::error::header_limit) {
+          Metrics::inc(shared_->metrics().header_too_large_total);
+          respond_error(http::status::request_header_fields_too_large, 11, false,
+                        RpcError(ErrorCode::kInvalidRequest, "request headers too large"));
+        } else if (ec == beast::error::timeout) {
+          Metrics::inc(shared_->metrics().read_timeouts_total);
+          respond_error(http::status::request_timeout, 11, false,
+                        RpcError(ErrorCode::kInvalidRequest, "request not received in time"));
+        } else if (ec != http::error::end_of_stream && ec != asio::error::eof &&
+                   ec != asio::error::connection_reset) {
+          respond_error(http::status::bad_request, 11, false,
+                        RpcError(ErrorCode::kInvalidRequest, "malformed HTTP request"));
+        }
+        if (!write_now()) co_await write_rest();
+        co_return;
+      }
+      Metrics::inc(shared_->metrics().http_requests_total);
+      // Every answer that is ready at once (errors, JSON answers of synchronous handlers) is
+      // written without a coroutine of its own; only waiting for a handler, an SSE stream or a
+      // relayed answer goes through one.
+      bool keep = co_await exchange(request_);
+      if (!write_now()) co_await write_rest();
+      if (!keep) co_return;
+      if (request_.body().capacity() > kKeptBuffer) {  // idle connections stay small
+        request_.clear();
+        request_.body().shrink_to_fit();
+      }
+    }
+  }
+
+  // -- writing --------------------------------------------------------------------------------
+  // Answers are appended to `out_` and written by write_now() (one non-blocking write: on
+  // loopback and idle links it takes everything) or, when the peer's window is full, by
+  // write_rest() under the write deadline. A peer that does not read in time gets
+  // beast::error::timeout thrown (a slow consumer).
+
+  /// Writes what `out_` holds without waiting; true when all of it went out.
+  bool write_now() override {
+    if (out_sent_ == out_.size()) {
+      reset_out();
+      return true;
+    }
+    boost::system::error_code ec;
+    std::size_t n =
+        socket_.write_some(asio::buffer(out_.data() + out_sent_, out_.size() - out_sent_), ec);
+    if (ec && ec != asio::error::would_block && ec != asio::error::try_again) {
+      throw boost::system::system_error(ec);
+    }
+    out_sent_ += ec ? 0 : n;
+    if (out_sent_ < out_.size()) return false;
+    reset_out();
+    return true;
+  }
+
+  /// Writes the rest of `out_`, waiting for the peer under the write deadline.
+  asio::awaitable<void> write_rest() override {
+    boost::system::error_code ec;
+    set_deadline(cfg_.write_timeout);
+    co_await asio::async_write(socket_,
+                               asio::buffer(out_.data() + out_sent_, out_.size() - out_sent_),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    clear_deadline();
+    if (timed_out_) throw boost::system::system_error(beast::error::timeout);
+    if (ec) throw boost::system::system_error(ec);
+    reset_out();
+  }
+
+  void reset_out() {
+    out_.clear();
+    out_sent_ = 0;
+    if (out_.capacity() > 64 * 1024) std::string().swap(out_);  // idle connections stay small
+  }
+
   tcp::socket socket_;
   beast::flat_buffer buffer_;
   HttpRequest request_;  // reused: its buffers keep their capacity between requests
@@ -853,12 +985,67 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool watchdog_armed_ = false;
   bool timed_out_ = false;
   std::uint64_t watchdog_gen_ = 0;
-  std::shared_ptr<EventQueue> queue_;
-  PendingPost post_;
-  std::string out_;  // the answer being written
   std::size_t out_sent_ = 0;
-  bool sse_chunked_ = true;   // the SSE answer being written is chunked (HTTP/1.1)
-  bool close_after_ = false;  // the answer ends with the connection (HTTP/1.0 SSE)
+};
+
+/// An exchange another node relayed here: one request, its answer sent back part by part
+/// through the forwarding service. At most one part is in flight; the next waits for it, so a
+/// slow requesting node (or its slow client) holds back this exchange as a slow socket would.
+class ForwardedExchange final : public Exchange,
+                                public std::enable_shared_from_this<ForwardedExchange> {
+ public:
+  ForwardedExchange(std::shared_ptr<HttpServer::Shared> shared, asio::io_context& context,
+                    unsigned hops, std::shared_ptr<ForwardedAnswer> answer)
+      : Exchange(std::move(shared), context, hops),
+        answer_(std::move(answer)),
+        waiter_(context.get_executor()) {}
+
+  asio::awaitable<void> run(HttpRequest request) {
+    Metrics::inc(shared_->metrics().forwarded_in_total);
+    bool keep = false;
+    try {
+      keep = co_await exchange(request);
+    } catch (const boost::system::system_error&) {
+      // The requesting node is gone: nothing more to send.
+      answer_->finish({}, true);
+      co_return;
+    }
+    answer_->finish(std::move(out_), !keep);
+  }
+
+ private:
+  asio::any_io_executor executor() override { return waiter_.get_executor(); }
+
+  bool write_now() override {
+    if (failed_) throw boost::system::system_error(asio::error::connection_aborted);
+    if (out_.empty()) return true;
+    if (in_flight_) return false;
+    in_flight_ = true;
+    answer_->send(std::move(out_), [self = shared_from_this()](bool ok) {
+      asio::post(self->waiter_.get_executor(), [self, ok] {
+        self->in_flight_ = false;
+        self->failed_ = self->failed_ || !ok;
+        self->waiter_.cancel();
+      });
+    });
+    out_.clear();
+    return true;
+  }
+
+  asio::awaitable<void> write_rest() override {
+    while (in_flight_ && !failed_) {
+      waiter_.expires_after(cfg_.write_timeout);
+      boost::system::error_code ec;
+      co_await waiter_.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      if (!ec && in_flight_) throw boost::system::system_error(beast::error::timeout);
+    }
+    if (!write_now()) throw boost::system::system_error(asio::error::connection_aborted);
+  }
+
+  std::shared_ptr<ForwardedAnswer> answer_;
+  asio::steady_timer waiter_;
+  bool in_flight_ = false;
+  bool failed_ = false;
 };
 
 asio::awaitable<void> accept_loop(std::shared_ptr<HttpServer::Shared> shared) {
@@ -941,6 +1128,27 @@ void HttpServer::stop() {
 
 asio::ip::tcp::endpoint HttpServer::local_endpoint() const {
   return shared_->acceptor.local_endpoint();
+}
+
+void HttpServer::set_locator(SessionLocator* locator) { shared_->locator = locator; }
+
+void HttpServer::set_readiness(std::function<bool()> ready) { shared_->ready = std::move(ready); }
+
+void HttpServer::set_extra_metrics(std::function<void(std::string&)> render) {
+  shared_->extra_metrics = std::move(render);
+}
+
+void HttpServer::serve_forwarded(HttpRequest request, unsigned hops,
+                                 std::shared_ptr<ForwardedAnswer> answer) {
+  auto& context = shared_->next_for_forwarded();
+  auto exchange =
+      std::make_shared<ForwardedExchange>(shared_, context, std::max(hops, 1u), std::move(answer));
+  asio::co_spawn(
+      context,
+      [exchange, request = std::move(request)]() mutable {
+        return exchange->run(std::move(request));
+      },
+      asio::detached);
 }
 
 }  // namespace mcpmesh::transport

@@ -2,7 +2,9 @@
 /// \file
 /// Streamable HTTP transport (MCP 2025-11-25) on Boost.Beast: POST/GET/DELETE on one endpoint,
 /// JSON or SSE answers, session ids, resumable SSE streams, Origin/Host checks, limits and
-/// deadlines. Also serves `/healthz` and `/metrics`.
+/// deadlines. Also serves `/healthz`, `/readyz` and `/metrics`. Exchanges of sessions another
+/// node holds are relayed there (`session_target.hpp`), and exchanges another node relays here
+/// are served by `serve_forwarded` exactly as if they had arrived on a socket.
 ///
 /// Threading: every connection runs as one coroutine on one io_context, which must be run by
 /// a single thread (IoPool: one per thread), so connections need no strand; sessions are
@@ -10,7 +12,9 @@
 
 #include "mcp/server.hpp"
 #include "transport/io_pool.hpp"
-#include "transport/sse_streams.hpp"
+#include "transport/session_target.hpp"
+
+#include <functional>
 
 #include <boost/asio/ip/tcp.hpp>
 
@@ -27,7 +31,8 @@ struct HttpConfig {
   std::size_t max_body_bytes = 4 * 1024 * 1024;
   std::size_t max_header_bytes = 16 * 1024;
   std::size_t max_json_depth = 64;
-  /// Messages in one JSON-RPC batch (2025-03-26 sessions); sse.queue_events caps it too.
+  /// Messages in one JSON-RPC batch (2025-03-26 sessions); the stream queue (--sse-queue-events)
+  /// caps it too.
   std::size_t max_batch_size = 100;
   std::size_t max_connections = 19000;
   /// From the first byte of a request to its last (slowloris bound).
@@ -41,7 +46,11 @@ struct HttpConfig {
   std::chrono::milliseconds sse_keepalive{15000};
   /// The `retry:` hint sent with the priming event.
   std::chrono::milliseconds sse_retry{1000};
-  SseLimits sse;
+  /// Relays of one exchange to other nodes before it must be answered where it is (a session
+  /// that moved while a relay was on its way may need a second one).
+  unsigned max_forward_hops = 2;
+  /// Parts of a relayed answer queued for a client before it counts as a slow consumer.
+  std::size_t relay_queue_parts = 256;
   /// Allowed Origin values ("scheme://host[:port]", or "*"); empty = loopback origins only.
   std::vector<std::string> allowed_origins;
   /// Allowed Host names (no port; "*" disables the check); empty = loopback names.
@@ -61,6 +70,18 @@ class HttpServer {
   /// Stops accepting; open connections end on their own deadlines.
   void stop();
   [[nodiscard]] asio::ip::tcp::endpoint local_endpoint() const;
+
+  /// Set before start(); null = a single node (sessions not held here are unknown: 404).
+  void set_locator(SessionLocator* locator);
+  /// `/readyz` answers 200 while this holds (default: the server takes new sessions).
+  void set_readiness(std::function<bool()> ready);
+  /// Appends more Prometheus text (the cluster's figures) to every `/metrics` answer.
+  void set_extra_metrics(std::function<void(std::string&)> render);
+
+  /// Any thread. Serves `request`, relayed here by another node (its `hops`-th relay), as if it
+  /// had arrived on a connection of this node, minus the Host/Origin checks the first node
+  /// made; the answer goes to `answer`. Runs on one of the server's I/O threads.
+  void serve_forwarded(HttpRequest request, unsigned hops, std::shared_ptr<ForwardedAnswer> answer);
 
   struct Shared;
 

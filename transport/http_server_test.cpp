@@ -287,7 +287,7 @@ TEST_F(HttpServerTest, InitializeCreatesASession) {
   ASSERT_EQ(res.result_int(), 200u) << res.body();
   EXPECT_NE(res[http::field::content_type].find("application/json"), std::string::npos);
   std::string id(res["Mcp-Session-Id"]);
-  EXPECT_TRUE(std::regex_match(id, std::regex("^n1\\.[0-9a-f]{32}$"))) << id;
+  EXPECT_TRUE(std::regex_match(id, std::regex("^n1\\.[0-9a-f]+\\.[0-9a-f]{32}$"))) << id;
   auto body = json::parse(res.body());
   EXPECT_EQ(body.at("id"), 1);
   EXPECT_EQ(body.at("result").at("protocolVersion"), "2025-11-25");

@@ -16,7 +16,7 @@
 #include <optional>
 #include <utility>
 
-namespace mcpmesh::transport {
+namespace mcpmesh::mcp {
 
 namespace asio = boost::asio;
 
@@ -123,4 +123,4 @@ class AsyncQueue : public std::enable_shared_from_this<AsyncQueue<T>> {
   bool wake_posted_ = false;
 };
 
-}  // namespace mcpmesh::transport
+}  // namespace mcpmesh::mcp

@@ -1,4 +1,4 @@
-#include "transport/sse_streams.hpp"
+#include "mcp/session_streams.hpp"
 
 #include <gtest/gtest.h>
 #include <boost/asio/co_spawn.hpp>
@@ -8,18 +8,16 @@
 #include <string>
 #include <vector>
 
-namespace mcpmesh::transport {
+namespace mcpmesh::mcp {
 namespace {
 
 using namespace std::chrono_literals;
 
-mcp::Payload payload(std::string text) {
-  return std::make_shared<const std::string>(std::move(text));
-}
+Payload payload(std::string text) { return std::make_shared<const std::string>(std::move(text)); }
 
 class SessionStreamsTest : public ::testing::Test {
  protected:
-  std::shared_ptr<SessionStreams> make_streams(SseLimits limits = {}) {
+  std::shared_ptr<SessionStreams> make_streams(StreamLimits limits = {}) {
     return std::make_shared<SessionStreams>(limits, metrics_);
   }
 
@@ -29,8 +27,8 @@ class SessionStreamsTest : public ::testing::Test {
 
   /// Pops what `queue` holds right now (never waits); the final status says how it ended:
   /// kTimeout = empty but open, kClosed, or kOverflow.
-  std::pair<std::vector<SseEvent>, EventQueue::Status> drain(EventQueue& queue) {
-    std::vector<SseEvent> events;
+  std::pair<std::vector<StreamEvent>, EventQueue::Status> drain(EventQueue& queue) {
+    std::vector<StreamEvent> events;
     auto status = EventQueue::Status::kItem;
     bool done = false;
     asio::co_spawn(
@@ -53,7 +51,7 @@ class SessionStreamsTest : public ::testing::Test {
     return {std::move(events), status};
   }
 
-  static std::vector<std::string> ids(const std::vector<SseEvent>& events) {
+  static std::vector<std::string> ids(const std::vector<StreamEvent>& events) {
     std::vector<std::string> out;
     for (auto& e : events) {
       out.push_back(e.end ? "end" : e.disconnect ? "disconnect" : e.id);
@@ -62,7 +60,7 @@ class SessionStreamsTest : public ::testing::Test {
   }
 
   asio::io_context io_;
-  mcp::Metrics metrics_;
+  Metrics metrics_;
 };
 
 TEST_F(SessionStreamsTest, StandaloneEventIdsCountFromOne) {
@@ -322,4 +320,4 @@ TEST(ParseEventId, Invalid) {
 }
 
 }  // namespace
-}  // namespace mcpmesh::transport
+}  // namespace mcpmesh::mcp

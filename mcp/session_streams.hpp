@@ -1,53 +1,64 @@
 #pragma once
 /// \file
-/// Server-Sent Events state of one Streamable HTTP session: its streams (the standalone GET
-/// stream and one per POST that answered with SSE), their event ids, bounded resumption
-/// buffers and the live connection attached to each.
+/// The resumable event streams of one session: the standalone stream (stream 0: messages not
+/// tied to a request) and one per request batch, their event ids, bounded resumption buffers
+/// and the live consumer attached to each (a transport's queue). They live here, beside the
+/// session, and not in a transport, so that a session's standalone events can be replicated
+/// and resumed on another node (Streamable HTTP serves them as SSE).
 ///
 /// Event ids are `<stream>-<seq>`: unique per session and stream, and enough to find where a
-/// `Last-Event-ID` resumption starts. Stream 0 is the standalone GET stream.
+/// `Last-Event-ID` resumption starts.
 /// Thread-safety: every member may be called from any thread (one short mutex per session,
 /// never held across I/O).
 
+#include "mcp/async_queue.hpp"
+#include "mcp/client_channel.hpp"
 #include "mcp/metrics.hpp"
-#include "mcp/server.hpp"
-#include "transport/async_queue.hpp"
 
 #include <deque>
 #include <map>
 #include <mutex>
 
-namespace mcpmesh::transport {
+namespace mcpmesh::mcp {
 
 /// One message ready to go out on a stream.
-struct SseEvent {
-  mcp::Payload data;  // null for the end-of-stream marker
-  std::string id;     // "<stream>-<seq>"
+struct StreamEvent {
+  Payload data;    // null for the end-of-stream marker
+  std::string id;  // "<stream>-<seq>"
   bool is_response = false;
   bool end = false;         // the stream is complete: every request on it was answered
   bool disconnect = false;  // end this HTTP response now; the stream goes on for resumption
 };
 
-using EventQueue = AsyncQueue<SseEvent>;
+using EventQueue = AsyncQueue<StreamEvent>;
 
-struct SseLimits {
+struct StreamLimits {
   std::size_t buffer_events = 256;  // resumption buffer per stream
   std::size_t queue_events = 1024;  // live queue before the consumer counts as slow
   std::size_t max_streams = 64;     // finished POST streams kept for resumption
 };
 
-class SessionStreams : public mcp::ClientChannel,
-                       public std::enable_shared_from_this<SessionStreams> {
+class SessionStreams : public ClientChannel, public std::enable_shared_from_this<SessionStreams> {
  public:
-  SessionStreams(SseLimits limits, mcp::Metrics& metrics) : limits_(limits), metrics_(metrics) {}
+  SessionStreams(StreamLimits limits, Metrics& metrics) : limits_(limits), metrics_(metrics) {}
 
   /// Standalone messages (stream 0).
-  void deliver(mcp::Payload message, bool completes_request) override;
+  void deliver(Payload message, bool completes_request) override;
+  /// Appends a standalone message (stream 0) and returns its sequence number.
+  std::uint64_t append_standalone(Payload message);
+
+  /// A standalone event as kept for resumption: its sequence number and message.
+  using StoredEvent = std::pair<std::uint64_t, Payload>;
+  /// The standalone stream's resumption buffer, oldest first.
+  [[nodiscard]] std::vector<StoredEvent> standalone_events();
+  /// A session continued on this node: stream 0 holds `events` (ascending sequence numbers,
+  /// as replicated), all counted as delivered, and POST streams are numbered from `base`.
+  void restore(std::vector<StoredEvent> events, std::uint64_t stream_base);
 
   /// Opens a stream for a POST carrying `requests` requests; returns its id.
   std::uint64_t open_post_stream(std::size_t requests);
   /// A channel that writes to stream `id` (what the session answers the POST's requests on).
-  std::shared_ptr<mcp::ClientChannel> channel(std::uint64_t id);
+  std::shared_ptr<ClientChannel> channel(std::uint64_t id);
 
   /// `attach` with this sequence replays only what no consumer has been handed yet.
   static constexpr std::uint64_t kUndelivered = ~std::uint64_t{0};
@@ -71,7 +82,7 @@ class SessionStreams : public mcp::ClientChannel,
  private:
   struct Stream {  // forget() empties a finished one for reuse: keep it in step with this
     std::uint64_t next_seq = 1;
-    std::deque<std::pair<std::uint64_t, SseEvent>> buffer;
+    std::deque<std::pair<std::uint64_t, StreamEvent>> buffer;
     std::uint64_t delivered_seq = 0;  // newest seq handed to a live consumer
     std::size_t pending_requests = 0;
     bool finished = false;
@@ -79,12 +90,12 @@ class SessionStreams : public mcp::ClientChannel,
   };
   class PostChannel;
 
-  void append(std::uint64_t id, mcp::Payload message, bool completes_request);
+  std::uint64_t append(std::uint64_t id, Payload message, bool completes_request);
   void disconnect(std::uint64_t id);
   void prune_locked();
 
-  const SseLimits limits_;
-  mcp::Metrics& metrics_;
+  const StreamLimits limits_;
+  Metrics& metrics_;
   std::mutex mutex_;
   std::map<std::uint64_t, Stream> streams_;  // guarded by mutex_
   using StreamNode = std::map<std::uint64_t, Stream>::node_type;
@@ -96,4 +107,4 @@ class SessionStreams : public mcp::ClientChannel,
   std::size_t finished_streams_ = 0;  // guarded by mutex_
 };
 
-}  // namespace mcpmesh::transport
+}  // namespace mcpmesh::mcp

@@ -1,15 +1,15 @@
-#include "transport/sse_streams.hpp"
+#include "mcp/session_streams.hpp"
 
 #include <array>
 #include <charconv>
 
-namespace mcpmesh::transport {
+namespace mcpmesh::mcp {
 
-class SessionStreams::PostChannel final : public mcp::ClientChannel {
+class SessionStreams::PostChannel final : public ClientChannel {
  public:
   PostChannel(std::shared_ptr<SessionStreams> owner, std::uint64_t id)
       : owner_(std::move(owner)), id_(id) {}
-  void deliver(mcp::Payload message, bool completes_request) override {
+  void deliver(Payload message, bool completes_request) override {
     owner_->append(id_, std::move(message), completes_request);
   }
   void close_stream() override { owner_->disconnect(id_); }
@@ -27,8 +27,36 @@ std::string SessionStreams::event_id(std::uint64_t stream, std::uint64_t seq) {
   return std::string(buf.data(), end);
 }
 
-void SessionStreams::deliver(mcp::Payload message, bool completes_request) {
+void SessionStreams::deliver(Payload message, bool completes_request) {
   append(0, std::move(message), completes_request);
+}
+
+std::uint64_t SessionStreams::append_standalone(Payload message) {
+  return append(0, std::move(message), false);
+}
+
+std::vector<SessionStreams::StoredEvent> SessionStreams::standalone_events() {
+  std::lock_guard lock(mutex_);
+  std::vector<StoredEvent> out;
+  auto it = streams_.find(0);
+  if (it == streams_.end()) return out;
+  out.reserve(it->second.buffer.size());
+  for (auto& [seq, ev] : it->second.buffer) out.emplace_back(seq, ev.data);
+  return out;
+}
+
+void SessionStreams::restore(std::vector<StoredEvent> events, std::uint64_t stream_base) {
+  std::lock_guard lock(mutex_);
+  auto& s = streams_[0];
+  s.buffer.clear();
+  for (auto& [seq, data] : events) {
+    if (!data || seq < s.next_seq) continue;  // ascending and unique, whatever a peer sent
+    s.buffer.emplace_back(seq, StreamEvent{data, event_id(0, seq), false, false});
+    s.next_seq = seq + 1;
+    if (s.buffer.size() > limits_.buffer_events) s.buffer.pop_front();
+  }
+  s.delivered_seq = s.next_seq - 1;
+  next_stream_id_ = std::max<std::uint64_t>(next_stream_id_, stream_base);
 }
 
 SessionStreams::StreamNode& SessionStreams::spare_node() {
@@ -51,20 +79,22 @@ std::uint64_t SessionStreams::open_post_stream(std::size_t requests) {
   return id;
 }
 
-std::shared_ptr<mcp::ClientChannel> SessionStreams::channel(std::uint64_t id) {
+std::shared_ptr<ClientChannel> SessionStreams::channel(std::uint64_t id) {
   return std::make_shared<PostChannel>(shared_from_this(), id);
 }
 
-void SessionStreams::append(std::uint64_t id, mcp::Payload message, bool completes_request) {
+std::uint64_t SessionStreams::append(std::uint64_t id, Payload message, bool completes_request) {
   std::lock_guard lock(mutex_);
   auto& s = streams_[id];
+  std::uint64_t appended = 0;
   if (message) {
-    SseEvent ev{message, event_id(id, s.next_seq), completes_request, false};
+    StreamEvent ev{message, event_id(id, s.next_seq), completes_request, false};
     auto seq = s.next_seq++;
+    appended = seq;
     s.buffer.emplace_back(seq, ev);
     if (s.buffer.size() > limits_.buffer_events) {
       s.buffer.pop_front();
-      mcp::Metrics::inc(metrics_.sse_buffer_evicted_total);
+      Metrics::inc(metrics_.sse_buffer_evicted_total);
     }
     if (s.live) {
       if (s.live->push(std::move(ev))) {
@@ -80,17 +110,18 @@ void SessionStreams::append(std::uint64_t id, mcp::Payload message, bool complet
     s.finished = true;
     ++finished_streams_;
     if (s.live) {
-      s.live->push(SseEvent{nullptr, {}, false, true});
+      s.live->push(StreamEvent{nullptr, {}, false, true});
       s.live.reset();
     }
   }
+  return appended;
 }
 
 void SessionStreams::disconnect(std::uint64_t id) {
   std::lock_guard lock(mutex_);
   auto it = streams_.find(id);
   if (it == streams_.end() || !it->second.live) return;
-  SseEvent ev;
+  StreamEvent ev;
   ev.disconnect = true;
   it->second.live->push(std::move(ev));
   it->second.live.reset();
@@ -115,9 +146,9 @@ bool SessionStreams::attach(std::uint64_t id, std::uint64_t after_seq,
     s.delivered_seq = std::max(s.delivered_seq, seq);
     ++replayed;
   }
-  if (resuming) mcp::Metrics::inc(metrics_.sse_replayed_total, replayed);
+  if (resuming) Metrics::inc(metrics_.sse_replayed_total, replayed);
   if (s.finished) {
-    queue->push(SseEvent{nullptr, {}, false, true});
+    queue->push(StreamEvent{nullptr, {}, false, true});
     s.live.reset();
   } else {
     s.live = queue;
@@ -184,4 +215,4 @@ bool SessionStreams::parse_event_id(std::string_view text, std::uint64_t& stream
          r2.ptr == b.data() + b.size() && !a.empty() && !b.empty();
 }
 
-}  // namespace mcpmesh::transport
+}  // namespace mcpmesh::mcp

@@ -1,0 +1,457 @@
+#include "mcp/router.hpp"
+
+#include "mcp/server.hpp"
+
+#include <boost/asio/bind_cancellation_slot.hpp>
+#include <boost/asio/co_spawn.hpp>
+
+#include <charconv>
+#include <cmath>
+#include <variant>
+
+namespace mcpmesh::mcp {
+
+namespace {
+
+RpcError invalid_params(std::string msg) { return {ErrorCode::kInvalidParams, std::move(msg)}; }
+
+/// Checks tool arguments against the top level of the tool's input schema: required
+/// properties and primitive types. Returns an explanation on mismatch.
+std::optional<std::string> check_arguments(const json::object& schema, const json::object& args) {
+  if (auto* req = schema.if_contains("required"); req && req->is_array()) {
+    for (auto& r : req->get_array()) {
+      if (r.is_string() && !args.contains(r.get_string())) {
+        return "missing required argument '" + std::string(r.get_string()) + "'";
+      }
+    }
+  }
+  auto* props = get_object(schema, "properties");
+  if (!props) return std::nullopt;
+  for (auto& [name, value] : args) {
+    auto* prop = props->if_contains(name);
+    if (!prop || !prop->is_object()) continue;
+    auto type = get_string(prop->get_object(), "type");
+    if (!type) continue;
+    bool ok = true;
+    if (*type == "string")
+      ok = value.is_string();
+    else if (*type == "number")
+      ok = value.is_number();
+    else if (*type == "integer") {
+      // Integral doubles within int64 (what handlers can convert); range before any cast,
+      // which would be undefined for 1e300.
+      ok = value.is_int64() || value.is_uint64();
+      if (value.is_double()) {
+        double d = value.get_double();
+        ok = d > -9.2e18 && d < 9.2e18 && std::trunc(d) == d;
+      }
+    } else if (*type == "boolean")
+      ok = value.is_bool();
+    else if (*type == "object")
+      ok = value.is_object();
+    else if (*type == "array")
+      ok = value.is_array();
+    else if (*type == "null")
+      ok = value.is_null();
+    if (!ok) return "argument '" + std::string(name) + "' must be of type " + std::string(*type);
+  }
+  return std::nullopt;
+}
+
+/// The tool a tools/call names, or the protocol error to answer with.
+Result<const App::Tool*> called_tool(const App::Catalog& catalog, const json::object& params) {
+  auto name = get_string(params, "name");
+  if (!name) return invalid_params("tools/call needs params.name (string)");
+  if (auto* tool = catalog.find_tool(*name)) return tool;
+  return invalid_params("unknown tool: " + std::string(*name));
+}
+
+/// Moves a tools/call's arguments out of `params` and checks them against the tool's input
+/// schema. On failure, the answer to send instead: a protocol error, or an isError result when
+/// the arguments do not fit the schema (a tool execution error, so a model can correct itself).
+std::variant<json::object, Result<json::value>> tool_arguments(const App::Tool& tool,
+                                                               json::object& params) {
+  json::object args;
+  if (auto* a = params.if_contains("arguments")) {
+    if (a->is_object()) {
+      args = std::move(a->get_object());
+    } else if (!a->is_null()) {
+      return Result<json::value>(invalid_params("tools/call params.arguments must be an object"));
+    }
+  }
+  if (auto why = check_arguments(tool.spec.input_schema, args)) {
+    return Result<json::value>(json::value(
+        ToolResult::error("invalid arguments for tool '" + tool.spec.name + "': " + *why)
+            .to_json()));
+  }
+  return args;
+}
+
+Result<json::value> tool_answer(Result<ToolResult> r) {
+  if (!r) return r.error();
+  return json::value(std::move(*r).to_json());
+}
+
+std::optional<std::size_t> parse_cursor(const json::object& params) {
+  auto* c = params.if_contains("cursor");
+  if (!c || c->is_null()) return 0;
+  if (!c->is_string()) return std::nullopt;
+  std::string_view s = c->get_string();
+  std::size_t offset = 0;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), offset);
+  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+  return offset;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+InflightRequest::InflightRequest(Server& server, std::shared_ptr<Conversation> conversation,
+                                 RequestContext rc, std::shared_ptr<ClientChannel> reply,
+                                 json::value progress_token)
+    : server_(server),
+      conversation_(std::move(conversation)),
+      rc_(std::move(rc)),
+      reply_(std::move(reply)),
+      progress_token_(std::move(progress_token)) {}
+
+void InflightRequest::report_progress(double progress, std::optional<double> total,
+                                      std::string_view message) {
+  if (progress_token_.is_null() || cancelled_) return;
+  json::object p{{"progressToken", progress_token_}, {"progress", json_number(progress)}};
+  if (total) p["total"] = json_number(*total);
+  if (!message.empty()) p["message"] = message;
+  reply_->deliver(make_notification("notifications/progress", std::move(p)), false);
+}
+
+void InflightRequest::log(LogLevel level, json::value data, std::string_view logger) {
+  if (cancelled_ || !conversation_) return;
+  auto threshold = conversation_->log_level();
+  if (threshold && level < *threshold) return;
+  json::object p{{"level", to_string(level)}, {"data", std::move(data)}};
+  if (!logger.empty()) p["logger"] = logger;
+  reply_->deliver(make_notification("notifications/message", std::move(p)), false);
+}
+
+void InflightRequest::close_stream() {
+  // Streams that carry no priming id cannot be resumed: keep them open.
+  if (conversation_ && conversation_->resumable_streams()) reply_->close_stream();
+}
+
+asio::awaitable<Result<json::object>> InflightRequest::request_client(
+    std::string method, json::object params, std::chrono::milliseconds deadline) {
+  // The handler runs while this context lives, so the conversation is still set.
+  co_return co_await conversation_->request_client(std::move(method), std::move(params), deadline,
+                                                   reply_);
+}
+
+asio::any_io_executor InflightRequest::executor() const { return conversation_->executor(); }
+asio::any_io_executor InflightRequest::worker_executor() const { return server_.worker_executor(); }
+App& InflightRequest::app() const { return server_.app(); }
+bool InflightRequest::acquire_blocking_slot() { return server_.acquire_blocking_slot(); }
+void InflightRequest::release_blocking_slot() { server_.release_blocking_slot(); }
+
+void InflightRequest::cancel() {
+  cancelled_ = true;
+  signal_.emit(asio::cancellation_type::terminal);
+}
+
+void InflightRequest::fail(const RpcError& error) {
+  if (answered_) return;
+  answered_ = true;
+  Metrics::inc(server_.metrics().request_errors_total);
+  reply_->deliver(make_error(rc_.request_id, error), true);
+  cancel();
+}
+
+// ---------------------------------------------------------------------------------------------
+void Router::handle(const std::shared_ptr<Conversation>& conversation, Message m,
+                    const std::shared_ptr<ClientChannel>& reply) {
+  auto answer = [&](Result<json::value> r) {
+    if (r) {
+      reply->deliver(make_result(m.id, std::move(*r)), true);
+    } else {
+      Metrics::inc(server_.metrics().request_errors_total);
+      reply->deliver(make_error(m.id, r.error()), true);
+    }
+  };
+  // A string_view compares lengths first: most of the names below are ruled out at once.
+  const std::string_view method = m.method;
+  if (method == "ping") return answer(json::value(json::object{}));
+  if (method == "tools/list" || method == "resources/list" ||
+      method == "resources/templates/list" || method == "prompts/list") {
+    return answer(handle_list(m));
+  }
+  if (method == "resources/subscribe" || method == "resources/unsubscribe") {
+    auto uri = get_string(m.params, "uri");
+    if (!uri) return answer(invalid_params("params.uri (string) is required"));
+    return answer(method == "resources/subscribe" ? conversation->subscribe(*uri)
+                                                  : conversation->unsubscribe(*uri));
+  }
+  if (method == "logging/setLevel") {
+    auto level = get_string(m.params, "level");
+    if (!level) return answer(invalid_params("params.level (string) is required"));
+    auto parsed = parse_log_level(*level);
+    if (!parsed) return answer(invalid_params("unknown log level: " + std::string(*level)));
+    return answer(conversation->set_log_level(*parsed));
+  }
+  if (method != "tools/call" && method != "resources/read" && method != "prompts/get" &&
+      method != "completion/complete") {
+    return answer(RpcError(ErrorCode::kMethodNotFound, "method not found: " + m.method));
+  }
+  auto& inflight = conversation->inflight;
+  if (inflight.size() >= server_.config().max_inflight_per_session) {
+    Metrics::inc(server_.metrics().inflight_rejected_total);
+    return answer(RpcError(ErrorCode::kServerBusy,
+                           "too many requests in flight for this session (max " +
+                               std::to_string(server_.config().max_inflight_per_session) + ")"));
+  }
+  auto key = id_key(m.id);
+  if (inflight.contains(key)) {
+    return answer(RpcError(ErrorCode::kInvalidRequest, "request id already in use"));
+  }
+  json::object meta;
+  json::value progress_token = nullptr;
+  if (auto* mv = m.params.if_contains("_meta"); mv && mv->is_object()) {
+    if (auto* pt = mv->get_object().if_contains("progressToken");
+        pt && (pt->is_string() || pt->is_number())) {
+      progress_token = *pt;
+    }
+    meta = std::move(mv->get_object());  // the handler reads it from its RequestContext
+  }
+  RequestContext rc{conversation->client(), std::string(conversation->session_id()),
+                    server_.config().node_id, m.id, std::move(meta)};
+  if (method == "tools/call") {
+    // A synchronous tool (and any call that fails its checks) is answered right here: no
+    // coroutine, no in-flight entry (nothing can cancel it before it ends). A handler that
+    // throws reaches the caller's catch, which fails this request alone.
+    auto catalog = server_.app().catalog();
+    auto tool = called_tool(*catalog, m.params);
+    if (!tool || (*tool)->sync_handler) {
+      Metrics::inc(server_.metrics().tool_calls_total);
+      if (!tool) return answer(tool.error());
+      auto args = tool_arguments(**tool, m.params);
+      if (auto* done = std::get_if<Result<json::value>>(&args)) return answer(std::move(*done));
+      InflightRequest ctx(server_, conversation, std::move(rc), reply, std::move(progress_token));
+      return answer(
+          tool_answer((*tool)->sync_handler(ctx, std::move(std::get<json::object>(args)))));
+    }
+  }
+  auto request = std::make_shared<InflightRequest>(server_, conversation, std::move(rc), reply,
+                                                   std::move(progress_token));
+  inflight.emplace(std::move(key), request);
+  Metrics::inc(server_.metrics().inflight_requests);
+  auto slot = request->signal_.slot();
+  // The completion handler owns `request` too: co_spawn keeps using the slot (and so the
+  // signal inside InflightRequest) after run_request returns, until it calls the handler.
+  asio::co_spawn(conversation->executor(), run_request(request, std::move(m)),
+                 asio::bind_cancellation_slot(slot, [keep = request](std::exception_ptr) {}));
+}
+
+asio::awaitable<void> Router::run_request(std::shared_ptr<InflightRequest> inflight, Message m) {
+  Payload response;
+  try {
+    auto r = co_await dispatch_async(*inflight, m);
+    if (r) {
+      response = make_result(m.id, std::move(*r));
+    } else {
+      Metrics::inc(server_.metrics().request_errors_total);
+      response = make_error(m.id, r.error());
+    }
+  } catch (const std::exception& e) {
+    // Handler code is the app's: a throw is its bug, reported to the client, never a crash.
+    Metrics::inc(server_.metrics().request_errors_total);
+    response =
+        make_error(m.id, {ErrorCode::kInternalError, std::string("handler failed: ") + e.what()});
+  }
+  auto& map = inflight->conversation_->inflight;
+  auto it = map.find(id_key(m.id));
+  if (it != map.end() && it->second == inflight) map.erase(it);
+  if (!inflight->answered_) {
+    inflight->reply_->deliver(inflight->cancelled_ ? nullptr : std::move(response), true);
+  }
+  // Break the cycle conversation -> inflight -> conversation once done.
+  inflight->conversation_.reset();
+  Metrics::dec(server_.metrics().inflight_requests);
+}
+
+// GCC 12 warns -Wmismatched-new-delete on this coroutine's frame: Asio's awaitable frames
+// come from its class-specific operator new (recycling, aligned_new underneath) and go back
+// through the matching class-specific operator delete, but after inlining GCC compares
+// aligned_new with that operator delete. A false positive for coroutine frames; silenced for
+// this one function.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+asio::awaitable<Result<json::value>> Router::dispatch_async(InflightRequest& ctx, Message& m) {
+  auto catalog = server_.app().catalog();
+  auto& p = m.params;
+  if (m.method == "tools/call") {
+    Metrics::inc(server_.metrics().tool_calls_total);
+    auto tool = called_tool(*catalog, p);
+    if (!tool) co_return tool.error();
+    auto prepared = tool_arguments(**tool, p);
+    if (auto* answer = std::get_if<Result<json::value>>(&prepared)) co_return std::move(*answer);
+    auto& args = std::get<json::object>(prepared);
+    // `catalog` (a local of this frame) keeps the tool and its handler alive across suspension.
+    if (!(*tool)->handler) co_return tool_answer((*tool)->sync_handler(ctx, std::move(args)));
+    co_return tool_answer(co_await (*tool)->handler(ctx, std::move(args)));
+  }
+  if (m.method == "resources/read") {
+    auto uri = get_string(p, "uri");
+    if (!uri) co_return invalid_params("resources/read needs params.uri (string)");
+    Result<std::vector<ResourceContents>> contents = RpcError();
+    if (auto* res = catalog->find_resource(*uri)) {
+      auto handler = res->handler;
+      contents = co_await handler(ctx, std::string(*uri));
+    } else {
+      const App::Template* match = nullptr;
+      std::map<std::string, std::string> vars;
+      for (auto& t : catalog->templates) {
+        vars.clear();
+        if (match_uri_template(t->spec.uri_template, *uri, vars)) {
+          match = t.get();
+          break;
+        }
+      }
+      if (!match) {
+        co_return RpcError(ErrorCode::kResourceNotFound, "resource not found",
+                           json::object{{"uri", *uri}});
+      }
+      auto handler = match->handler;
+      contents = co_await handler(ctx, std::string(*uri), std::move(vars));
+    }
+    if (!contents) co_return contents.error();
+    json::array arr;
+    for (auto& c : *contents) arr.push_back(c.to_json());
+    co_return json::value(json::object{{"contents", std::move(arr)}});
+  }
+  if (m.method == "prompts/get") {
+    auto name = get_string(p, "name");
+    if (!name) co_return invalid_params("prompts/get needs params.name (string)");
+    auto* prompt = catalog->find_prompt(*name);
+    if (!prompt) co_return invalid_params("unknown prompt: " + std::string(*name));
+    std::map<std::string, std::string> args;
+    if (auto* a = get_object(p, "arguments")) {
+      for (auto& [k, v] : *a) {
+        if (!v.is_string()) {
+          co_return invalid_params("prompt argument '" + std::string(k) + "' must be a string");
+        }
+        args.emplace(std::string(k), std::string(v.get_string()));
+      }
+    }
+    for (auto& arg : prompt->spec.arguments) {
+      if (arg.required && !args.contains(arg.name)) {
+        co_return invalid_params("missing required argument '" + arg.name + "' for prompt '" +
+                                 prompt->spec.name + "'");
+      }
+    }
+    auto handler = prompt->handler;
+    auto r = co_await handler(ctx, std::move(args));
+    if (!r) co_return r.error();
+    json::object out{{"messages", std::move(r->messages)}};
+    if (!r->description.empty()) out["description"] = r->description;
+    co_return json::value(std::move(out));
+  }
+  // completion/complete
+  auto* ref = get_object(p, "ref");
+  auto* argument = get_object(p, "argument");
+  if (!ref || !argument) co_return invalid_params("completion/complete needs ref and argument");
+  CompletionRequest req;
+  auto type = get_string(*ref, "type");
+  if (!type) co_return invalid_params("ref.type must be a string");
+  req.ref_type = std::string(*type);
+  std::optional<std::string_view> ref_name;
+  if (req.ref_type == "ref/prompt") {
+    ref_name = get_string(*ref, "name");
+    if (ref_name && !catalog->find_prompt(*ref_name)) {
+      co_return invalid_params("unknown prompt: " + std::string(*ref_name));
+    }
+  } else if (req.ref_type == "ref/resource") {
+    ref_name = get_string(*ref, "uri");
+  } else {
+    co_return invalid_params("ref.type must be ref/prompt or ref/resource");
+  }
+  if (!ref_name) co_return invalid_params("ref needs name (prompt) or uri (resource)");
+  req.ref = std::string(*ref_name);
+  auto arg_name = get_string(*argument, "name");
+  auto arg_value = get_string(*argument, "value");
+  if (!arg_name || !arg_value) co_return invalid_params("argument needs name and value strings");
+  req.argument = std::string(*arg_name);
+  req.value = std::string(*arg_value);
+  if (auto* c = get_object(p, "context")) {
+    if (auto* a = get_object(*c, "arguments")) {
+      for (auto& [k, v] : *a) {
+        if (v.is_string()) req.context.emplace(std::string(k), std::string(v.get_string()));
+      }
+    }
+  }
+  Completion completion;
+  auto it = catalog->completions.find(req.ref_type + " " + req.ref);
+  if (it != catalog->completions.end()) {
+    auto handler = it->second;
+    auto r = co_await handler(ctx, req);
+    if (!r) co_return r.error();
+    completion = std::move(*r);
+  }
+  json::array values;
+  constexpr std::size_t kMaxValues = 100;
+  for (std::size_t i = 0; i < completion.values.size() && i < kMaxValues; ++i) {
+    values.emplace_back(completion.values[i]);
+  }
+  json::object c{{"values", std::move(values)}};
+  bool more = completion.has_more || completion.values.size() > kMaxValues;
+  c["total"] =
+      completion.total ? *completion.total : static_cast<std::int64_t>(completion.values.size());
+  c["hasMore"] = more;
+  co_return json::value(json::object{{"completion", std::move(c)}});
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
+
+Result<json::value> Router::handle_list(const Message& m) {
+  auto offset = parse_cursor(m.params);
+  if (!offset) return invalid_params("invalid cursor");
+  auto catalog = server_.app().catalog();
+  std::vector<json::object> items;
+  std::string_view key;
+  if (m.method == "tools/list") {
+    key = "tools";
+    for (auto& t : catalog->tools) {
+      const auto& s = t->spec;
+      json::object o{{"name", s.name}, {"inputSchema", s.input_schema}};
+      if (!s.title.empty()) o["title"] = s.title;
+      if (!s.description.empty()) o["description"] = s.description;
+      if (s.output_schema) o["outputSchema"] = *s.output_schema;
+      if (!s.annotations.empty()) o["annotations"] = s.annotations;
+      if (!s.icons.empty()) o["icons"] = s.icons;
+      if (!s.meta.empty()) o["_meta"] = s.meta;
+      items.push_back(std::move(o));
+    }
+  } else if (m.method == "resources/list") {
+    key = "resources";
+    for (auto& r : catalog->resources) items.push_back(r->spec.to_json());
+    for (auto& t : catalog->templates) {
+      if (!t->lister) continue;
+      for (auto& r : t->lister()) items.push_back(r.to_json());
+    }
+  } else if (m.method == "resources/templates/list") {
+    key = "resourceTemplates";
+    for (auto& t : catalog->templates) items.push_back(t->spec.to_json());
+  } else {
+    key = "prompts";
+    for (auto& p : catalog->prompts) items.push_back(p->spec.to_json());
+  }
+  if (*offset > items.size()) return invalid_params("invalid cursor");
+  std::size_t page = std::max<std::size_t>(server_.config().page_size, 1);
+  std::size_t end = std::min(items.size(), *offset + page);
+  json::array arr;
+  for (std::size_t i = *offset; i < end; ++i) arr.push_back(std::move(items[i]));
+  json::object result{{key, std::move(arr)}};
+  if (end < items.size()) result["nextCursor"] = std::to_string(end);
+  return json::value(std::move(result));
+}
+
+}  // namespace mcpmesh::mcp

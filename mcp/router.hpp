@@ -1,0 +1,112 @@
+#pragma once
+/// \file
+/// The method router: serves one client request (ping, the list methods, subscriptions, the
+/// log level, tools, resources, prompts, completion) from the conversation it belongs to and a
+/// channel back to the client. It knows nothing of sessions or transports: a session-era
+/// session implements `Conversation`, and so can a request that carries its own context
+/// (2026-07-28) or a request another node forwarded.
+///
+/// Threading: `Router::handle` runs on the conversation's executor; coroutine handlers run
+/// there too. The router itself holds no per-request state and may serve any number of
+/// conversations at once.
+
+#include "mcp/app.hpp"
+#include "mcp/client_channel.hpp"
+
+#include <boost/asio/cancellation_signal.hpp>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+
+namespace mcpmesh::mcp {
+
+class Server;
+class InflightRequest;
+
+/// What a request may read or change about the conversation it belongs to, and the requests
+/// of that conversation still running (for notifications/cancelled and the in-flight bound).
+/// Thread-safety: every member is called on `executor()` only.
+class Conversation {
+ public:
+  virtual ~Conversation() = default;
+
+  [[nodiscard]] virtual const asio::any_io_executor& executor() const = 0;
+  /// What the client said about itself; null before initialize.
+  [[nodiscard]] virtual std::shared_ptr<const ClientState> client() const = 0;
+  /// Empty when the request belongs to no session.
+  [[nodiscard]] virtual std::string_view session_id() const = 0;
+  [[nodiscard]] virtual std::optional<LogLevel> log_level() const = 0;
+  virtual Result<json::value> set_log_level(LogLevel level) = 0;
+  virtual Result<json::value> subscribe(std::string_view uri) = 0;
+  virtual Result<json::value> unsubscribe(std::string_view uri) = 0;
+  /// Whether a handler may end its request's stream early for the client to resume it.
+  [[nodiscard]] virtual bool resumable_streams() const = 0;
+  /// Sends a request to the client on `via` and waits for its answer (see HandlerContext).
+  virtual asio::awaitable<Result<json::object>> request_client(
+      std::string method, json::object params, std::chrono::milliseconds deadline,
+      const std::shared_ptr<ClientChannel>& via) = 0;
+
+  /// Requests of this conversation being handled, by id_key.
+  std::unordered_map<std::string, std::shared_ptr<InflightRequest>> inflight;
+};
+
+/// A request being handled: the handler's context. Lives on the conversation's executor.
+class InflightRequest final : public HandlerContext {
+ public:
+  InflightRequest(Server& server, std::shared_ptr<Conversation> conversation, RequestContext rc,
+                  std::shared_ptr<ClientChannel> reply, json::value progress_token);
+
+  const RequestContext& request() const override { return rc_; }
+  void report_progress(double progress, std::optional<double> total,
+                       std::string_view message) override;
+  void log(LogLevel level, json::value data, std::string_view logger) override;
+  bool is_cancelled() const override { return cancelled_; }
+  void close_stream() override;
+  asio::awaitable<Result<json::object>> request_client(std::string method, json::object params,
+                                                       std::chrono::milliseconds deadline) override;
+  asio::any_io_executor executor() const override;
+  asio::any_io_executor worker_executor() const override;
+  App& app() const override;
+
+  /// The client cancelled: the handler is told, and its answer will be dropped.
+  void cancel();
+  /// Answers the request now with `error` and cancels the handler (shutdown, drain).
+  void fail(const RpcError& error);
+
+ protected:
+  bool acquire_blocking_slot() override;
+  void release_blocking_slot() override;
+
+ private:
+  friend class Router;
+  Server& server_;
+  std::shared_ptr<Conversation> conversation_;  // reset when done (breaks the cycle)
+  RequestContext rc_;
+  std::shared_ptr<ClientChannel> reply_;
+  json::value progress_token_;
+  asio::cancellation_signal signal_;
+  bool cancelled_ = false;
+  bool answered_ = false;  // fail() answered already: the handler's outcome is dropped
+};
+
+class Router {
+ public:
+  explicit Router(Server& server) : server_(server) {}
+
+  /// Conversation executor only. Serves request `m`; the answer (and anything the handler
+  /// emits on the way) goes to `reply`. A handler that throws fails this request alone.
+  void handle(const std::shared_ptr<Conversation>& conversation, Message m,
+              const std::shared_ptr<ClientChannel>& reply);
+
+ private:
+  Result<json::value> handle_list(const Message& m);
+  asio::awaitable<void> run_request(std::shared_ptr<InflightRequest> inflight, Message m);
+  asio::awaitable<Result<json::value>> dispatch_async(InflightRequest& ctx, Message& m);
+
+  Server& server_;
+};
+
+}  // namespace mcpmesh::mcp
