@@ -55,7 +55,8 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
   long read_ms = h.read_timeout.count(), idle_ms = h.idle_timeout.count(),
        write_ms = h.write_timeout.count(), keepalive_ms = h.sse_keepalive.count(),
        retry_ms = h.sse_retry.count(), client_timeout_ms = s.client_request_timeout.count(),
-       session_idle_s = s.session_idle_timeout.count();
+       session_idle_s = s.session_idle_timeout.count(), drain_ms = c.drain_timeout.count(),
+       forward_ms = c.forward_timeout.count();
 
   po::options_description general("General");
   general.add_options()("help,h", "print this help and exit")("version",
@@ -74,7 +75,10 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
       "worker-threads", po::value(&c.worker_threads)->default_value(c.worker_threads),
       "threads of the pool that runs blocking handler work")(
       "log-level", po::value(&c.log_level)->default_value(c.log_level),
-      "trace | debug | info | warn | error | off");
+      "trace | debug | info | warn | error | off")(
+      "drain-timeout-ms", po::value(&drain_ms)->default_value(drain_ms),
+      "on SIGTERM or `mcpmesh-ctl drain`: time requests in flight get to finish before they "
+      "are answered with an error and the node exits");
   po::options_description limits("Limits (each counted in /metrics when it bites)");
   limits.add_options()("max-body-bytes", po::value(&max_body)->default_value(max_body),
                        "largest accepted HTTP body (413 above)")(
@@ -129,7 +133,26 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
       "cluster-profile", po::value(&c.cluster_profile)->default_value(c.cluster_profile),
       "membership timings: lan | fast (see docs/CLUSTER.md)")(
       "cluster-name", po::value(&c.cluster_name)->default_value(c.cluster_name),
-      "nodes only talk to nodes with the same cluster name");
+      "nodes only talk to nodes with the same cluster name")(
+      "cluster-secret-file", po::value(&c.cluster_secret_file),
+      "file holding the cluster secret (at least 16 bytes) that authenticates every cluster "
+      "RPC; required with --cluster (never pass the secret itself on the command line)")(
+      "cluster-tls-cert", po::value(&c.cluster_tls_cert),
+      "PEM certificate of this node for mutual TLS between nodes (with --cluster-tls-key and "
+      "--cluster-tls-ca; see docs/CLUSTER.md)")("cluster-tls-key", po::value(&c.cluster_tls_key),
+                                                "PEM private key for --cluster-tls-cert")(
+      "cluster-tls-ca", po::value(&c.cluster_tls_ca),
+      "PEM CA certificate that signs every node's certificate")(
+      "advertise", po::value(&c.advertise),
+      "HOST:PORT other nodes dial for this node's cluster port (default: the bound address; "
+      "required when binding a wildcard address)")(
+      "advertise-http", po::value(&c.advertise_http),
+      "HOST:PORT of this node's HTTP endpoint as others reach it (default: the bound address)")(
+      "replicas", po::value(&c.replicas)->default_value(c.replicas),
+      "other nodes each session's state is replicated to (0 = sessions die with their node)")(
+      "forward-timeout-ms", po::value(&forward_ms)->default_value(forward_ms),
+      "deadline of one exchange relayed to the node holding its session (an SSE stream "
+      "ends there and the client resumes it)");
   po::options_description all;
   all.add(general).add(limits).add(cluster);
 
@@ -176,6 +199,29 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
   h.sse_retry = std::chrono::milliseconds(retry_ms);
   s.client_request_timeout = std::chrono::milliseconds(client_timeout_ms);
   s.session_idle_timeout = std::chrono::seconds(session_idle_s);
+  c.drain_timeout = std::chrono::milliseconds(drain_ms);
+  c.forward_timeout = std::chrono::milliseconds(forward_ms);
+  if (drain_ms < 0 || forward_ms <= 0) throw std::runtime_error("timeouts must be positive");
+  if (!c.cluster.empty()) {
+    if (c.cluster_secret_file.empty()) {
+      throw std::runtime_error(
+          "--cluster needs --cluster-secret-file: every cluster RPC is authenticated");
+    }
+    int tls = !c.cluster_tls_cert.empty() + !c.cluster_tls_key.empty() + !c.cluster_tls_ca.empty();
+    if (tls != 0 && tls != 3) {
+      throw std::runtime_error(
+          "--cluster-tls-cert, --cluster-tls-key and --cluster-tls-ca go together");
+    }
+    for (const auto* addr : {&c.advertise, &c.advertise_http}) {
+      if (addr->empty()) continue;
+      auto [host, port] = split_host_port(*addr);
+      if (port == 0 || host == "0.0.0.0" || host == "::" || host.empty()) {
+        throw std::runtime_error("cannot advertise '" + *addr +
+                                 "': give the address and port other nodes reach");
+      }
+    }
+    if (c.replicas > 8) throw std::runtime_error("--replicas must be at most 8");
+  }
   h.allowed_origins = split_list(allowed_origins);
   h.allowed_hosts = split_list(allowed_hosts);
   c.seeds = split_list(seeds);

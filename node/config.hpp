@@ -22,11 +22,20 @@ struct NodeConfig {
   std::size_t worker_threads = 4;
   transport::HttpConfig http_config;
   transport::StdioConfig stdio_config;
-  // Cluster membership (optional).
+  /// SIGTERM (or `mcpmesh-ctl drain`): how long requests in flight may take to finish before
+  /// they are answered with an error and the node exits.
+  std::chrono::milliseconds drain_timeout{10000};
+  // Cluster (optional).
   std::string cluster;  // HOST:PORT of the gRPC endpoint; empty = single node
   std::vector<std::string> seeds;
   std::string cluster_profile = "lan";
   std::string cluster_name = "mcpmesh";
+  std::string cluster_secret_file;                                // required with --cluster
+  std::string cluster_tls_cert, cluster_tls_key, cluster_tls_ca;  // all or none
+  std::string advertise;       // cluster address other nodes dial; default: the bound one
+  std::string advertise_http;  // HTTP address other nodes and balancers use
+  std::size_t replicas = 1;    // nodes each session is replicated to
+  std::chrono::milliseconds forward_timeout{3600000};
 };
 
 /// Parses argv (and --config FILE). Returns nullopt after printing --help or --version.

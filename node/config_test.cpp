@@ -171,3 +171,33 @@ TEST(ParseConfig, HelpAndVersionReturnNothing) {
 
 }  // namespace
 }  // namespace mcpmesh::node
+
+namespace mcpmesh::node {
+namespace {
+
+TEST(ParseConfig, ClusterNeedsASecretFileAndSaneAdvertisedAddresses) {
+  EXPECT_THROW(parse({"--cluster", "127.0.0.1:7001"}), std::runtime_error);
+  auto c = parse_ok({"--cluster", "127.0.0.1:7001", "--cluster-secret-file", "/run/s",
+                     "--advertise", "10.0.0.5:7001", "--advertise-http", "10.0.0.5:8080",
+                     "--replicas", "2", "--drain-timeout-ms", "2500"});
+  EXPECT_EQ(c.cluster_secret_file, "/run/s");
+  EXPECT_EQ(c.advertise, "10.0.0.5:7001");
+  EXPECT_EQ(c.advertise_http, "10.0.0.5:8080");
+  EXPECT_EQ(c.replicas, 2u);
+  EXPECT_EQ(c.drain_timeout, std::chrono::milliseconds(2500));
+  for (const char* bad : {"0.0.0.0:7001", "10.0.0.5:0", "[::]:7001"}) {
+    EXPECT_THROW(parse({"--cluster", "127.0.0.1:7001", "--cluster-secret-file", "/run/s",
+                        "--advertise", bad}),
+                 std::runtime_error)
+        << bad;
+  }
+  EXPECT_THROW(parse({"--cluster", "127.0.0.1:7001", "--cluster-secret-file", "/run/s",
+                      "--cluster-tls-cert", "c.pem"}),
+               std::runtime_error);
+  EXPECT_THROW(
+      parse({"--cluster", "127.0.0.1:7001", "--cluster-secret-file", "/run/s", "--replicas", "9"}),
+      std::runtime_error);
+}
+
+}  // namespace
+}  // namespace mcpmesh::node
