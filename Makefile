@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 HTTP ?= 127.0.0.1:8080
 APP ?= demo
 
-.PHONY: all deps deps-test configure build run test bench bench-cluster format tidy clean
+.PHONY: all deps deps-test configure build run cluster test bench bench-cluster format tidy clean
 
 all: build
 
@@ -22,6 +22,12 @@ build: configure
 
 run: build
 	$(BUILD_DIR)/bin/mcpmesh-node --http $(HTTP) --app $(APP)
+
+# 4 nodes + nginx on 127.0.0.1:$(CLUSTER_PORT), in the foreground (Ctrl-C stops all of it).
+cluster: CLUSTER_PORT ?= 8080
+cluster: CLUSTER_DIR ?= build/cluster
+cluster: build
+	deploy/local/cluster.sh up --nodes 4 --port $(CLUSTER_PORT) --dir $(CLUSTER_DIR) --bin $(BUILD_DIR)/bin/mcpmesh-node
 
 test: deps-test configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)

@@ -1,5 +1,6 @@
-// mcpmesh-cluster-agent: membership only, for integration tests and benchmarks until (and
-// besides) mcpmesh-node wiring. Prints "cluster listening on HOST:PORT" to stderr when bound.
+// mcpmesh-cluster-agent: cluster membership alone (no MCP), for membership tests and
+// benchmarks. The same cluster node as mcpmesh-node's, locked the same way (a cluster secret,
+// optional mutual TLS). Prints "cluster listening on HOST:PORT" to stderr when bound.
 // SIGTERM/SIGINT: graceful leave, exit 0.
 
 #include <spdlog/spdlog.h>
@@ -9,25 +10,32 @@
 #include <iostream>
 #include <sstream>
 
-#include "cluster/node_membership.hpp"
+#include "cluster/mesh/cluster_node.hpp"
 
 namespace po = boost::program_options;
+namespace mc = mcpmesh::cluster;
 
 int main(int argc, char** argv) {
-  mcpmesh::cluster::NodeClusterConfig cfg;
-  std::string seeds;
+  mc::ClusterNodeConfig cfg;
+  std::string seeds, secret_file, tls_cert, tls_key, tls_ca;
   int leave_ms = 1000;
   std::string log_level = "info";
-  cfg.profile = "fast";
   po::options_description desc("mcpmesh-cluster-agent options");
   desc.add_options()("help,h", "show help")("node-id", po::value(&cfg.node_id)->required(),
                                             "node id")(
-      "cluster", po::value(&cfg.cluster_addr)->default_value("127.0.0.1:0"),
-      "HOST:PORT of the membership gRPC server (port 0 = pick)")(
+      "cluster", po::value(&cfg.listen)->default_value("127.0.0.1:0"),
+      "HOST:PORT of the cluster gRPC server (port 0 = pick)")(
       "seeds", po::value(&seeds)->default_value(""), "comma-separated HOST:PORT seeds")(
-      "http", po::value(&cfg.http_addr)->default_value(""), "advertised HTTP address")(
+      "advertise", po::value(&cfg.advertise),
+      "HOST:PORT other nodes dial (default: the bound one)")(
+      "http", po::value(&cfg.http_advertise)->default_value(""), "advertised HTTP address")(
       "cluster-name", po::value(&cfg.cluster_name)->default_value("mcpmesh"), "cluster name")(
       "cluster-profile", po::value(&cfg.profile)->default_value("fast"), "lan | fast")(
+      "cluster-secret-file", po::value(&secret_file)->required(),
+      "file holding the cluster secret")("cluster-tls-cert", po::value(&tls_cert),
+                                         "PEM certificate for mutual TLS")(
+      "cluster-tls-key", po::value(&tls_key), "PEM key of --cluster-tls-cert")(
+      "cluster-tls-ca", po::value(&tls_ca), "PEM cluster CA")(
       "leave-ms", po::value(&leave_ms)->default_value(leave_ms), "graceful leave deadline")(
       "log-level", po::value(&log_level)->default_value(log_level), "spdlog level");
   po::variables_map vm;
@@ -42,12 +50,12 @@ int main(int argc, char** argv) {
     std::cerr << e.what() << "\n" << desc << "\n";
     return 2;
   }
-  spdlog::set_default_logger(spdlog::default_logger());
   spdlog::set_level(spdlog::level::from_str(log_level));
   std::stringstream ss(seeds);
   for (std::string s; std::getline(ss, s, ',');)
     if (!s.empty()) cfg.seeds.push_back(s);
   cfg.version = "agent";
+  if (!tls_cert.empty()) cfg.tls = mc::TlsFiles{tls_cert, tls_key, tls_ca};
 
   // Block the stop signals in every thread; this one waits for them.
   sigset_t set;
@@ -56,9 +64,10 @@ int main(int argc, char** argv) {
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
-  std::unique_ptr<mcpmesh::cluster::NodeMembership> node;
+  std::unique_ptr<mc::ClusterNode> node;
   try {
-    node = mcpmesh::cluster::NodeMembership::start(cfg);
+    cfg.secret = mc::load_cluster_secret(secret_file);
+    node = mc::ClusterNode::start(cfg);
   } catch (const std::exception& e) {
     std::cerr << "cluster start failed: " << e.what() << std::endl;
     return 1;

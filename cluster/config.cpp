@@ -37,6 +37,7 @@ MembershipConfig MembershipConfig::fast() {
   c.bulk_timeout = std::chrono::seconds(2);
   c.state_exchange_limit = std::chrono::seconds(4);
   c.oneway_timeout = milliseconds(200);
+  c.stale_epoch_after = std::chrono::seconds(1);  // 3 * 200 ms, raised to the 1 s floor
   return c;
 }
 

@@ -13,6 +13,7 @@
 //   verify period        = verify_fraction * suspicion min
 //   retransmits          = max(min_retransmits, ceil(retransmit_mult * log10(n + 1)))  (λ·log n)
 //   push-pull interval   = push_pull_interval * max(1, 1 + log2(n / 32))
+//   stale epoch after    = max(1 s, 3 * probe_interval)    (a field; both profiles set it so)
 // Thread-safety: plain value.
 
 #include <chrono>
@@ -71,6 +72,32 @@ struct MembershipConfig {
   /// otherwise shut a member id out for good).
   int64_t max_incarnation_ahead_ms = 24 * 3600 * 1000;
   size_t max_id_bytes = 128;
+  /// A boot epoch (the sender's start, wall ms) further ahead of our wall clock than this is
+  /// malformed: a forged huge epoch would otherwise outrank every real message of that member.
+  Duration max_clock_skew = std::chrono::seconds(60);
+  /// A message from an older boot epoch than the one stored for its sender is a replay, unless
+  /// the stored epoch has not been heard from for this long: then it is accepted and the
+  /// anti-replay window restarts (`epoch_resets`), so one forged epoch slightly ahead shuts a
+  /// member out for this long at most. Several probe intervals, so a real restart's stray
+  /// in-flight messages from the old life are still refused.
+  Duration stale_epoch_after = std::chrono::seconds(3);
+
+  /// Application data (Delegate, MemberMeta::app). Larger input is malformed; our own delegate
+  /// output beyond them is left out and counted (`app_oversized`).
+  size_t max_app_broadcast_bytes = 16 * 1024;     // total piggybacked broadcast bytes per message
+  size_t max_app_broadcasts_per_message = 64;     // piggybacked broadcasts per message
+  size_t max_app_state_bytes = 8u * 1024 * 1024;  // one push-pull/join application state
+  size_t max_app_meta_bytes = 512;                // MemberMeta::app
+
+  /// Second-hand members (an `alive` about X from a sender that is not X) are verified before
+  /// they count: a ping to X, one retry, both with the probe timeout; only X's own message or
+  /// ack makes it a member. Verification pings in flight at once:
+  size_t max_pending_verifications = 64;
+  /// Unverified members one sender may have introduced and still waiting; more are ignored
+  /// (`rejected_unverified`), so one forged state cannot queue thousands of ghosts.
+  size_t max_unverified_per_peer = 128;
+  /// Unverified members waiting in all (forged sender ids must not multiply the above).
+  size_t max_unverified = 1024;
 
   /// LAN default: detects a crash in ~3-6 s at 4..1000 nodes, tolerates 10% loss.
   static MembershipConfig lan() { return {}; }

@@ -39,6 +39,10 @@ class Transport {
                        ReplyFn on_reply) = 0;
   /// One-way message (gossip, leave); best effort, bounded by `timeout`.
   virtual void send(const std::string& addr, Message msg, Duration timeout) = 0;
+  /// The peer at `addr` has just come back (a new process, or alive after we believed it dead):
+  /// forget whatever connection state is cached for it, so the next message connects at once
+  /// instead of failing fast on a connection still in reconnect backoff from its downtime.
+  virtual void reset(const std::string& /*addr*/) {}
 };
 
 /// Sends the reply to an incoming request; call at most once, from the membership's executor.

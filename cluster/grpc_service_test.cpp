@@ -1,6 +1,7 @@
 // The gRPC membership service in process: a flood of inbound RPCs while the membership's loop
 // is busy is refused with RESOURCE_EXHAUSTED beyond the configured queue, counted, and shown
-// by the admin service; what was queued is answered once the loop runs again.
+// by the admin service; what was queued is answered once the loop runs again. Application
+// state (Delegate) crosses push-pull in 1 MiB slices, within its bound on both ends.
 
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -10,12 +11,15 @@
 #include <functional>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <vector>
 
+#include "cluster/delegate.hpp"
 #include "cluster/event_loop.hpp"
 #include "cluster/grpc_transport.hpp"
 #include "cluster/membership.hpp"
+#include "cluster/proto_convert.hpp"
 #include "proto/admin.grpc.pb.h"
 #include "proto/membership.grpc.pb.h"
 
@@ -241,6 +245,139 @@ TEST(EventLoop, TryPostRefusesBeyondTheLimit) {
   EXPECT_EQ(ran, 2);
   loop.join();
   EXPECT_FALSE(loop.try_post([] {}, 100));  // stopped
+}
+
+TEST(ProtoConvert, PushPullChunksSliceTheApplicationState) {
+  Message m;
+  m.type = MsgType::kPushPull;
+  m.cluster = "c";
+  m.sender_id = "x1";
+  m.boot_epoch = 1;
+  m.seq = 1;
+  for (int i = 0; i < 700; ++i) {
+    Update u;
+    u.node_id = "m" + std::to_string(i);
+    u.state = MemberState::kAlive;
+    u.incarnation = 1;
+    u.meta = std::make_shared<const MemberMeta>(MemberMeta{u.node_id, "a", "", "", 0, "app"});
+    m.updates.push_back(u);
+  }
+  for (size_t i = 0; i < 2 * kAppStateBytesPerChunk + 10; ++i)
+    m.app_state.push_back(static_cast<char>('a' + i % 26));
+  auto chunks = to_chunks(m, 512);
+  ASSERT_EQ(chunks.size(), 3u);  // the state needs 3 slices, the members 2 chunks
+  std::string state;
+  size_t members = 0;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    EXPECT_LE(chunks[i].app_state().size(), kAppStateBytesPerChunk);
+    EXPECT_EQ(chunks[i].last(), i + 1 == chunks.size());
+    state += chunks[i].app_state();
+    members += static_cast<size_t>(chunks[i].members_size());
+  }
+  EXPECT_EQ(state, m.app_state);
+  EXPECT_EQ(members, 700u);
+  EXPECT_EQ(from_proto(chunks[0].members(0)).meta->app, "app");
+  m.app_state.clear();
+  EXPECT_EQ(to_chunks(m, 512).size(), 2u);
+}
+
+/// Records merged states; answers with `state`. Called on the membership's loop only.
+class StateDelegate final : public Delegate {
+ public:
+  explicit StateDelegate(std::string s) : state(std::move(s)) {}
+  std::vector<std::string> broadcasts(size_t) override { return {}; }
+  void on_broadcast(std::string_view, const std::string&) override {}
+  std::string local_state(bool) override { return state; }
+  void merge_remote_state(std::string_view remote, bool join, const std::string& from) override {
+    std::lock_guard lock(mu);
+    merged.push_back(std::string(remote));
+    merged_from = from;
+    merged_join = join;
+  }
+  std::string state;
+  std::mutex mu;
+  std::vector<std::string> merged;
+  std::string merged_from;
+  bool merged_join = false;
+};
+
+/// One push-pull through a client GrpcTransport (its own loop) to `addr`; the reply's state,
+/// or nullopt when the exchange failed.
+std::optional<std::string> push_pull(const std::string& addr, std::string state, bool join,
+                                     size_t client_max_state) {
+  EventLoop loop;
+  GrpcTransport client(loop, 4, 1u << 16, client_max_state);
+  Message m;
+  m.type = MsgType::kPushPull;
+  m.cluster = "mcpmesh";
+  m.sender_id = "x1";
+  m.sender_addr = "127.0.0.1:2";
+  m.boot_epoch = 1;
+  m.seq = 1;
+  m.join = join;
+  m.app_state = std::move(state);
+  std::promise<std::optional<std::string>> done;
+  auto fut = done.get_future();
+  loop.post([&] {
+    client.request(addr, std::move(m), 10s, [&](const Message* reply) {
+      if (reply && !reply->sender_id.empty())
+        done.set_value(reply->app_state);
+      else
+        done.set_value(std::nullopt);
+    });
+  });
+  if (fut.wait_for(15s) != std::future_status::ready) return std::nullopt;
+  auto out = fut.get();
+  client.shutdown();
+  loop.join();
+  return out;
+}
+
+TEST(MembershipService, PushPullCarriesApplicationStateInSlicesWithinItsBound) {
+  MembershipConfig cfg = MembershipConfig::fast();
+  cfg.max_app_state_bytes = 3u << 20;
+  ServiceHarness h(cfg, 11);
+  ASSERT_TRUE(h.channel) << "no server";
+  const std::string addr = "127.0.0.1:" + std::to_string(h.port);
+  StateDelegate server(std::string((5u << 20) / 2, 'S'));  // 2.5 MiB: three slices
+  std::promise<void> set;
+  h.loop.post([&] {
+    h.membership.set_delegate(&server);
+    set.set_value();
+  });
+  set.get_future().wait();
+
+  // Both ways, well beyond one gRPC message's 4 MiB in total, and each side merges the other's.
+  std::string mine((11u << 20) / 4, 'C');  // 2.75 MiB
+  auto reply = push_pull(addr, mine, /*join=*/true, 8u << 20);
+  ASSERT_TRUE(reply.has_value()) << "push-pull failed";
+  EXPECT_EQ(*reply, server.state);
+  {
+    std::lock_guard lock(server.mu);
+    ASSERT_EQ(server.merged.size(), 1u);
+    EXPECT_EQ(server.merged[0], mine);
+    EXPECT_EQ(server.merged_from, "x1");
+    EXPECT_TRUE(server.merged_join);
+  }
+
+  // Beyond the server's bound: refused before the membership sees it.
+  auto refused = push_pull(addr, std::string((7u << 20) / 2, 'C'), false, 8u << 20);
+  EXPECT_FALSE(refused.has_value());
+  {
+    std::lock_guard lock(server.mu);
+    EXPECT_EQ(server.merged.size(), 1u);
+  }
+  // Beyond the client's bound: the answer is dropped.
+  auto dropped = push_pull(addr, "small", false, 1u << 20);
+  EXPECT_FALSE(dropped.has_value());
+
+  // Served through the loop: unset the delegate before it goes.
+  std::promise<void> unset;
+  h.loop.post([&] {
+    h.membership.set_delegate(nullptr);
+    unset.set_value();
+  });
+  unset.get_future().wait();
 }
 
 }  // namespace

@@ -15,7 +15,9 @@ std::chrono::system_clock::time_point deadline_after(Duration d) {
          std::chrono::duration_cast<std::chrono::system_clock::duration>(d);
 }
 
-std::shared_ptr<grpc::Channel> make_channel(const std::string& addr, const char* kind) {
+std::shared_ptr<grpc::Channel> make_channel(
+    const std::string& addr, const char* kind, const std::optional<TlsFiles>& tls,
+    const std::shared_ptr<grpc::ChannelCredentials>& creds) {
   grpc::ChannelArguments args;
   // Probes must fail fast and never be replayed by the library: a retried probe would lie
   // about the round trip it measures.
@@ -26,7 +28,8 @@ std::shared_ptr<grpc::Channel> make_channel(const std::string& addr, const char*
   // Own connection per channel, so bulk streams never queue behind (or ahead of) probes.
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
   args.SetString("mcpmesh.channel_kind", kind);
-  return grpc::CreateCustomChannel(addr, grpc::InsecureChannelCredentials(), args);
+  apply_tls_channel_args(args, tls);
+  return grpc::CreateCustomChannel(addr, creds, args);
 }
 
 template <typename Req, typename Resp>
@@ -39,10 +42,16 @@ struct UnaryCall {
 
 }  // namespace
 
-GrpcTransport::GrpcTransport(EventLoop& loop, size_t bulk_queue_limit, size_t max_state_members)
+GrpcTransport::GrpcTransport(EventLoop& loop, size_t bulk_queue_limit, size_t max_state_members,
+                             size_t max_app_state_bytes, const ClusterAuth* auth,
+                             std::optional<TlsFiles> tls)
     : loop_(loop),
+      auth_(auth),
+      tls_(std::move(tls)),
+      credentials_(channel_credentials(tls_)),
       bulk_limit_(bulk_queue_limit),
       max_state_members_(max_state_members),
+      max_app_state_bytes_(max_app_state_bytes),
       bulk_thread_([this] { bulk_worker(); }) {
   loop_ref_->loop = &loop_;
 }
@@ -67,9 +76,15 @@ GrpcTransport::Peer& GrpcTransport::peer(const std::string& addr) {
   if (it != peers_.end()) return it->second;
   if (peers_.size() >= kMaxPeers) peers_.clear();  // in-flight calls keep their own stubs
   Peer p;
-  p.probe = v1::Membership::NewStub(make_channel(addr, "probe"));
-  p.bulk = v1::Membership::NewStub(make_channel(addr, "bulk"));
+  p.probe = v1::Membership::NewStub(make_channel(addr, "probe", tls_, credentials_));
+  p.bulk = v1::Membership::NewStub(make_channel(addr, "bulk", tls_, credentials_));
   return peers_.emplace(addr, std::move(p)).first->second;
+}
+
+void GrpcTransport::reset(const std::string& addr) { peers_.erase(addr); }
+
+void GrpcTransport::stamp(grpc::ClientContext& ctx, std::string_view method) const {
+  if (auth_) auth_->stamp(ctx, method);
 }
 
 void GrpcTransport::request(const std::string& addr, Message msg, Duration timeout, ReplyFn fn) {
@@ -80,6 +95,7 @@ void GrpcTransport::request(const std::string& addr, Message msg, Duration timeo
       auto call = std::make_shared<UnaryCall<v1::PingRequest, v1::PingResponse>>();
       call->stub = p.probe;
       call->ctx.set_deadline(deadline_after(timeout));
+      stamp(call->ctx, "/mcpmesh.v1.Membership/Ping");
       to_envelope(msg, call->req.mutable_env());
       call->req.set_probe_seq(msg.probe_seq);
       call->req.set_target_id(msg.target_id);
@@ -102,6 +118,7 @@ void GrpcTransport::request(const std::string& addr, Message msg, Duration timeo
       auto call = std::make_shared<UnaryCall<v1::PingReqRequest, v1::PingReqResponse>>();
       call->stub = p.probe;
       call->ctx.set_deadline(deadline_after(timeout));
+      stamp(call->ctx, "/mcpmesh.v1.Membership/PingReq");
       to_envelope(msg, call->req.mutable_env());
       call->req.set_probe_seq(msg.probe_seq);
       call->req.set_target_id(msg.target_id);
@@ -151,6 +168,7 @@ void GrpcTransport::send(const std::string& addr, Message msg, Duration timeout)
     auto call = std::make_shared<UnaryCall<v1::LeaveRequest, v1::LeaveResponse>>();
     call->stub = p.probe;
     call->ctx.set_deadline(deadline_after(timeout));
+    stamp(call->ctx, "/mcpmesh.v1.Membership/Leave");
     to_envelope(msg, call->req.mutable_env());
     call->stub->async()->Leave(&call->ctx, &call->req, &call->resp,
                                [call, counter](grpc::Status) { (*counter)--; });
@@ -159,6 +177,7 @@ void GrpcTransport::send(const std::string& addr, Message msg, Duration timeout)
   auto call = std::make_shared<UnaryCall<v1::GossipRequest, v1::GossipResponse>>();
   call->stub = p.probe;
   call->ctx.set_deadline(deadline_after(timeout));
+  stamp(call->ctx, "/mcpmesh.v1.Membership/Gossip");
   to_envelope(msg, call->req.mutable_env());
   call->stub->async()->Gossip(&call->ctx, &call->req, &call->resp,
                               [call, counter](grpc::Status) { (*counter)--; });
@@ -187,25 +206,31 @@ void GrpcTransport::push_pull(const std::shared_ptr<v1::Membership::Stub>& stub,
   // bounds how long this thread can be held.
   grpc::ClientContext ctx;
   ctx.set_deadline(deadline_after(timeout));
+  stamp(ctx, msg.join ? "/mcpmesh.v1.Membership/Join" : "/mcpmesh.v1.Membership/PushPull");
   auto stream = msg.join ? stub->Join(&ctx) : stub->PushPull(&ctx);
   for (const auto& chunk : to_chunks(msg, kMembersPerChunk))
     if (!stream->Write(chunk)) break;
   stream->WritesDone();
   auto reply = std::make_shared<Message>();
   reply->type = MsgType::kPushPull;
+  reply->join = msg.join;  // the answer to a join is a join's state
   v1::StateChunk in;
   bool first = true;
+  bool too_large = false;
   while (stream->Read(&in)) {
     if (first) from_envelope(in.env(), reply.get());
     first = false;
     for (const auto& u : in.members()) reply->updates.push_back(from_proto(u));
-    if (reply->updates.size() > max_state_members_) {
+    too_large = reply->updates.size() > max_state_members_ ||
+                in.app_state().size() > max_app_state_bytes_ - reply->app_state.size();
+    if (too_large) {
       ctx.TryCancel();
       break;
     }
+    reply->app_state += in.app_state();
   }
   grpc::Status status = stream->Finish();
-  bool ok = status.ok() && !first;
+  bool ok = status.ok() && !first && !too_large;
   loop_ref_->post([reply, ok, fn = std::move(fn)] { fn(ok ? reply.get() : nullptr); });
 }
 
@@ -221,12 +246,23 @@ class StateExchangeReactor final : public grpc::ServerBidiReactor<v1::StateChunk
   /// Concurrent push-pull/join streams one node serves; each may buffer a whole state.
   static constexpr int kMaxStateExchanges = 8;
 
+  /// `admitted`: the call token's check; a refused call is finished at once.
   StateExchangeReactor(grpc::CallbackServerContext* ctx, EventLoop& loop, Membership& membership,
-                       size_t max_members, Duration limit, bool join, std::atomic<int>& active)
-      : loop_(loop), membership_(membership), max_members_(max_members), active_(active) {
+                       size_t max_members, size_t max_app_state, Duration limit, bool join,
+                       std::atomic<int>& active, const grpc::Status& admitted)
+      : loop_(loop),
+        membership_(membership),
+        max_members_(max_members),
+        max_app_state_(max_app_state),
+        active_(active) {
     msg_.type = MsgType::kPushPull;
     msg_.join = join;
-    if (active_.fetch_add(1) >= kMaxStateExchanges) {
+    int before = active_.fetch_add(1);  // OnDone gives it back, whatever happens
+    if (!admitted.ok()) {
+      Finish(admitted);
+      return;
+    }
+    if (before >= kMaxStateExchanges) {
       Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "too many state exchanges"));
       return;
     }
@@ -247,10 +283,12 @@ class StateExchangeReactor final : public grpc::ServerBidiReactor<v1::StateChunk
       first_ = false;
       msg_.join = msg_.join || in_.join();
       for (const auto& u : in_.members()) msg_.updates.push_back(from_proto(u));
-      if (msg_.updates.size() > max_members_) {
+      if (msg_.updates.size() > max_members_ ||
+          in_.app_state().size() > max_app_state_ - msg_.app_state.size()) {
         Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED, "state too large"));
         return;
       }
+      msg_.app_state += in_.app_state();
       StartRead(&in_);
       return;
     }
@@ -304,6 +342,7 @@ class StateExchangeReactor final : public grpc::ServerBidiReactor<v1::StateChunk
   EventLoop& loop_;
   Membership& membership_;
   size_t max_members_;
+  size_t max_app_state_;
   std::atomic<int>& active_;
   std::shared_ptr<Guard> guard_;
   TimerId timer_ = 0;
@@ -317,10 +356,12 @@ class StateExchangeReactor final : public grpc::ServerBidiReactor<v1::StateChunk
 }  // namespace
 
 MembershipService::MembershipService(EventLoop& loop, Membership& membership,
-                                     const MembershipConfig& limits)
+                                     const MembershipConfig& limits, ClusterAuth* auth)
     : loop_(loop),
+      auth_(auth),
       membership_(membership),
       max_state_members_(limits.max_state_members),
+      max_app_state_bytes_(limits.max_app_state_bytes),
       max_inbound_tasks_(limits.max_inbound_tasks),
       state_exchange_limit_(limits.state_exchange_limit) {}
 
@@ -334,10 +375,18 @@ namespace {
 const grpc::Status kBusy(grpc::StatusCode::RESOURCE_EXHAUSTED, "membership queue full");
 }  // namespace
 
+grpc::Status MembershipService::admit(grpc::CallbackServerContext* ctx, std::string_view method) {
+  return auth_ ? auth_->check(*ctx, method) : grpc::Status::OK;
+}
+
 grpc::ServerUnaryReactor* MembershipService::Ping(grpc::CallbackServerContext* ctx,
                                                   const v1::PingRequest* req,
                                                   v1::PingResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
+  if (auto st = admit(ctx, "/mcpmesh.v1.Membership/Ping"); !st.ok()) {
+    reactor->Finish(st);
+    return reactor;
+  }
   Message m;
   m.type = MsgType::kPing;
   from_envelope(req->env(), &m);
@@ -360,6 +409,10 @@ grpc::ServerUnaryReactor* MembershipService::PingReq(grpc::CallbackServerContext
                                                      const v1::PingReqRequest* req,
                                                      v1::PingReqResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
+  if (auto st = admit(ctx, "/mcpmesh.v1.Membership/PingReq"); !st.ok()) {
+    reactor->Finish(st);
+    return reactor;
+  }
   Message m;
   m.type = MsgType::kPingReq;
   from_envelope(req->env(), &m);
@@ -383,6 +436,11 @@ grpc::ServerUnaryReactor* MembershipService::PingReq(grpc::CallbackServerContext
 grpc::ServerUnaryReactor* MembershipService::Gossip(grpc::CallbackServerContext* ctx,
                                                     const v1::GossipRequest* req,
                                                     v1::GossipResponse*) {
+  if (auto st = admit(ctx, "/mcpmesh.v1.Membership/Gossip"); !st.ok()) {
+    auto* refused = ctx->DefaultReactor();
+    refused->Finish(st);
+    return refused;
+  }
   Message m;
   m.type = MsgType::kGossip;
   from_envelope(req->env(), &m);
@@ -396,6 +454,11 @@ grpc::ServerUnaryReactor* MembershipService::Gossip(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* MembershipService::Leave(grpc::CallbackServerContext* ctx,
                                                    const v1::LeaveRequest* req,
                                                    v1::LeaveResponse*) {
+  if (auto st = admit(ctx, "/mcpmesh.v1.Membership/Leave"); !st.ok()) {
+    auto* refused = ctx->DefaultReactor();
+    refused->Finish(st);
+    return refused;
+  }
   Message m;
   m.type = MsgType::kLeave;
   from_envelope(req->env(), &m);
@@ -408,20 +471,28 @@ grpc::ServerUnaryReactor* MembershipService::Leave(grpc::CallbackServerContext* 
 
 grpc::ServerBidiReactor<v1::StateChunk, v1::StateChunk>* MembershipService::PushPull(
     grpc::CallbackServerContext* ctx) {
-  return new StateExchangeReactor(ctx, loop_, membership_, max_state_members_,
-                                  state_exchange_limit_, false, active_exchanges_);
+  return new StateExchangeReactor(ctx, loop_, membership_, max_state_members_, max_app_state_bytes_,
+                                  state_exchange_limit_, false, active_exchanges_,
+                                  admit(ctx, "/mcpmesh.v1.Membership/PushPull"));
 }
 
 grpc::ServerBidiReactor<v1::StateChunk, v1::StateChunk>* MembershipService::Join(
     grpc::CallbackServerContext* ctx) {
-  return new StateExchangeReactor(ctx, loop_, membership_, max_state_members_,
-                                  state_exchange_limit_, true, active_exchanges_);
+  return new StateExchangeReactor(ctx, loop_, membership_, max_state_members_, max_app_state_bytes_,
+                                  state_exchange_limit_, true, active_exchanges_,
+                                  admit(ctx, "/mcpmesh.v1.Membership/Join"));
 }
 
 grpc::ServerUnaryReactor* AdminService::Members(grpc::CallbackServerContext* ctx,
                                                 const v1::MembersRequest*,
                                                 v1::MembersResponse* resp) {
   auto* reactor = ctx->DefaultReactor();
+  if (auth_) {
+    if (auto st = auth_->check(*ctx, kMembersMethod); !st.ok()) {
+      reactor->Finish(st);
+      return reactor;
+    }
+  }
   loop_.post([this, reactor, resp] {
     resp->set_node_id(membership_.self().node_id);
     resp->set_cluster(membership_.config().cluster_name);
@@ -457,8 +528,89 @@ grpc::ServerUnaryReactor* AdminService::Members(grpc::CallbackServerContext* ctx
     out["rejected_cluster"] = c.rejected_cluster;
     out["rejected_id_conflict"] = c.rejected_id_conflict;
     out["gossip_dropped"] = c.gossip_dropped;
+    out["epoch_resets"] = c.epoch_resets;
+    out["rejected_unverified"] = c.rejected_unverified;
+    out["unverified_dropped"] = c.unverified_dropped;
+    out["unverified_reached"] = c.unverified_reached;
+    out["unverified_pending"] = membership_.unverified_count();
+    out["app_oversized"] = c.app_oversized;
+    out["transport_resets"] = c.transport_resets;
     if (service_) out["inbound_rejected"] = service_->inbound_rejected();
+    if (auth_) out["auth_refused"] = auth_->refused();
     reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+void AdminService::set_drain_handler(std::function<bool()> start) {
+  std::lock_guard lock(drain_mu_);
+  drain_ = std::move(start);
+}
+
+grpc::ServerUnaryReactor* AdminService::Drain(grpc::CallbackServerContext* ctx,
+                                              const v1::DrainRequest* req,
+                                              v1::DrainResponse* resp) {
+  auto* reactor = ctx->DefaultReactor();
+  if (auth_) {
+    if (auto st = auth_->check(*ctx, kDrainMethod); !st.ok()) {
+      reactor->Finish(st);
+      return reactor;
+    }
+  }
+  const std::string self = membership_.self().node_id;  // immutable after start
+  if (req->node_id().empty() || req->node_id() == self) {
+    std::function<bool()> start;
+    {
+      std::lock_guard lock(drain_mu_);
+      start = drain_;
+    }
+    if (!start) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::UNIMPLEMENTED, "this process cannot drain"));
+      return reactor;
+    }
+    resp->set_node_id(self);
+    resp->set_started(start());
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+  if (req->relayed()) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND, "relayed to the wrong node"));
+    return reactor;
+  }
+  // Another member: relay the request to it once.
+  std::string target = req->node_id();
+  loop_.post([this, reactor, resp, target] {
+    std::string addr;
+    for (const auto& v : membership_.members()) {
+      if (v.meta.node_id == target &&
+          (v.state == MemberState::kAlive || v.state == MemberState::kSuspect)) {
+        addr = v.meta.grpc_addr;
+      }
+    }
+    if (addr.empty()) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND, "no live member " + target));
+      return;
+    }
+    grpc::ChannelArguments args;
+    apply_tls_channel_args(args, tls_);
+    struct Call {
+      grpc::ClientContext ctx;
+      v1::DrainRequest req;
+      v1::DrainResponse resp;
+      std::unique_ptr<v1::Admin::Stub> stub;
+    };
+    auto call = std::make_shared<Call>();
+    call->stub =
+        v1::Admin::NewStub(grpc::CreateCustomChannel(addr, channel_credentials(tls_), args));
+    call->req.set_node_id(target);
+    call->req.set_relayed(true);
+    call->ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    if (auth_) auth_->stamp(call->ctx, kDrainMethod);
+    call->stub->async()->Drain(&call->ctx, &call->req, &call->resp,
+                               [call, reactor, resp](grpc::Status status) {
+                                 if (status.ok()) *resp = call->resp;
+                                 reactor->Finish(status);
+                               });
   });
   return reactor;
 }

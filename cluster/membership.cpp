@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <unordered_set>
 
 namespace mcpmesh::cluster {
 
@@ -63,6 +64,37 @@ void Membership::set_self_addr(const std::string& addr) {
   meta.grpc_addr = addr;
   self_meta_ = std::make_shared<const MemberMeta>(std::move(meta));
   self_->meta = self_meta_;
+}
+
+void Membership::update_app_meta(std::string app) {
+  if (app.size() > cfg_.max_app_meta_bytes) {
+    spdlog::error("{}: application metadata of {} bytes refused (max_app_meta_bytes {})", self_->id,
+                  app.size(), cfg_.max_app_meta_bytes);
+    return;
+  }
+  MemberMeta meta = *self_meta_;
+  meta.app = std::move(app);
+  self_meta_ = std::make_shared<const MemberMeta>(std::move(meta));
+  self_->meta = self_meta_;
+  if (leaving_) return;  // `left` is final: no new alive
+  // Peers replace a member's metadata only with a newer incarnation; no health penalty, since
+  // nobody doubted us.
+  self_->incarnation++;
+  enqueue(update_of(*self_));
+  notify(*self_, self_->state);
+}
+
+Membership::ListenerId Membership::add_listener(ChangeFn fn) {
+  ListenerId id = ++next_listener_;
+  listeners_.push_back(Listener{id, std::make_shared<const ChangeFn>(std::move(fn))});
+  return id;
+}
+
+void Membership::remove_listener(ListenerId id) {
+  for (auto& l : listeners_)
+    if (l.id == id) l.fn.reset();
+  // Inside a notification the vector is being walked: it is compacted when that ends.
+  if (notifying_ == 0) std::erase_if(listeners_, [](const Listener& l) { return !l.fn; });
 }
 
 uint64_t Membership::incarnation() const { return self_->incarnation; }
@@ -126,9 +158,7 @@ void Membership::join_attempt(size_t seed_index) {
     join_backoff_ = std::min(cfg_.join_retry_max, join_backoff_ * 2);
     return;
   }
-  Message msg = make_msg(MsgType::kPushPull);
-  msg.join = true;
-  msg.updates = full_state();
+  Message msg = make_push_pull(/*join=*/true);
   std::weak_ptr<bool> token = alive_token_;
   send_request(seeds_[seed_index], std::move(msg), cfg_.join_timeout,
                [this, token, seed_index](const Message* reply) {
@@ -136,11 +166,13 @@ void Membership::join_attempt(size_t seed_index) {
                  if (reply && reply->type == MsgType::kPushPull) {
                    joined_ = true;
                    counters_.push_pulls++;
-                   announce_self();
+                   if (ingest_capped_ > 0) pull_again_soon();
+                   std::vector<std::string> unverified = unverified_addresses(*reply);
+                   announce_self(unverified);
                    // Once more a little later: a lost announcement would otherwise leave
                    // that member to the epidemic's tail.
-                   clock_.schedule(cfg_.join_timeout, [this, token] {
-                     if (!token.expired() && running_ && !leaving_) announce_self();
+                   clock_.schedule(cfg_.join_timeout, [this, token, unverified] {
+                     if (!token.expired() && running_ && !leaving_) announce_self(unverified);
                    });
                    spdlog::debug("{} joined through {}", self_->id, seeds_[seed_index]);
                    return;
@@ -149,20 +181,48 @@ void Membership::join_attempt(size_t seed_index) {
                });
 }
 
-void Membership::announce_self() {
+std::vector<std::string> Membership::unverified_addresses(const Message& reply) {
+  // The seed's answer names members we cannot count yet (unverified, or beyond what one peer
+  // may introduce at once); they still hear our announcement, which carries nothing but our
+  // own `alive`, creates no state here, and makes us first-hand news for them.
+  std::vector<std::string> out;
+  for (const auto& u : reply.updates)
+    if (u.state == MemberState::kAlive && u.meta && u.node_id != self_->id &&
+        !members_.count(u.node_id) && u.meta->grpc_addr != self_meta_->grpc_addr)
+      out.push_back(u.meta->grpc_addr);
+  std::shuffle(out.begin(), out.end(), rng_);
+  if (out.size() > cfg_.max_join_announce) out.resize(cfg_.max_join_announce);
+  return out;
+}
+
+void Membership::announce_self(const std::vector<std::string>& also) {
   // Epidemic dissemination reaches each member with probability ~1 - e^-retransmits; a join
   // is rare, so also tell (up to) every member directly and the tail closes at once.
   Update me = update_of(*self_);
-  std::vector<Member*> targets;
+  std::vector<std::string> targets;
   for (Member* m : live_)
-    if (m != self_ && m->meta) targets.push_back(m);
+    if (m != self_ && m->meta) targets.push_back(m->meta->grpc_addr);
+  if (!also.empty()) {
+    std::unordered_set<std::string> known(targets.begin(), targets.end());
+    for (const auto& a : also)
+      if (known.insert(a).second) targets.push_back(a);
+  }
   std::shuffle(targets.begin(), targets.end(), rng_);
   if (targets.size() > cfg_.max_join_announce) targets.resize(cfg_.max_join_announce);
-  for (Member* m : targets) {
+  for (const auto& addr : targets) {
     Message msg = make_msg(MsgType::kGossip);
     msg.updates.push_back(me);
-    send_oneway(m->meta->grpc_addr, std::move(msg));
+    send_oneway(addr, std::move(msg));
   }
+}
+
+void Membership::pull_again_soon() {
+  // The last exchange named more unknown members than one peer may introduce at once: fetch the
+  // rest once this batch is verified, not a whole push-pull period later (a joiner of a big
+  // cluster learns it ~max_unverified_per_peer members per probe interval).
+  if (!running_) return;
+  if (timers_[kPushPullTimer]) clock_.cancel(timers_[kPushPullTimer]);
+  timers_[kPushPullTimer] = clock_.schedule(cfg_.probe_interval, [this] { push_pull_tick(); });
 }
 
 void Membership::leave() {
@@ -203,6 +263,7 @@ void Membership::probe_tick() {
   if (!target) return;
   probe_.active = true;
   probe_.target = target->id;
+  probe_.incarnation = target->incarnation;
   probe_.seq = ++probe_seq_;
   probe_.acked = false;
   probe_.nacks_expected = 0;
@@ -254,8 +315,7 @@ void Membership::pull_from_unknown(const std::string& addr) {
   TimePoint now = clock_.now();
   if (now < next_unknown_pull_) return;
   next_unknown_pull_ = now + cfg_.probe_interval / 2;
-  Message msg = make_msg(MsgType::kPushPull);
-  msg.updates = full_state();
+  Message msg = make_push_pull(/*join=*/false);
   send_request(addr, std::move(msg), cfg_.bulk_timeout, [](const Message*) {});
 }
 
@@ -323,6 +383,10 @@ void Membership::finish_probe() {
   health_delta(probe_.nacks_expected == 0 ? 1 : std::max(0, missed));
   auto it = members_.find(probe_.target);
   if (it == members_.end() || !is_live(it->second.state)) return;
+  // A probe that began before the target refuted, or before it died and came back as a new
+  // process (a probe of a suspect can outlast its death and restart), says nothing about the
+  // newer incarnation: suspecting that would be a false alarm about a fresh life.
+  if (it->second.incarnation != probe_.incarnation) return;
   suspect_locally(it->second);
 }
 
@@ -353,7 +417,9 @@ void Membership::health_delta(int delta) {
 
 void Membership::gossip_tick() {
   timers_[kGossipTimer] = clock_.schedule(cfg_.gossip_interval, [this] { gossip_tick(); });
-  if (!running_ || queue_.empty()) return;
+  // With a delegate there may be application broadcasts even when our own queue is empty; it
+  // is asked per message below, and an empty message is not sent.
+  if (!running_ || (queue_.empty() && !delegate_)) return;
   std::vector<Member*> targets;
   for (int tries = 0;
        tries < cfg_.gossip_fanout * 3 && static_cast<int>(targets.size()) < cfg_.gossip_fanout;
@@ -363,9 +429,10 @@ void Membership::gossip_tick() {
     targets.push_back(t);
   }
   for (Member* t : targets) {
-    if (queue_.empty()) break;
+    if (queue_.empty() && !delegate_) break;
     Message msg = make_msg(MsgType::kGossip);
     attach_gossip(msg, nullptr);
+    if (msg.updates.empty() && msg.app_broadcasts.empty()) break;
     send_oneway(t->meta->grpc_addr, std::move(msg));
   }
 }
@@ -376,12 +443,13 @@ void Membership::push_pull_tick() {
   if (!running_) return;
   Member* peer = random_live_other("");
   if (!peer) return;
-  Message msg = make_msg(MsgType::kPushPull);
-  msg.updates = full_state();
+  Message msg = make_push_pull(/*join=*/false);
   std::weak_ptr<bool> token = alive_token_;
   send_request(peer->meta->grpc_addr, std::move(msg), cfg_.bulk_timeout,
                [this, token](const Message* reply) {
-                 if (!token.expired() && reply) counters_.push_pulls++;
+                 if (token.expired() || !reply) return;
+                 counters_.push_pulls++;
+                 if (ingest_capped_ > 0) pull_again_soon();
                });
 }
 
@@ -425,8 +493,7 @@ void Membership::reconnect_tick() {
   send_request(addr, std::move(ping), scaled(cfg_.probe_timeout),
                [this, token, addr](const Message* reply) {
                  if (token.expired() || !running_ || !reply || !reply->ack) return;
-                 Message msg = make_msg(MsgType::kPushPull);
-                 msg.updates = full_state();
+                 Message msg = make_push_pull(/*join=*/false);
                  send_request(addr, std::move(msg), cfg_.bulk_timeout, [](const Message*) {});
                });
 }
@@ -444,11 +511,57 @@ bool Membership::valid_update(const Update& u) const {
   if (u.state == MemberState::kAlive) {
     if (!u.meta || u.meta->node_id != u.node_id || u.meta->grpc_addr.empty()) return false;
   }
+  if (u.meta && u.meta->app.size() > cfg_.max_app_meta_bytes) return false;
+  return true;
+}
+
+bool Membership::valid_app(const Message& msg) const {
+  if (msg.app_broadcasts.size() > cfg_.max_app_broadcasts_per_message) return false;
+  size_t bytes = 0;
+  for (const auto& b : msg.app_broadcasts) bytes += b.size();
+  if (bytes > cfg_.max_app_broadcast_bytes) return false;
+  return msg.app_state.size() <= cfg_.max_app_state_bytes;
+}
+
+bool Membership::accept_sequence(Member& m, const Message& msg) {
+  const TimePoint now = clock_.now();
+  if (msg.boot_epoch < m.boot_epoch) {
+    // An older life: normally a replay. But a stored epoch can itself be forged (a little ahead
+    // of the real one, within max_clock_skew), and a member whose clock stepped back restarts
+    // below it: once the stored epoch has gone unheard for a while, the lower one wins.
+    if (now - m.epoch_heard < cfg_.stale_epoch_after) return false;
+    counters_.epoch_resets++;
+    m.boot_epoch = msg.boot_epoch;
+    m.max_seq = 0;
+    m.seen.reset();
+    reset_transport(m);
+  } else if (msg.boot_epoch > m.boot_epoch) {
+    // A new life of a member we had heard from: a restart.
+    const bool restarted = m.boot_epoch != 0;
+    m.boot_epoch = msg.boot_epoch;
+    m.max_seq = 0;
+    m.seen.reset();
+    if (restarted) reset_transport(m);
+  }
+  // (boot_epoch, seq) must be new; a sliding window tolerates reordering.
+  constexpr uint64_t kWindow = 256;
+  if (msg.seq > m.max_seq) {
+    uint64_t shift = msg.seq - m.max_seq;
+    m.seen = shift >= kWindow ? std::bitset<256>() : (m.seen << shift);
+    m.seen.set(0);
+    m.max_seq = msg.seq;
+  } else {
+    uint64_t back = m.max_seq - msg.seq;
+    if (back >= kWindow || m.seen.test(back)) return false;
+    m.seen.set(back);
+  }
+  m.epoch_heard = now;
   return true;
 }
 
 bool Membership::ingest(const Message& msg) {
   counters_.msgs_received++;
+  ingest_capped_ = 0;
   if (msg.cluster != cfg_.cluster_name) {
     counters_.rejected_cluster++;
     return false;
@@ -458,9 +571,17 @@ bool Membership::ingest(const Message& msg) {
     counters_.rejected_malformed++;
     return false;
   }
+  // A boot epoch is a wall-clock start time: one far ahead of ours is forged (or a broken
+  // clock), and accepted it would outrank every real message of that member.
+  int64_t skew_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(cfg_.max_clock_skew).count();
+  if (msg.boot_epoch > static_cast<uint64_t>(std::max<int64_t>(clock_.wall_ms(), 0) + skew_ms)) {
+    counters_.rejected_malformed++;
+    return false;
+  }
   size_t limit =
       msg.type == MsgType::kPushPull ? cfg_.max_state_members : cfg_.max_updates_per_message;
-  if (msg.updates.size() > limit) {
+  if (msg.updates.size() > limit || !valid_app(msg)) {
     counters_.rejected_malformed++;
     return false;
   }
@@ -483,33 +604,22 @@ bool Membership::ingest(const Message& msg) {
       counters_.rejected_id_conflict++;
       return false;
     }
-    // Anti-replay: (boot_epoch, seq) must be new; a sliding window tolerates reordering.
-    if (msg.boot_epoch < m.boot_epoch) {
+    if (!accept_sequence(m, msg)) {
       counters_.rejected_replay++;
       return false;
     }
-    if (msg.boot_epoch > m.boot_epoch) {
-      m.boot_epoch = msg.boot_epoch;
-      m.max_seq = 0;
-      m.seen.reset();
-    }
-    constexpr uint64_t kWindow = 256;
-    if (msg.seq > m.max_seq) {
-      uint64_t shift = msg.seq - m.max_seq;
-      m.seen = shift >= kWindow ? std::bitset<256>() : (m.seen << shift);
-      m.seen.set(0);
-      m.max_seq = msg.seq;
-    } else {
-      uint64_t back = m.max_seq - msg.seq;
-      if (back >= kWindow || m.seen.test(back)) {
-        counters_.rejected_replay++;
-        return false;
-      }
-      m.seen.set(back);
-    }
+  } else if (reach_unverified(msg)) {
+    // A second-hand member spoke for itself from the address we were told: it is real now.
+    // Its first message starts its anti-replay window.
+    accept_sequence(members_.find(msg.sender_id)->second, msg);
   }
   bool push_pull = msg.type == MsgType::kPushPull;
   for (const auto& u : msg.updates) apply(u, push_pull, msg.sender_id);
+  if (delegate_) {
+    for (const auto& b : msg.app_broadcasts) delegate_->on_broadcast(b, msg.sender_id);
+    if (push_pull && !msg.app_state.empty())
+      delegate_->merge_remote_state(msg.app_state, msg.join, msg.sender_id);
+  }
   // (`it` may be invalid here: applying updates can insert members.)
   if (!sender_known && !push_pull && !msg.sender_addr.empty() && running_ &&
       !members_.count(msg.sender_id))
@@ -637,10 +747,127 @@ void Membership::handle_push_pull(const Message& msg, Responder& respond) {
   counters_.push_pulls++;
   if (msg.join) joined_ = true;  // someone reached us: we are part of a cluster
   if (!respond) return;
-  Message r = make_msg(MsgType::kPushPull);
-  r.updates = full_state();
+  // The reply keeps the request's join flag, so the caller's delegate merges our state as a
+  // join's too.
+  Message r = make_push_pull(msg.join);
   counters_.msgs_sent++;
   respond(std::move(r));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Second-hand members. An `alive` about an unknown X from a sender that is not X is a rumour:
+// believed as is, one forged state would list thousands of live ghosts on every node, drag the
+// probe rotation through them and ruin every node's local health. So X is kept apart (not a
+// member: not counted in n, probed, used as a helper or gossip target, listed or re-gossiped)
+// until X reaches us itself: a message of its own, or an ack to a verification ping. Failed
+// verifications change nothing but forget the rumour.
+
+void Membership::learn_second_hand(const Update& u, const std::string& introducer, bool spread) {
+  auto it = unverified_.find(u.node_id);
+  if (it != unverified_.end()) {
+    // A newer rumour about the same member replaces the one waiting (same introducer slot).
+    if (u.incarnation > it->second.update.incarnation) it->second.update = u;
+    it->second.spread = it->second.spread || spread;
+    it->second.heard_again = it->second.heard_again || it->second.in_flight;
+    return;
+  }
+  if (u.meta->grpc_addr == self_meta_->grpc_addr) {
+    counters_.rejected_id_conflict++;  // another id at our own address
+    return;
+  }
+  auto peer = unverified_by_peer_.find(introducer);
+  size_t from_peer = peer == unverified_by_peer_.end() ? 0 : peer->second;
+  if (from_peer >= cfg_.max_unverified_per_peer || unverified_.size() >= cfg_.max_unverified) {
+    counters_.rejected_unverified++;
+    ingest_capped_++;
+    return;
+  }
+  unverified_by_peer_[introducer] = from_peer + 1;
+  unverified_.emplace(u.node_id, Unverified{u, introducer, spread, false, false});
+  verify_waiting_.push_back(u.node_id);
+  pump_verifications();
+}
+
+bool Membership::reach_unverified(const Message& msg) {
+  auto it = unverified_.find(msg.sender_id);
+  // From another address than we were told, the rumour is not what is confirmed: the sender
+  // is then an unknown member like any other (we pull its state).
+  if (it == unverified_.end() || it->second.update.meta->grpc_addr != msg.sender_addr) return false;
+  promote_unverified(msg.sender_id);
+  return true;
+}
+
+void Membership::promote_unverified(const std::string& id) {
+  auto it = unverified_.find(id);
+  if (it == unverified_.end()) return;
+  Update u = std::move(it->second.update);
+  bool spread = it->second.spread;
+  forget_unverified(id);
+  counters_.unverified_reached++;
+  add_member(u, spread);
+}
+
+void Membership::forget_unverified(const std::string& id) {
+  auto it = unverified_.find(id);
+  if (it == unverified_.end()) return;
+  auto peer = unverified_by_peer_.find(it->second.introducer);
+  if (peer != unverified_by_peer_.end() && --peer->second == 0) unverified_by_peer_.erase(peer);
+  unverified_.erase(it);
+}
+
+void Membership::pump_verifications() {
+  while (verify_in_flight_ < cfg_.max_pending_verifications && !verify_waiting_.empty()) {
+    std::string id = std::move(verify_waiting_.front());
+    verify_waiting_.pop_front();
+    auto it = unverified_.find(id);
+    if (it == unverified_.end() || it->second.in_flight) continue;  // reached, or a stale entry
+    it->second.in_flight = true;
+    verify_in_flight_++;
+    send_verification(id, 1);
+  }
+}
+
+void Membership::send_verification(const std::string& id, int attempt) {
+  Unverified& v = unverified_.at(id);
+  v.heard_again = false;  // this attempt answers every rumour heard so far
+  Message ping = make_msg(MsgType::kPing);
+  ping.probe_seq = ++probe_seq_;
+  ping.target_id = id;
+  // Only our own `alive` rides along: X learns us first-hand (verification is mutual, which is
+  // how a joiner and the members its seed told it about find each other), and the gossip
+  // queue's transmissions are not spent on an address that may lead nowhere.
+  if (!leaving_) ping.updates.push_back(update_of(*self_));
+  send_request(
+      v.update.meta->grpc_addr, std::move(ping), scaled(cfg_.probe_timeout),
+      [this, id, attempt](const Message* reply) { on_verification_reply(id, attempt, reply); });
+}
+
+void Membership::on_verification_reply(const std::string& id, int attempt, const Message* reply) {
+  // (send_request only calls back while this Membership lives.)
+  const bool acked = reply && reply->type == MsgType::kAck && reply->ack && reply->sender_id == id;
+  auto it = unverified_.find(id);
+  if (it != unverified_.end() && it->second.in_flight) {
+    if (acked) {
+      // The ack came from the rumoured address (ingesting it usually promoted it already).
+      promote_unverified(id);
+    } else if (attempt < 2) {
+      send_verification(id, attempt + 1);  // keeps the slot
+      return;
+    } else if (it->second.heard_again) {
+      // The rumour came again while the last attempt ran: had it come a moment later, it would
+      // start a new verification after the drop; do just that, without losing it to timing
+      // (otherwise, at the tail of an epidemic under loss, a member can stay unknown here for
+      // minutes after two lost round trips).
+      send_verification(id, 1);
+      return;
+    } else {
+      forget_unverified(id);
+      counters_.unverified_dropped++;
+    }
+  }
+  if (acked && reply->nack) introduce_to(id);  // it does not know us (we were leaving)
+  verify_in_flight_--;
+  pump_verifications();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -651,7 +878,7 @@ void Membership::apply(const Update& u, bool from_push_pull, const std::string& 
     case MemberState::kAlive:
       // A push-pull reply lists every member: re-gossiping all of them would bury the news.
       // Only the sender's own record is news worth spreading (that is how a join spreads).
-      apply_alive(u, !from_push_pull || u.node_id == sender);
+      apply_alive(u, !from_push_pull || u.node_id == sender, sender);
       break;
     case MemberState::kSuspect:
       apply_suspect(u);
@@ -673,29 +900,30 @@ void Membership::apply(const Update& u, bool from_push_pull, const std::string& 
   }
 }
 
-void Membership::apply_alive(const Update& u, bool spread) {
+void Membership::apply_alive(const Update& u, bool spread, const std::string& sender) {
   if (u.node_id == self_->id) {
     if (leaving_) return;
+    // An older fact about us is normal (it predates a refutation or a metadata change).
+    if (u.incarnation < self_->incarnation) return;
     // Someone advertises us with other metadata or a newer incarnation: refute it.
-    if (u.incarnation > self_->incarnation || *u.meta != *self_meta_) {
-      if (*u.meta != *self_meta_) counters_.rejected_id_conflict++;
-      if (u.incarnation >= self_->incarnation) refute(u.incarnation);
-    }
+    bool other_meta = *u.meta != *self_meta_;
+    if (other_meta) counters_.rejected_id_conflict++;
+    if (other_meta || u.incarnation > self_->incarnation) refute(u.incarnation);
     return;
   }
   auto it = members_.find(u.node_id);
   if (it == members_.end()) {
-    Member& m = members_[u.node_id];
-    m.id = u.node_id;
-    m.state = MemberState::kDead;  // placeholder, set_state below notifies alive
-    m.incarnation = u.incarnation;
-    m.meta = u.meta;
-    set_state(m, MemberState::kAlive, u.incarnation);
-    // New members join the probe order at a random position.
-    std::uniform_int_distribution<size_t> pos(probe_pos_, probe_order_.size());
-    probe_order_.insert(probe_order_.begin() + static_cast<std::ptrdiff_t>(pos(rng_)), m.id);
-    counters_.updates_applied++;
-    if (spread) enqueue(u);
+    if (u.node_id != sender) {
+      // Second-hand: a rumour until the member itself reaches us (no ghosts).
+      learn_second_hand(u, sender, spread);
+      return;
+    }
+    // First-hand (the member announces itself): a member at once.
+    if (unverified_.count(u.node_id)) {
+      forget_unverified(u.node_id);
+      counters_.unverified_reached++;
+    }
+    add_member(u, spread);
     return;
   }
   Member& m = it->second;
@@ -708,15 +936,44 @@ void Membership::apply_alive(const Update& u, bool spread) {
     counters_.rejected_id_conflict++;
     return;
   }
+  MetaPtr old_meta = m.meta;
+  MemberState old_state = m.state;
   m.meta = u.meta;
   bool was_dead = !is_live(m.state);
   set_state(m, MemberState::kAlive, u.incarnation);
   if (was_dead) {
     std::uniform_int_distribution<size_t> pos(probe_pos_, probe_order_.size());
     probe_order_.insert(probe_order_.begin() + static_cast<std::ptrdiff_t>(pos(rng_)), m.id);
+    // Back from dead or left: our connection to it may still be in reconnect backoff from its
+    // downtime, which would fail our next probes at once and suspect it again.
+    reset_transport(m);
+  } else if (old_state == MemberState::kAlive && (!old_meta || *old_meta != *m.meta)) {
+    notify(m, old_state);  // same state, new metadata
   }
   counters_.updates_applied++;
   enqueue(u);
+}
+
+void Membership::add_member(const Update& u, bool spread) {
+  Member& m = members_[u.node_id];
+  m.id = u.node_id;
+  m.state = MemberState::kDead;  // placeholder, set_state below notifies alive
+  m.incarnation = u.incarnation;
+  m.meta = u.meta;
+  set_state(m, MemberState::kAlive, u.incarnation);
+  // New members join the probe order at a random position.
+  std::uniform_int_distribution<size_t> pos(probe_pos_, probe_order_.size());
+  probe_order_.insert(probe_order_.begin() + static_cast<std::ptrdiff_t>(pos(rng_)), m.id);
+  counters_.updates_applied++;
+  if (spread) enqueue(u);
+}
+
+void Membership::reset_transport(Member& m) {
+  // Several rules may fire for one message (a new boot epoch and its alive): once is enough.
+  if (!m.meta || m.transport_reset_at == clock_.now()) return;
+  m.transport_reset_at = clock_.now();
+  counters_.transport_resets++;
+  transport_.reset(m.meta->grpc_addr);
 }
 
 void Membership::correct_stale(Member& m) {
@@ -1034,7 +1291,10 @@ void Membership::attach_gossip(Message& msg, const Update* priority, const Updat
   if (priority) msg.updates.push_back(*priority);
   if (priority2) msg.updates.push_back(*priority2);
   size_t room = static_cast<size_t>(cfg_.max_piggyback) - msg.updates.size();
-  if (queue_.empty() || room == 0) return;
+  if (queue_.empty() || room == 0) {
+    attach_app_broadcasts(msg);
+    return;
+  }
   size_t take = std::min(room, queue_.size());
   // Fewest transmissions first, newest first among equals.
   thread_local std::vector<uint32_t> idx;
@@ -1068,6 +1328,39 @@ void Membership::attach_gossip(Message& msg, const Update* priority, const Updat
     }
     queue_.pop_back();
   }
+  // Last: the delegate runs outside our walk over the queue.
+  attach_app_broadcasts(msg);
+}
+
+void Membership::attach_app_broadcasts(Message& msg) {
+  if (!delegate_) return;
+  std::vector<std::string> out = delegate_->broadcasts(cfg_.max_app_broadcast_bytes);
+  // Receivers reject a message beyond these bounds as malformed, and with it our gossip: keep
+  // what fits, in the delegate's order, and count the rest.
+  size_t bytes = 0;
+  for (auto& b : out) {
+    if (msg.app_broadcasts.size() >= cfg_.max_app_broadcasts_per_message ||
+        bytes + b.size() > cfg_.max_app_broadcast_bytes) {
+      counters_.app_oversized++;
+      continue;
+    }
+    bytes += b.size();
+    msg.app_broadcasts.push_back(std::move(b));
+  }
+}
+
+Message Membership::make_push_pull(bool join) {
+  Message msg = make_msg(MsgType::kPushPull);
+  msg.join = join;
+  msg.updates = full_state();
+  if (delegate_) {
+    std::string state = delegate_->local_state(join);
+    if (state.size() > cfg_.max_app_state_bytes)
+      counters_.app_oversized++;  // the receiver would reject the whole exchange
+    else
+      msg.app_state = std::move(state);
+  }
+  return msg;
 }
 
 Message Membership::make_msg(MsgType type) {
@@ -1152,7 +1445,17 @@ MemberView Membership::view_of(const Member& m) const {
 }
 
 void Membership::notify(const Member& m, MemberState old_state) {
-  if (on_change_) on_change_(view_of(m), old_state);
+  if (listeners_.empty()) return;
+  const MemberView v = view_of(m);
+  notifying_++;
+  // By index, up to the count at entry: a listener may add (appended, called from the next
+  // change on) or remove (nulled) listeners; the shared_ptr keeps the running one alive.
+  const size_t n = listeners_.size();
+  for (size_t i = 0; i < n; ++i) {
+    std::shared_ptr<const ChangeFn> fn = listeners_[i].fn;
+    if (fn) (*fn)(v, old_state);
+  }
+  if (--notifying_ == 0) std::erase_if(listeners_, [](const Listener& l) { return !l.fn; });
 }
 
 std::vector<MemberView> Membership::members() const {

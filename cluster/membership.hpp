@@ -6,18 +6,19 @@
 // callback and every Transport reply callback must run on one executor (the simulator's event
 // loop or the node's membership thread). Nothing here blocks.
 
+#include <absl/container/flat_hash_map.h>
+#include <absl/container/node_hash_map.h>
+
 #include <bitset>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <random>
 #include <string>
-#include <unordered_map>
-
-#include <absl/container/flat_hash_map.h>
-#include <absl/container/node_hash_map.h>
 #include <vector>
 
 #include "cluster/config.hpp"
+#include "cluster/delegate.hpp"
 #include "cluster/env.hpp"
 #include "cluster/types.hpp"
 
@@ -35,8 +36,11 @@ struct MemberView {
 
 class Membership {
  public:
-  /// Called after every state change of any member (including self), on the executor.
+  /// Called on the executor after every state change of any member (including self), and when
+  /// a live member's metadata changes without a state change (then old_state == member.state).
+  /// May read the Membership (members(), counters(), ...); must not block.
   using ChangeFn = std::function<void(const MemberView& member, MemberState old_state)>;
+  using ListenerId = uint64_t;
 
   Membership(MembershipConfig cfg, MemberMeta self, Clock& clock, Transport& transport,
              uint64_t rng_seed);
@@ -61,7 +65,21 @@ class Membership {
   /// otherwise be called exactly once (this function guarantees it).
   void handle(Message msg, Responder respond);
 
-  void set_on_change(ChangeFn fn) { on_change_ = std::move(fn); }
+  /// Adds a change listener; listeners are called in the order they were added. One added
+  /// from inside a listener hears the next change, not the current one.
+  ListenerId add_listener(ChangeFn fn);
+  /// Removes a listener (also safe from inside a listener); unknown ids are ignored.
+  void remove_listener(ListenerId id);
+
+  /// Application state riding on membership traffic; nullptr (the default) for none. The
+  /// delegate must outlive the Membership or be unset first.
+  void set_delegate(Delegate* delegate) { delegate_ = delegate; }
+  /// Replaces our own MemberMeta::app, bumps our incarnation by one and gossips the new `alive`
+  /// (as a refutation does, without its local-health penalty), and tells the listeners. Peers
+  /// replace our metadata when that `alive` reaches them. Refused (and logged) if larger than
+  /// max_app_meta_bytes, since every peer would reject the update as malformed. After leave()
+  /// only the local copy changes. Meant for occasional changes, not a stream of them.
+  void update_app_meta(std::string app);
 
   [[nodiscard]] std::vector<MemberView> members() const;
   [[nodiscard]] const MemberMeta& self() const { return *self_meta_; }
@@ -69,8 +87,11 @@ class Membership {
   [[nodiscard]] int local_health() const { return lhm_; }
   [[nodiscard]] const MembershipCounters& counters() const { return counters_; }
   [[nodiscard]] bool joined() const { return joined_; }
-  /// Number of alive + suspect members including self (the `n` of the formulas).
+  /// Number of alive + suspect members including self (the `n` of the formulas). Unverified
+  /// second-hand members are not members yet and do not count.
   [[nodiscard]] size_t live_count() const { return live_.size(); }
+  /// Second-hand members waiting for (or in) verification.
+  [[nodiscard]] size_t unverified_count() const { return unverified_.size(); }
   [[nodiscard]] const MembershipConfig& config() const { return cfg_; }
   /// State of `node_id` as seen here, or nullptr if unknown.
   [[nodiscard]] const MemberState* state_of(const std::string& node_id) const;
@@ -95,6 +116,20 @@ class Membership {
     uint64_t boot_epoch = 0;
     uint64_t max_seq = 0;
     std::bitset<256> seen;
+    TimePoint epoch_heard{};  // last accepted message with `boot_epoch`
+    TimePoint transport_reset_at{-1};
+  };
+  /// A member learned second-hand, kept apart until it reaches us itself.
+  struct Unverified {
+    Update update;             // the `alive` rumour: its address is the one we verify
+    std::string introducer;    // who told us (for max_unverified_per_peer)
+    bool spread = false;       // re-gossip once reached (learned by gossip, not push-pull)
+    bool in_flight = false;    // a verification ping of this entry is out
+    bool heard_again = false;  // the rumour came again during the current attempt
+  };
+  struct Listener {
+    ListenerId id = 0;
+    std::shared_ptr<const ChangeFn> fn;  // null once removed during a notification
   };
   struct Broadcast {
     Update update;
@@ -104,6 +139,7 @@ class Membership {
   struct Probe {
     bool active = false;
     std::string target;
+    uint64_t incarnation = 0;  // the target's when the probe began
     uint64_t seq = 0;
     bool acked = false;
     int nacks_expected = 0;
@@ -116,7 +152,9 @@ class Membership {
   void push_pull_tick();
   void reconnect_tick();
   void join_attempt(size_t seed_index);
-  void announce_self();
+  void announce_self(const std::vector<std::string>& also);
+  std::vector<std::string> unverified_addresses(const Message& reply);
+  void pull_again_soon();
   void schedule_probe_tick();
 
   // Probing.
@@ -128,13 +166,16 @@ class Membership {
   // Incoming.
   bool ingest(const Message& msg);  // envelope checks + gossip; false = rejected
   bool valid_update(const Update& u) const;
+  bool valid_app(const Message& msg) const;
+  bool accept_sequence(Member& m, const Message& msg);  // anti-replay; false = replay
   void handle_ping(const Message& msg, Responder& respond);
   void handle_ping_req(const Message& msg, Responder respond);
   void handle_push_pull(const Message& msg, Responder& respond);
 
   // State machine.
   void apply(const Update& u, bool from_push_pull, const std::string& sender);
-  void apply_alive(const Update& u, bool spread);
+  void apply_alive(const Update& u, bool spread, const std::string& sender);
+  void add_member(const Update& u, bool spread);
   void apply_suspect(const Update& u);
   void apply_dead(const Update& u);
   void refute(uint64_t seen_incarnation);
@@ -149,11 +190,23 @@ class Membership {
   void verify_with_helpers(const std::string& id, uint64_t incarnation);
   void introduce_to(const std::string& id);
   void pull_from_unknown(const std::string& addr);
+  void reset_transport(Member& m);
+
+  // Second-hand members (no ghosts): verified by a ping before they count.
+  void learn_second_hand(const Update& u, const std::string& introducer, bool spread);
+  bool reach_unverified(const Message& msg);  // true: msg's sender was verified by it
+  void promote_unverified(const std::string& id);
+  void forget_unverified(const std::string& id);
+  void pump_verifications();
+  void send_verification(const std::string& id, int attempt);
+  void on_verification_reply(const std::string& id, int attempt, const Message* reply);
 
   // Dissemination.
   void enqueue(Update u);
   void attach_gossip(Message& msg, const Update* priority, const Update* priority2 = nullptr);
+  void attach_app_broadcasts(Message& msg);
   Message make_msg(MsgType type);
+  Message make_push_pull(bool join);
   std::vector<Update> full_state() const;
   Update update_of(const Member& m) const;
   void send_request(const std::string& addr, Message msg, Duration timeout, Transport::ReplyFn fn);
@@ -175,7 +228,10 @@ class Membership {
   Clock& clock_;
   Transport& transport_;
   std::mt19937_64 rng_;
-  ChangeFn on_change_;
+  std::vector<Listener> listeners_;
+  ListenerId next_listener_ = 0;
+  int notifying_ = 0;  // nesting depth of notify(); removal only compacts at depth 0
+  Delegate* delegate_ = nullptr;
 
   // Pointer-stable (live_/dead_ hold Member*), and much kinder to caches than std::unordered_map
   // when a simulator holds a thousand of these tables.
@@ -191,6 +247,12 @@ class Membership {
   std::vector<Broadcast> queue_;
   absl::flat_hash_map<std::string, size_t> queue_index_;
   uint64_t broadcast_order_ = 0;
+
+  absl::flat_hash_map<std::string, Unverified> unverified_;  // bounded by max_unverified
+  absl::flat_hash_map<std::string, size_t> unverified_by_peer_;
+  std::deque<std::string> verify_waiting_;  // ids; stale ones are skipped when popped
+  size_t verify_in_flight_ = 0;             // <= max_pending_verifications
+  size_t ingest_capped_ = 0;  // second-hand members the last ingest() ignored for the bounds
 
   uint64_t boot_epoch_ = 0;
   uint64_t msg_seq_ = 0;

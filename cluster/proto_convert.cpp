@@ -1,5 +1,7 @@
 #include "cluster/proto_convert.hpp"
 
+#include <algorithm>
+
 namespace mcpmesh::cluster {
 
 pb::MemberState to_proto(MemberState s) {
@@ -43,6 +45,7 @@ void to_proto(const Update& u, pb::MemberUpdate* out) {
     m->set_http_addr(u.meta->http_addr);
     m->set_version(u.meta->version);
     m->set_load(u.meta->load);
+    m->set_app(u.meta->app);
   }
 }
 
@@ -55,7 +58,7 @@ Update from_proto(const pb::MemberUpdate& u) {
   if (u.has_meta()) {
     const auto& m = u.meta();
     out.meta = std::make_shared<const MemberMeta>(
-        MemberMeta{m.node_id(), m.grpc_addr(), m.http_addr(), m.version(), m.load()});
+        MemberMeta{m.node_id(), m.grpc_addr(), m.http_addr(), m.version(), m.load(), m.app()});
   }
   return out;
 }
@@ -66,8 +69,10 @@ void to_envelope(const Message& m, pb::Envelope* env, bool with_gossip) {
   env->set_sender_addr(m.sender_addr);
   env->set_boot_epoch(m.boot_epoch);
   env->set_seq(m.seq);
-  if (with_gossip)
+  if (with_gossip) {
     for (const auto& u : m.updates) to_proto(u, env->add_gossip());
+    for (const auto& b : m.app_broadcasts) env->add_app(b);
+  }
 }
 
 void from_envelope(const pb::Envelope& env, Message* m) {
@@ -78,12 +83,16 @@ void from_envelope(const pb::Envelope& env, Message* m) {
   m->seq = env.seq();
   m->updates.reserve(m->updates.size() + static_cast<size_t>(env.gossip_size()));
   for (const auto& u : env.gossip()) m->updates.push_back(from_proto(u));
+  m->app_broadcasts.reserve(m->app_broadcasts.size() + static_cast<size_t>(env.app_size()));
+  for (const auto& b : env.app()) m->app_broadcasts.push_back(b);
 }
 
-std::vector<pb::StateChunk> to_chunks(const Message& m, size_t per_chunk) {
+std::vector<pb::StateChunk> to_chunks(const Message& m, size_t per_chunk, size_t state_per_chunk) {
   std::vector<pb::StateChunk> chunks;
   size_t n = m.updates.size();
-  size_t count = n == 0 ? 1 : (n + per_chunk - 1) / per_chunk;
+  size_t state = m.app_state.size();
+  size_t count = std::max<size_t>(
+      {1, (n + per_chunk - 1) / per_chunk, (state + state_per_chunk - 1) / state_per_chunk});
   chunks.resize(count);
   for (size_t c = 0; c < count; ++c) {
     auto& chunk = chunks[c];
@@ -92,6 +101,8 @@ std::vector<pb::StateChunk> to_chunks(const Message& m, size_t per_chunk) {
     chunk.set_last(c + 1 == count);
     for (size_t i = c * per_chunk; i < std::min(n, (c + 1) * per_chunk); ++i)
       to_proto(m.updates[i], chunk.add_members());
+    size_t from = std::min(state, c * state_per_chunk);
+    chunk.set_app_state(m.app_state.substr(from, state_per_chunk));
   }
   return chunks;
 }

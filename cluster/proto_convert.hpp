@@ -22,7 +22,13 @@ void to_envelope(const Message& m, pb::Envelope* env, bool with_gossip = true);
 /// Fills the envelope fields (and gossip) of `m` from `env`.
 void from_envelope(const pb::Envelope& env, Message* m);
 
-/// Splits a push-pull / join message into chunks of at most `per_chunk` members.
-[[nodiscard]] std::vector<pb::StateChunk> to_chunks(const Message& m, size_t per_chunk);
+/// Application state bytes per push-pull chunk: with 512 members of ~1 KB at most beside it, a
+/// chunk stays below gRPC's 4 MiB default message limit.
+inline constexpr size_t kAppStateBytesPerChunk = 1u << 20;
+
+/// Splits a push-pull / join message into chunks of at most `per_chunk` members and
+/// `state_per_chunk` bytes of application state (as many chunks as the larger of the two needs).
+[[nodiscard]] std::vector<pb::StateChunk> to_chunks(
+    const Message& m, size_t per_chunk, size_t state_per_chunk = kAppStateBytesPerChunk);
 
 }  // namespace mcpmesh::cluster

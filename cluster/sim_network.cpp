@@ -28,6 +28,7 @@ class SimNetwork::NodeTransport final : public Transport {
   NodeTransport(SimNetwork& net, uint32_t index) : net_(net), index_(index) {}
   void request(const std::string& addr, Message msg, Duration timeout, ReplyFn fn) override;
   void send(const std::string& addr, Message msg, Duration timeout) override;
+  void reset(const std::string& addr) override;
 
  private:
   SimNetwork& net_;
@@ -40,6 +41,7 @@ struct SimNetwork::Node {
   bool up = false;
   bool paused = false;
   uint64_t generation = 0;
+  uint64_t transport_resets = 0;
   std::unique_ptr<NodeClock> clock;
   std::unique_ptr<NodeTransport> transport;
   std::unique_ptr<Membership> membership;
@@ -65,7 +67,10 @@ void SimNetwork::NodeTransport::request(const std::string& addr, Message msg, Du
                                         ReplyFn fn) {
   Node& self = *net_.nodes_[index_];
   uint64_t req = ++net_.next_req_;
-  TimerId timer = self.clock->schedule(timeout, [this, req] {
+  int to = net_.index_of(addr);
+  // A channel in reconnect backoff fails the call at once instead of at its deadline.
+  const bool fail_fast = to >= 0 && net_.fails_fast(index_, static_cast<uint32_t>(to));
+  TimerId timer = self.clock->schedule(fail_fast ? Duration(0) : timeout, [this, req] {
     Node& n = *net_.nodes_[index_];
     auto it = n.pending.find(req);
     if (it == n.pending.end()) return;
@@ -74,16 +79,37 @@ void SimNetwork::NodeTransport::request(const std::string& addr, Message msg, Du
     cb(nullptr);
   });
   self.pending.emplace(req, Node::Pending{std::move(fn), timer});
-  int to = net_.index_of(addr);
-  if (to < 0) return;  // unknown address: the request simply times out
+  if (to < 0 || fail_fast) return;  // unknown address: the request simply times out
   net_.transmit(index_, static_cast<uint32_t>(to), std::move(msg), req, EventKind::kDeliver);
 }
 
 void SimNetwork::NodeTransport::send(const std::string& addr, Message msg, Duration) {
   int to = net_.index_of(addr);
-  if (to < 0) return;
+  if (to < 0 || net_.fails_fast(index_, static_cast<uint32_t>(to))) return;
   net_.transmit(index_, static_cast<uint32_t>(to), std::move(msg), 0, EventKind::kDeliver);
 }
+
+void SimNetwork::NodeTransport::reset(const std::string& addr) {
+  net_.nodes_[index_]->transport_resets++;
+  int to = net_.index_of(addr);
+  if (to >= 0) net_.backoff_until_.erase(link_key(index_, static_cast<uint32_t>(to)));
+}
+
+bool SimNetwork::fails_fast(uint32_t from, uint32_t to) {
+  if (backoff_.count() <= 0) return false;
+  uint64_t key = link_key(from, to);
+  if (!nodes_[to]->up) {
+    backoff_until_[key] = now_ + backoff_.count();  // connection refused: back off
+    return true;
+  }
+  auto it = backoff_until_.find(key);
+  if (it == backoff_until_.end()) return false;
+  if (now_ < it->second) return true;
+  backoff_until_.erase(it);
+  return false;
+}
+
+uint64_t SimNetwork::transport_resets(int i) const { return nodes_[i]->transport_resets; }
 
 SimNetwork::SimNetwork(uint64_t seed) : rng_(seed), seed_(seed) {}
 
@@ -117,7 +143,7 @@ void SimNetwork::create_membership(int i) {
   uint64_t node_seed = seed_ * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(i) * 1000003ull +
                        n.generation * 7919ull;
   n.membership = std::make_unique<Membership>(n.cfg, meta, *n.clock, *n.transport, node_seed);
-  n.membership->set_on_change([this, i](const MemberView& v, MemberState old) {
+  n.membership->add_listener([this, i](const MemberView& v, MemberState old) {
     if (on_change_) on_change_(i, v, old);
   });
 }
@@ -160,6 +186,9 @@ void SimNetwork::resume(int i) {
 void SimNetwork::restart(int i, const std::vector<std::string>& seeds) {
   kill(i);
   nodes_[i]->generation++;
+  // A new process has no channels yet, so none in backoff.
+  for (auto it = backoff_until_.begin(); it != backoff_until_.end();)
+    it = (it->first >> 32) == static_cast<uint64_t>(i) ? backoff_until_.erase(it) : std::next(it);
   create_membership(i);
   start(i, seeds);
 }

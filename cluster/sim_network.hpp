@@ -1,8 +1,8 @@
 #pragma once
 // In-process simulated network with virtual time for the membership protocol. Deterministic
 // for a seed: one event queue ordered by (time, sequence), no threads, no wall clock.
-// Supports per-link loss and delay, symmetric and asymmetric partitions, and pausing, killing
-// and restarting nodes.
+// Supports per-link loss and delay, symmetric and asymmetric partitions, pausing, killing and
+// restarting nodes, and (optionally) the reconnect backoff of a real client channel.
 //
 // Thread-safety: single-threaded; everything (including Membership callbacks) runs inside
 // run_until()/run_for() on the caller's thread.
@@ -49,6 +49,10 @@ class SimNetwork {
   void set_link_loss(int from, int to, double p);
   void set_delay(Duration lo, Duration hi) { delay_lo_ = lo, delay_hi_ = hi; }
   void set_link_delay(int from, int to, Duration lo, Duration hi);
+  /// Models a gRPC channel's reconnect backoff (off, 0, by default): a message from a to b
+  /// while b is down fails at once and leaves the a -> b link failing fast for `d` (renewed by
+  /// every failure), even once b is back, until a's transport is reset() for b.
+  void set_reconnect_backoff(Duration d) { backoff_ = d; }
   /// Cuts a from b; symmetric cuts both directions, asymmetric only a -> b.
   void partition(const std::vector<int>& a, const std::vector<int>& b, bool symmetric = true);
   void heal();
@@ -65,6 +69,8 @@ class SimNetwork {
   [[nodiscard]] int index_of(const std::string& id) const;
   [[nodiscard]] uint64_t messages() const { return messages_; }
   [[nodiscard]] uint64_t events() const { return events_; }
+  /// Transport::reset calls made by node `i` (over all its lives).
+  [[nodiscard]] uint64_t transport_resets(int i) const;
 
   /// Observer for every node's membership changes: (observer index, member, old state).
   using ChangeFn = std::function<void(int observer, const MemberView&, MemberState)>;
@@ -100,6 +106,7 @@ class SimNetwork {
   void transmit(uint32_t from, uint32_t to, Message msg, uint64_t req_id, EventKind kind);
   uint64_t alloc_slot();
   void create_membership(int i);
+  bool fails_fast(uint32_t from, uint32_t to);
 
   std::mt19937_64 rng_;
   uint64_t seed_;
@@ -120,6 +127,8 @@ class SimNetwork {
   Duration delay_hi_ = std::chrono::microseconds(1500);
   std::unordered_map<uint64_t, double> link_loss_;
   std::unordered_map<uint64_t, std::pair<Duration, Duration>> link_delay_;
+  Duration backoff_{0};
+  std::unordered_map<uint64_t, int64_t> backoff_until_;  // link -> virtual ns
   std::vector<uint8_t> group_;
   bool blocked_[4][4] = {};
   ChangeFn on_change_;

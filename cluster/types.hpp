@@ -26,6 +26,8 @@ struct MemberMeta {
   std::string http_addr;
   std::string version;
   uint32_t load = 0;
+  /// Opaque application bytes (Membership::update_app_meta); at most max_app_meta_bytes.
+  std::string app;
 
   bool operator==(const MemberMeta&) const = default;
 };
@@ -68,6 +70,10 @@ struct Message {
   bool nack = false;
   bool join = false;
   std::vector<Update> updates;  // piggybacked gossip, or full state for push-pull
+  // Application data (Delegate): broadcasts piggybacked on gossip-carrying messages, and the
+  // full application state on push-pull/join requests and replies.
+  std::vector<std::string> app_broadcasts;
+  std::string app_state;
 };
 
 /// Counters exported by a Membership. Monotonic.
@@ -89,6 +95,20 @@ struct MembershipCounters {
   uint64_t rejected_cluster = 0;
   uint64_t rejected_id_conflict = 0;
   uint64_t gossip_dropped = 0;  // broadcast queue overflow
+  /// A lower boot epoch accepted from a member whose stored epoch went unheard for
+  /// stale_epoch_after (a forged or stepped-back epoch must not shut a member out for good).
+  uint64_t epoch_resets = 0;
+  /// Second-hand members ignored because their introducer (or everyone together) already had
+  /// max_unverified_per_peer (max_unverified) of them waiting for verification.
+  uint64_t rejected_unverified = 0;
+  /// Second-hand members forgotten because they never answered their verification pings.
+  uint64_t unverified_dropped = 0;
+  /// Second-hand members that reached us (a message of their own or an ack) and became members.
+  uint64_t unverified_reached = 0;
+  /// Delegate output beyond the per-message bounds, left out of what we sent.
+  uint64_t app_oversized = 0;
+  /// Transport connections dropped because a peer came back (new life or alive after dead).
+  uint64_t transport_resets = 0;
 };
 
 }  // namespace mcpmesh::cluster

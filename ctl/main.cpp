@@ -113,6 +113,35 @@ int members(const Connection& conn, const std::string& node, bool as_json, int t
   return 0;
 }
 
+/// `drain NODE_ID`: asks --node to drain NODE_ID (itself, or another member it relays to).
+int drain(const Connection& conn, const std::string& node, const std::string& target, bool as_json,
+          int timeout_ms) {
+  static const std::string kMethod = std::string("/") + pb::Admin::service_full_name() + "/Drain";
+  auto stub = pb::Admin::NewStub(conn.channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
+  conn.auth->stamp(ctx, kMethod);
+  pb::DrainRequest req;
+  req.set_node_id(target);
+  pb::DrainResponse resp;
+  grpc::Status status = stub->Drain(&ctx, req, &resp);
+  if (!status.ok()) {
+    std::cerr << "mcpmesh-ctl: " << node << ": drain " << target << ": " << status.error_message()
+              << " (code " << status.error_code() << ")\n";
+    return 1;
+  }
+  if (as_json) {
+    json::object out{{"node_id", resp.node_id()}, {"started", resp.started()}};
+    std::cout << json::serialize(out) << "\n";
+  } else {
+    std::printf("%s: %s\n", resp.node_id().c_str(),
+                resp.started() ? "draining: it hands its sessions over, finishes its requests, "
+                                 "leaves the cluster and exits"
+                               : "already draining");
+  }
+  return 0;
+}
+
 /// Reads the secret and the TLS files named on the command line (or the secret file named by
 /// MCPMESH_CLUSTER_SECRET_FILE) and opens the channel. Returns nullopt after printing why (the
 /// caller exits 2: a usage or configuration error, not a failed call).
@@ -155,13 +184,16 @@ int main(int argc, char** argv) {
   // Library warnings (a world-readable secret file, a certificate without the cluster name) go
   // to stderr: stdout carries the table or the JSON.
   spdlog::set_default_logger(spdlog::stderr_color_st("mcpmesh-ctl"));
-  std::string node, command, secret_file;
+  std::string node, command, argument, secret_file;
   mc::TlsFiles tls;
   bool as_json = false;
   int timeout_ms = 3000;
   po::options_description desc(
-      "mcpmesh-ctl [options] COMMAND\n\ncommands:\n  members   list "
-      "cluster members as seen by --node\n\noptions");
+      "mcpmesh-ctl [options] COMMAND [ARG]\n\ncommands:\n"
+      "  members         list cluster members as seen by --node\n"
+      "  drain NODE_ID   drain a node: it stops taking sessions, hands them to its heir, lets\n"
+      "                  requests in flight finish, leaves the cluster and exits\n\n"
+      "exit status: 0 done, 1 the call failed, 2 usage or configuration error\n\noptions");
   desc.add_options()("help,h", "show help")(
       "node", po::value(&node)->default_value("127.0.0.1:7946"), "node gRPC address HOST:PORT")(
       "json", po::bool_switch(&as_json), "machine-readable output")(
@@ -173,11 +205,11 @@ int main(int argc, char** argv) {
       "tls-key", po::value(&tls.key), "PEM private key of --tls-cert")(
       "tls-ca", po::value(&tls.ca), "PEM cluster CA that signed the node certificates");
   po::options_description hidden;
-  hidden.add_options()("command", po::value(&command));
+  hidden.add_options()("command", po::value(&command))("argument", po::value(&argument));
   po::options_description all;
   all.add(desc).add(hidden);
   po::positional_options_description pos;
-  pos.add("command", 1);
+  pos.add("command", 1).add("argument", 1);
   po::variables_map vm;
   try {
     po::store(po::command_line_parser(argc, argv).options(all).positional(pos).run(), vm);
@@ -190,11 +222,16 @@ int main(int argc, char** argv) {
     std::cout << desc << "\n";
     return command.empty() && !vm.count("help") ? 2 : 0;
   }
-  if (command != "members") {
+  if (command != "members" && command != "drain") {
     std::cerr << "mcpmesh-ctl: unknown command " << command << "\n" << desc << "\n";
+    return 2;
+  }
+  if (command == "drain" && argument.empty()) {
+    std::cerr << "mcpmesh-ctl: drain needs the id of the node to drain\n";
     return 2;
   }
   auto conn = open_connection(node, secret_file, tls);
   if (!conn) return 2;
+  if (command == "drain") return drain(*conn, node, argument, as_json, timeout_ms);
   return members(*conn, node, as_json, timeout_ms);
 }

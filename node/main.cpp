@@ -8,13 +8,14 @@
 #include "transport/stdio_transport.hpp"
 
 #ifdef MCPMESH_WITH_CLUSTER
-#include "cluster/node_membership.hpp"
+#include "cluster/mesh/cluster_node.hpp"
 #endif
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/signal_set.hpp>
 
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -55,6 +56,7 @@ int main(int argc, char** argv) {
   server.start_idle_sweeper();
 
   std::unique_ptr<transport::HttpServer> http;
+  std::string http_address;  // HOST:PORT as bound
   std::unique_ptr<transport::StdioTransport> stdio;
   try {
     if (cfg.http) {
@@ -63,6 +65,7 @@ int main(int argc, char** argv) {
       auto ep = http->local_endpoint();
       std::string host =
           ep.address().is_v6() ? "[" + ep.address().to_string() + "]" : ep.address().to_string();
+      http_address = host + ":" + std::to_string(ep.port());
       // Tests and scripts wait for this exact line.
       std::fprintf(stderr, "listening on http://%s:%u%s\n", host.c_str(), ep.port(),
                    cfg.http_config.path.c_str());
@@ -82,19 +85,38 @@ int main(int argc, char** argv) {
   }
 
 #ifdef MCPMESH_WITH_CLUSTER
-  std::unique_ptr<cluster::NodeMembership> membership;
+  std::unique_ptr<cluster::ClusterNode> cluster_node;
   if (!cfg.cluster.empty()) {
     try {
-      membership = cluster::NodeMembership::start({
-          .node_id = cfg.server.node_id,
-          .cluster_addr = cfg.cluster,
-          .seeds = cfg.seeds,
-          .http_addr = cfg.http.value_or(""),
-          .cluster_name = cfg.cluster_name,
-          .profile = cfg.cluster_profile,
-          .version = cfg.server.server_version,
-      });
-      std::fprintf(stderr, "cluster listening on %s\n", membership->bound_address().c_str());
+      std::optional<cluster::TlsFiles> tls;
+      if (!cfg.cluster_tls_cert.empty()) {
+        tls = cluster::TlsFiles{cfg.cluster_tls_cert, cfg.cluster_tls_key, cfg.cluster_tls_ca};
+      }
+      cluster_node = cluster::ClusterNode::start(
+          {
+              .node_id = cfg.server.node_id,
+              .listen = cfg.cluster,
+              .advertise = cfg.advertise,
+              .http_advertise = !cfg.advertise_http.empty() ? cfg.advertise_http : http_address,
+              .seeds = cfg.seeds,
+              .cluster_name = cfg.cluster_name,
+              .profile = cfg.cluster_profile,
+              .version = cfg.server.server_version,
+              .secret = cluster::load_cluster_secret(cfg.cluster_secret_file),
+              .tls = tls,
+              .replicas = cfg.replicas,
+              .forward_timeout = cfg.forward_timeout,
+              .max_body_bytes = cfg.http_config.max_body_bytes,
+              .max_header_bytes = cfg.http_config.max_header_bytes,
+              .max_forward_hops = cfg.http_config.max_forward_hops,
+          },
+          {.server = &server, .http = http.get(), .pool = &pool});
+      if (http) {
+        http->set_extra_metrics(
+            [node = cluster_node.get()](std::string& out) { node->render_metrics(out); });
+      }
+      // Tests and scripts wait for this exact line.
+      std::fprintf(stderr, "cluster listening on %s\n", cluster_node->bound_address().c_str());
       std::fflush(stderr);
     } catch (const std::exception& e) {
       std::fprintf(stderr, "mcpmesh-node: cannot join the cluster: %s\n", e.what());
@@ -108,18 +130,82 @@ int main(int argc, char** argv) {
   }
 #endif
 
-  asio::signal_set signals(io, SIGINT, SIGTERM);
-  signals.async_wait([&](boost::system::error_code ec, int) {
-    if (ec) return;
-    spdlog::info("shutting down");
+  // Graceful drain (SIGTERM, SIGINT, `mcpmesh-ctl drain`): stop taking sessions (/readyz turns
+  // 503), hand the sessions to the heir, let requests in flight finish within
+  // --drain-timeout-ms, answer what is left with an error, leave the cluster, exit 0. It runs on
+  // a thread of its own: its waits are bounded but must not hold an I/O thread.
+  std::atomic<bool> draining{false};
+  std::thread drain_thread;
+  auto drain = [&] {
+    auto until = std::chrono::steady_clock::now() + cfg.drain_timeout;
+    spdlog::info("draining: no new sessions; {} sessions, {} requests in flight",
+                 server.session_count(), server.metrics().inflight_requests.load());
+    server.set_accepting(false);
+    std::vector<std::shared_ptr<mcp::Session>> handed;
 #ifdef MCPMESH_WITH_CLUSTER
-    if (membership) membership->leave(std::chrono::milliseconds(2000));
+    if (cluster_node) {
+      auto budget =
+          std::min<std::chrono::milliseconds>(cfg.drain_timeout, std::chrono::milliseconds(5000));
+      if (auto taken = cluster_node->hand_over(budget)) {
+        // From here the heir serves these sessions: requests for them that reach this node are
+        // relayed there. Their open streams end so that clients resume them on the heir; the
+        // requests they are running finish here.
+        for (auto& s : server.sessions()) {
+          if (auto released = server.release_session(s->id())) {
+            if (released->streams()) released->streams()->close_all();
+            handed.push_back(std::move(released));
+          }
+        }
+      }
+    }
+#endif
+    auto inflight = [&] { return server.metrics().inflight_requests.load(); };
+    while (inflight() > 0 && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    if (inflight() > 0) {
+      spdlog::warn("drain: {} requests still running after {} ms: answered with an error",
+                   inflight(), cfg.drain_timeout.count());
+      mcp::RpcError error(mcp::ErrorCode::kServerBusy,
+                          "the node is shutting down: the request did not complete; retry it");
+      for (auto& s : handed) s->abort_inflight(error);
+      for (auto& s : server.sessions()) s->abort_inflight(error);
+      auto grace = std::chrono::steady_clock::now() + std::chrono::milliseconds(1000);
+      while (inflight() > 0 && std::chrono::steady_clock::now() < grace) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    }
+#ifdef MCPMESH_WITH_CLUSTER
+    if (cluster_node) cluster_node->leave(std::chrono::milliseconds(2000));
 #endif
     if (http) http->stop();
     server.close_all();
+    handed.clear();
+    // Let the closes run (they free what the sessions hold) before the threads stop.
+    auto grace = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+    while (server.session_count() > 0 && std::chrono::steady_clock::now() < grace) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    spdlog::info("drained");
     pool.stop();
+  };
+  auto start_drain = [&]() -> bool {
+    if (draining.exchange(true)) return false;
+    drain_thread = std::thread(drain);
+    return true;
+  };
+#ifdef MCPMESH_WITH_CLUSTER
+  if (cluster_node) cluster_node->set_drain_handler(start_drain);
+#endif
+  if (http) http->set_readiness([&] { return server.accepting() && !draining.load(); });
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](boost::system::error_code ec, int) {
+    if (ec) return;
+    start_drain();
   });
 
   pool.run();
+  if (drain_thread.joinable()) drain_thread.join();
   return 0;
 }

@@ -145,6 +145,12 @@ std::vector<std::string> SubscriptionIndex::subscribers(std::string_view uri) co
   return {it->second.begin(), it->second.end()};
 }
 
+bool SubscriptionIndex::has_subscribers(std::string_view uri) const {
+  const Shard& by_uri = uri_shard(uri);
+  std::shared_lock lock(by_uri.mutex);
+  return by_uri.sets.find(uri) != by_uri.sets.end();  // empty sets are removed
+}
+
 std::size_t SubscriptionIndex::uri_count() const {
   std::size_t total = 0;
   for (std::size_t i = 0; i <= mask_; ++i) {

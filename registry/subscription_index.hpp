@@ -43,6 +43,9 @@ class SubscriptionIndex {
   /// out without holding any lock). Empty if none.
   [[nodiscard]] std::vector<std::string> subscribers(std::string_view uri) const;
 
+  /// Thread-safe. Whether `uri` has at least one subscriber. No allocation.
+  [[nodiscard]] bool has_subscribers(std::string_view uri) const;
+
   /// Thread-safe, lock-free. Number of URIs with at least one subscriber; exact when quiescent,
   /// approximate under concurrent changes.
   [[nodiscard]] std::size_t uri_count() const;

@@ -752,13 +752,22 @@ class Exchange {
             close_after_ = true;
             co_return false;
           }
-          respond(http::status::bad_gateway, req.version(), req.keep_alive(), "application/json",
-                  *mcp::make_error(
-                      nullptr, RpcError(ErrorCode::kInternalError,
-                                        "node " + target->node() +
-                                            " holding this session failed before it "
-                                            "answered (" +
-                                            ev->error + "); the request may or may not have run")));
+          {
+            // Unreachable: it may be failing over, retry shortly; anything else is a fault.
+            auto status =
+                ev->unreachable ? http::status::service_unavailable : http::status::bad_gateway;
+            auto body = mcp::make_error(
+                nullptr, RpcError(ErrorCode::kInternalError,
+                                  "node " + target->node() +
+                                      " holding this session failed before it answered (" +
+                                      ev->error + "); the request may or may not have run"));
+            if (ev->unreachable) {
+              respond(status, req.version(), req.keep_alive(), "application/json", *body,
+                      {{"Retry-After", "1"}});
+            } else {
+              respond(status, req.version(), req.keep_alive(), "application/json", *body);
+            }
+          }
           co_return req.keep_alive();
       }
     }

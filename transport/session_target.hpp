@@ -31,8 +31,9 @@ struct RelayEvent {
   };
   Kind kind = Kind::kBytes;
   std::string bytes;
-  bool close = false;  // kEnd: the client connection must close after this answer
-  std::string error;   // kFailed: why, for the client
+  bool close = false;        // kEnd: the client connection must close after this answer
+  std::string error;         // kFailed: why, for the client
+  bool unreachable = false;  // kFailed: the holder could not be reached (503, retry)
 };
 using RelayQueue = mcp::AsyncQueue<RelayEvent>;
 

@@ -2,8 +2,10 @@
 // Test helper: starts membership processes on loopback and watches them through the admin
 // service. The binary is $MCPMESH_CLUSTER_NODE_BIN (default: mcpmesh-cluster-agent), started
 // as `BIN --node-id ID --cluster 127.0.0.1:PORT --seeds A,B --cluster-profile
-// ${MCPMESH_CLUSTER_PROFILE:-fast} $MCPMESH_CLUSTER_NODE_ARGS`; it must print "cluster listening on
-// HOST:PORT" to stderr or stdout. Every wait has a deadline.
+// ${MCPMESH_CLUSTER_PROFILE:-fast} --cluster-secret-file DIR/cluster.secret
+// $MCPMESH_CLUSTER_NODE_ARGS`; it must print "cluster listening on HOST:PORT" to stderr or
+// stdout. Every wait has a deadline. The cluster's secret is made fresh for each cluster; admin
+// calls carry its call tokens.
 
 #include <fcntl.h>
 #include <grpcpp/grpcpp.h>
@@ -28,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "cluster/auth.hpp"
 #include "proto/admin.grpc.pb.h"
 
 extern char** environ;
@@ -61,6 +64,12 @@ class ProcessCluster {
     std::string templ = (base / ("mcpmesh-" + tag_ + "-XXXXXX")).string();
     if (::mkdtemp(templ.data()) != nullptr) {
       log_dir_ = templ;
+      secret_file_ = log_dir_ + "/cluster.secret";
+      std::ofstream(secret_file_) << random_secret() << "\n";
+      std::filesystem::permissions(
+          secret_file_, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+      auth_ = std::make_unique<cluster::ClusterAuth>(cluster::load_cluster_secret(secret_file_),
+                                                     "test");
     } else {
       std::fprintf(stderr, "cannot create a log directory %s: %s\n", templ.c_str(),
                    std::strerror(errno));
@@ -80,6 +89,25 @@ class ProcessCluster {
   ProcessCluster& operator=(const ProcessCluster&) = delete;
 
   void keep_logs() { keep_logs_ = true; }
+  /// The file every node of this cluster reads its secret from.
+  [[nodiscard]] const std::string& secret_file() const { return secret_file_; }
+  /// Call tokens of this cluster (tests that talk gRPC to the nodes themselves).
+  [[nodiscard]] cluster::ClusterAuth& auth() { return *auth_; }
+  [[nodiscard]] const std::string& log_dir() const { return log_dir_; }
+
+  /// 32 random bytes, hex.
+  static std::string random_secret() {
+    std::ifstream urandom("/dev/urandom", std::ios::binary);
+    std::string bytes(32, '\0');
+    urandom.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    static constexpr char kHex[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : bytes) {
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    }
+    return out;
+  }
 
   /// Starts a node; `port` 0 picks one. Returns nullptr if it did not bind within 10 s.
   NodeProcess* start(const std::string& id, const std::vector<std::string>& seeds,
@@ -100,7 +128,9 @@ class ProcessCluster {
                                      "--cluster",
                                      addr,
                                      "--cluster-profile",
-                                     profile ? profile : "fast"};
+                                     profile ? profile : "fast",
+                                     "--cluster-secret-file",
+                                     secret_file_};
     if (!seed_list.empty()) {
       args.push_back("--seeds");
       args.push_back(seed_list);
@@ -189,6 +219,7 @@ class ProcessCluster {
                .first;
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + timeout);
+    if (auth_) auth_->stamp(ctx, "/mcpmesh.v1.Admin/Members");
     pb::MembersRequest req;
     pb::MembersResponse resp;
     if (!it->second->Members(&ctx, req, &resp).ok()) return std::nullopt;
@@ -229,6 +260,8 @@ class ProcessCluster {
  private:
   std::string tag_;
   std::string log_dir_;
+  std::string secret_file_;
+  std::unique_ptr<cluster::ClusterAuth> auth_;
   bool keep_logs_ = false;
   std::deque<NodeProcess> nodes_;
   std::map<std::string, std::unique_ptr<pb::Admin::Stub>> stubs_;

@@ -1,0 +1,764 @@
+#include "cluster/mesh/cluster_node.hpp"
+
+#include "cluster/bus/notification_bus.hpp"
+#include "cluster/event_loop.hpp"
+#include "cluster/forward/forward_client.hpp"
+#include "cluster/forward/forward_service.hpp"
+#include "cluster/grpc_transport.hpp"
+#include "cluster/membership.hpp"
+#include "cluster/mesh/mesh_delegate.hpp"
+#include "cluster/mesh/peer_channels.hpp"
+#include "cluster/replication/replica_store.hpp"
+#include "cluster/replication/replication_service.hpp"
+#include "cluster/replication/replicator.hpp"
+#include "mcp/server.hpp"
+#include "registry/cluster_view.hpp"
+#include "transport/http_server.hpp"
+#include "transport/io_pool.hpp"
+
+#include <grpcpp/grpcpp.h>
+#include <spdlog/spdlog.h>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <future>
+#include <random>
+#include <set>
+#include <thread>
+
+namespace mcpmesh::cluster {
+
+namespace asio = boost::asio;
+namespace pb = ::mcpmesh::v1;
+using registry::ClusterView;
+
+namespace {
+
+std::pair<std::string, std::string> split_host_port(const std::string& addr) {
+  auto colon = addr.rfind(':');
+  if (colon == std::string::npos) throw std::runtime_error("expected HOST:PORT: " + addr);
+  return {addr.substr(0, colon), addr.substr(colon + 1)};
+}
+
+bool wildcard(std::string_view host) {
+  return host.empty() || host == "0.0.0.0" || host == "[::]" || host == "::";
+}
+
+ClusterView::NodeState to_view(MemberState s) {
+  switch (s) {
+    case MemberState::kAlive:
+      return ClusterView::NodeState::kAlive;
+    case MemberState::kSuspect:
+      return ClusterView::NodeState::kSuspect;
+    case MemberState::kDead:
+      return ClusterView::NodeState::kDead;
+    case MemberState::kLeft:
+      return ClusterView::NodeState::kLeft;
+  }
+  return ClusterView::NodeState::kDead;
+}
+
+bool live(ClusterView::NodeState s) {
+  return s == ClusterView::NodeState::kAlive || s == ClusterView::NodeState::kSuspect;
+}
+
+std::uint64_t wall_ms() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
+ClusterView::Member to_member(const MemberView& v) {
+  ClusterView::Member m;
+  m.id = v.meta.node_id;
+  m.state = to_view(v.state);
+  m.address = v.meta.grpc_addr;
+  pb::NodeMeta meta;
+  if (!v.meta.app.empty() && meta.ParseFromString(v.meta.app)) {
+    m.epoch = meta.epoch();
+    for (const auto& r : meta.replicas()) {
+      if (m.replicas.size() >= registry::ClusterViewLimits{}.max_replicas) break;
+      m.replicas.push_back(r);
+    }
+  }
+  return m;
+}
+
+/// The session observer the server calls: replication, and hints for the interest set.
+class Observer final : public mcp::SessionObserver {
+ public:
+  Observer(Replicator& replicator, InterestTracker& interest)
+      : replicator_(replicator), interest_(interest) {}
+  void on_record(const mcp::SessionRecord& record) override { replicator_.on_record(record); }
+  void on_standalone_event(const std::string& id, std::uint64_t seq,
+                           const mcp::Payload& message) override {
+    replicator_.on_standalone_event(id, seq, message);
+  }
+  void on_closed(const std::string& id) override { replicator_.on_closed(id); }
+  void on_subscription_changed(std::string_view uri) override { interest_.hint(uri); }
+
+ private:
+  Replicator& replicator_;
+  InterestTracker& interest_;
+};
+
+/// What the HTTP endpoint asks about a session it does not hold.
+class Locator final : public transport::SessionLocator {
+ public:
+  Locator(ClusterView& view, ForwardClient& client) : view_(view), client_(client) {}
+  Location locate(std::string_view session_id) override {
+    std::string_view owner;
+    std::uint64_t epoch = 0;
+    if (!mcp::parse_session_id(session_id, owner, epoch)) return {};
+    auto route = view_.resolve(owner, epoch);
+    switch (route.kind) {
+      case ClusterView::Route::Kind::kHere:
+        return {};
+      case ClusterView::Route::Kind::kUnavailable:
+        return {Verdict::kUnavailable, nullptr};
+      case ClusterView::Route::Kind::kRemote:
+        return {Verdict::kElsewhere, client_.target(route.node, route.address)};
+    }
+    return {};
+  }
+
+ private:
+  ClusterView& view_;
+  ForwardClient& client_;
+};
+
+}  // namespace
+
+struct ClusterNode::Impl {
+  ClusterNodeConfig cfg;
+  ClusterNodeServices svc;
+  std::string bound;
+  std::unique_ptr<ClusterAuth> auth;
+  std::unique_ptr<EventLoop> loop;
+  std::unique_ptr<GrpcTransport> transport;
+  std::unique_ptr<Membership> membership;
+  std::unique_ptr<MembershipService> membership_service;
+  std::unique_ptr<AdminService> admin_service;
+  std::unique_ptr<grpc::Server> server;
+
+  std::unique_ptr<ClusterView> view;
+  asio::io_context mesh_io;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>> mesh_work;
+  std::thread mesh_thread;
+  std::unique_ptr<PeerChannels> channels;
+  std::unique_ptr<ForwardClient> forward_client;
+  std::unique_ptr<ForwardService> forward_service;
+  std::unique_ptr<ReplicaStore> store;
+  std::unique_ptr<Replicator> replicator;
+  std::unique_ptr<ReplicationService> replication_service;
+  std::unique_ptr<InterestTracker> interest;
+  std::unique_ptr<NotificationBus> bus;
+  std::unique_ptr<MeshDelegate> delegate;
+  std::unique_ptr<Observer> observer;
+  std::unique_ptr<Locator> locator;
+
+  // Mesh thread only.
+  std::map<std::string, std::uint64_t> known_epochs;
+
+  std::mutex meta_mu;
+  std::uint64_t epoch = 0;       // guarded by meta_mu
+  std::vector<std::string> isr;  // guarded by meta_mu
+
+  mutable std::mutex snap_mu;
+  MembershipCounters counters;  // guarded by snap_mu
+  int local_health = 0;         // guarded by snap_mu
+  std::size_t unverified = 0;   // guarded by snap_mu
+  TimerId snapshot_timer = 0;   // loop thread
+
+  std::atomic<bool> draining{false};
+  std::atomic<std::uint64_t> adopted_sessions{0}, adoptions{0}, adopt_failures{0},
+      epoch_renewals{0};
+  bool stopped = false;
+
+  bool mcp() const { return svc.server != nullptr; }
+
+  /// Runs `fn` on the membership loop and waits for it (bounded).
+  template <typename Fn>
+  void run_on_loop(Fn fn) {
+    auto done = std::make_shared<std::promise<void>>();
+    auto fut = done->get_future();
+    loop->post([fn = std::move(fn), done]() mutable {
+      fn();
+      done->set_value();
+    });
+    fut.wait_for(std::chrono::seconds(5));
+  }
+
+  std::string node_meta() {
+    std::lock_guard lock(meta_mu);
+    pb::NodeMeta meta;
+    meta.set_epoch(epoch);
+    for (auto& r : isr) meta.add_replicas(r);
+    return meta.SerializeAsString();
+  }
+
+  /// Gossips this node's epoch and in-sync replicas (its heirs).
+  void announce_meta() {
+    auto bytes = node_meta();
+    loop->post([this, bytes = std::move(bytes)]() mutable {
+      if (!stopped) membership->update_app_meta(std::move(bytes));
+    });
+  }
+
+  /// Membership loop: every change of every member.
+  void on_change(const MemberView& v, MemberState old) {
+    auto m = to_member(v);
+    if (v.is_self) {
+      view->set_member(m);
+      return;
+    }
+    if (v.state != old) {
+      spdlog::info("cluster {}: {} is {} (was {}, incarnation {}, {})", cfg.node_id, v.meta.node_id,
+                   to_string(v.state), to_string(old), v.incarnation, v.meta.grpc_addr);
+    }
+    view->set_member(m);
+    if (mcp()) {
+      asio::post(mesh_io, [this, m, old] { on_member(m, to_view(old)); });
+    }
+  }
+
+  /// Mesh thread: a member changed.
+  void on_member(const ClusterView::Member& m, ClusterView::NodeState old) {
+    auto prev = known_epochs.find(m.id);
+    bool restarted =
+        (prev != known_epochs.end() && prev->second != m.epoch) || (!live(old) && live(m.state));
+    if (restarted) channels->reset(m.address);
+    known_epochs[m.id] = m.epoch;
+    update_candidates();
+    if (!live(m.state)) {
+      maybe_adopt(m.id);
+      return;
+    }
+    // A live holder that no longer lists this node among its replicas moved them elsewhere.
+    if (!m.replicas.empty() &&
+        std::find(m.replicas.begin(), m.replicas.end(), cfg.node_id) == m.replicas.end() &&
+        store->holds(m.id)) {
+      store->drop(m.id);
+    }
+  }
+
+  void update_candidates() {
+    std::vector<Replicator::Peer> peers;
+    for (auto& m : view->members()) {
+      if (m.id != cfg.node_id && m.state == ClusterView::NodeState::kAlive) {
+        peers.push_back({m.id, m.address, m.epoch});
+      }
+    }
+    replicator->set_candidates(std::move(peers));
+  }
+
+  /// Mesh thread: `holder` failed or left; continue its sessions here if this node is its heir.
+  void maybe_adopt(const std::string& holder) {
+    auto heir = view->heir_of(holder);
+    if (heir == cfg.node_id) {
+      adopt(holder);
+      return;
+    }
+    if (!store->holds(holder)) return;
+    // Another node is the heir. Keep the copy a while: should that heir fail before it has
+    // replicated what it took, this node may be next in line.
+    auto timer = std::make_shared<asio::steady_timer>(mesh_io, std::chrono::seconds(30));
+    timer->async_wait([this, timer, holder](boost::system::error_code ec) {
+      if (ec || stopped) return;
+      auto m = view->member(holder);
+      if (m && live(m->state)) return;
+      if (view->heir_of(holder) == cfg.node_id) {
+        adopt(holder);
+      } else {
+        store->drop(holder);
+      }
+    });
+  }
+
+  /// Mesh thread: continues every session this node holds a copy of for `holder`.
+  std::uint64_t adopt(const std::string& holder) {
+    std::uint64_t store_epoch = 0;
+    auto copies = store->take(holder, &store_epoch);
+    auto hm = view->member(holder);
+    std::uint64_t holder_epoch = hm ? hm->epoch : store_epoch;
+    std::set<std::pair<std::string, std::uint64_t>> sets{{holder, holder_epoch}};
+    std::uint64_t n = 0;
+    std::size_t contexts = svc.pool ? svc.pool->size() : 1;
+    for (auto& c : copies) {
+      // Another live node already continues this set (it adopted it first): leave it there.
+      if (auto a = view->adoption(c.record.owner, c.record.epoch);
+          a && a->holder != holder && a->holder != cfg.node_id) {
+        auto h = view->member(a->holder);
+        if (h && live(h->state)) continue;
+      }
+      auto owner = c.record.owner;
+      auto owner_epoch = c.record.epoch;
+      auto* context = svc.pool ? &svc.pool->at(n % contexts) : nullptr;
+      auto restored =
+          svc.server->restore_session(std::move(c.record), std::move(c.events), context);
+      if (!restored) {
+        adopt_failures.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      ++n;
+      sets.emplace(owner, owner_epoch);
+    }
+    auto version = view->max_adoption_version();
+    for (auto& [node, e] : sets) {
+      ClusterView::Adoption a{node, e, cfg.node_id, ++version};
+      view->apply_adoption(a);
+      loop->post([this, a] {
+        if (!stopped) delegate->broadcast_adoption(a);
+      });
+    }
+    view->mark_adopted_here(holder, holder_epoch);
+    adopted_sessions.fetch_add(n, std::memory_order_relaxed);
+    adoptions.fetch_add(1, std::memory_order_relaxed);
+    spdlog::info("cluster {}: continuing {} sessions of {}", cfg.node_id, n, holder);
+    return n;
+  }
+
+  /// Mesh thread: an adoption this node had not heard of.
+  void on_adoption(const ClusterView::Adoption& a) {
+    if (a.holder != cfg.node_id) store->drop_sessions_of(a.node, a.epoch);
+    if (a.node != cfg.node_id || a.holder == cfg.node_id || draining.load()) return;
+    if (a.epoch != svc.server->epoch()) return;
+    // Our sessions of this epoch are continued elsewhere (we were declared dead, wrongly or
+    // not): stop serving them here, and create new sessions under a new epoch.
+    auto old_epoch = svc.server->epoch();
+    auto new_epoch = std::max(wall_ms(), old_epoch + 1);
+    svc.server->set_epoch(new_epoch);
+    view->set_self_epoch(new_epoch);
+    replicator->set_epoch(new_epoch);
+    bus->set_epoch(new_epoch);
+    {
+      std::lock_guard lock(meta_mu);
+      epoch = new_epoch;
+    }
+    announce_meta();
+    std::size_t closed = 0;
+    for (auto& s : svc.server->sessions()) {
+      std::string_view owner;
+      std::uint64_t e = 0;
+      if (mcp::parse_session_id(s->id(), owner, e) && owner == cfg.node_id && e == old_epoch) {
+        svc.server->close_session(s->id());
+        ++closed;
+      }
+    }
+    epoch_renewals.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn(
+        "cluster {}: {} continues this node's sessions of epoch {:x}; {} closed here, new "
+        "sessions use epoch {:x}",
+        cfg.node_id, a.holder, old_epoch, closed, new_epoch);
+  }
+
+  /// Membership loop: figures for /metrics and convergence, once a second.
+  void snapshot() {
+    {
+      std::lock_guard lock(snap_mu);
+      counters = membership->counters();
+      local_health = membership->local_health();
+      unverified = membership->unverified_count();
+    }
+    if (membership->joined()) view->set_converged(true);
+    snapshot_timer = loop->schedule(std::chrono::seconds(1), [this] {
+      if (!stopped) snapshot();
+    });
+  }
+
+  void stop() {
+    if (stopped) return;
+    if (server) server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+    run_on_loop([this] {
+      stopped = true;
+      if (snapshot_timer) loop->cancel(snapshot_timer);
+      membership->set_delegate(nullptr);
+      membership->stop();
+    });
+    transport->shutdown();
+    loop->join();
+    if (mesh_work) {
+      mesh_work.reset();
+      mesh_io.stop();
+      if (mesh_thread.joinable()) mesh_thread.join();
+    }
+  }
+};
+
+std::unique_ptr<ClusterNode> ClusterNode::start(const ClusterNodeConfig& cfg,
+                                                ClusterNodeServices svc) {
+  if (cfg.node_id.empty()) throw std::runtime_error("cluster: node id is required");
+  MembershipConfig mcfg = MembershipConfig::profile(cfg.profile);
+  mcfg.cluster_name = cfg.cluster_name;
+  auto [host, port] = split_host_port(cfg.listen);
+  std::string advertise = cfg.advertise;
+  if (advertise.empty() && wildcard(host)) {
+    throw std::runtime_error("cluster: bound to a wildcard address (" + cfg.listen +
+                             "): give --advertise HOST:PORT, the address other nodes dial");
+  }
+
+  auto impl = std::make_unique<Impl>();
+  impl->cfg = cfg;
+  impl->svc = svc;
+  impl->auth = std::make_unique<ClusterAuth>(cfg.secret, cfg.node_id);
+  impl->loop = std::make_unique<EventLoop>();
+  impl->transport = std::make_unique<GrpcTransport>(
+      *impl->loop, 16, mcfg.max_state_members, mcfg.max_app_state_bytes, impl->auth.get(), cfg.tls);
+  impl->view = std::make_unique<ClusterView>(cfg.node_id);
+  if (svc.server) {
+    impl->epoch = svc.server->epoch();
+    impl->view->set_self_epoch(impl->epoch);
+  }
+
+  // The services need the Membership at registration; its advertised address needs the bound
+  // port. So: create it with a provisional address, bind, then fix the address on the loop
+  // before start() (nobody can know our port before that, so nobody has talked to us yet).
+  MemberMeta self;
+  self.node_id = cfg.node_id;
+  self.grpc_addr = advertise.empty() ? cfg.listen : advertise;
+  self.http_addr = cfg.http_advertise;
+  self.version = cfg.version;
+  self.app = impl->node_meta();
+  impl->membership = std::make_unique<Membership>(mcfg, self, *impl->loop, *impl->transport,
+                                                  std::random_device{}());
+  impl->membership_service =
+      std::make_unique<MembershipService>(*impl->loop, *impl->membership, mcfg, impl->auth.get());
+  impl->admin_service = std::make_unique<AdminService>(
+      *impl->loop, *impl->membership, impl->membership_service.get(), impl->auth.get(), cfg.tls);
+
+  std::size_t max_message = std::max<std::size_t>(4 << 20, cfg.max_body_bytes + (1 << 20));
+  grpc::ServerBuilder builder;
+  int bound_port = 0;
+  builder.AddListeningPort(cfg.listen, server_credentials(cfg.tls), &bound_port);
+  // The port is this process's alone: with port sharing a second process could bind the same
+  // address and answer for this node.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 1);
+  builder.SetMaxReceiveMessageSize(static_cast<int>(max_message));
+  builder.RegisterService(impl->membership_service.get());
+  builder.RegisterService(impl->admin_service.get());
+
+  if (svc.server) {
+    impl->channels = std::make_unique<PeerChannels>(cfg.tls, max_message);
+    impl->forward_client = std::make_unique<ForwardClient>(
+        *impl->channels, *impl->auth,
+        ForwardClientConfig{.self_id = cfg.node_id, .timeout = cfg.forward_timeout});
+    if (svc.http) {
+      impl->forward_service = std::make_unique<ForwardService>(
+          *impl->auth, *svc.http,
+          ForwardServiceLimits{.max_body_bytes = cfg.max_body_bytes,
+                               .max_header_bytes = cfg.max_header_bytes,
+                               .max_hops = cfg.max_forward_hops});
+      builder.RegisterService(impl->forward_service.get());
+    }
+    impl->store = std::make_unique<ReplicaStore>(
+        ReplicaLimits{.max_sessions_per_holder = svc.server->config().max_sessions,
+                      .max_sessions = 4 * svc.server->config().max_sessions,
+                      .max_events = svc.server->config().streams.buffer_events,
+                      .max_event_bytes = cfg.max_body_bytes});
+    Impl* raw = impl.get();
+    impl->replicator = std::make_unique<Replicator>(
+        *svc.server, *impl->channels, *impl->auth, impl->mesh_io.get_executor(),
+        ReplicatorConfig{.self_id = cfg.node_id,
+                         .replicas = cfg.replicas,
+                         .max_events = svc.server->config().streams.buffer_events},
+        [raw](std::vector<std::string> in_sync) {
+          {
+            std::lock_guard lock(raw->meta_mu);
+            raw->isr = std::move(in_sync);
+          }
+          raw->announce_meta();
+        });
+    impl->replicator->set_epoch(impl->epoch);
+    impl->replication_service = std::make_unique<ReplicationService>(
+        *impl->auth, *impl->store, *impl->view,
+        [raw](std::string holder, std::function<void(std::uint64_t)> done) {
+          asio::post(raw->mesh_io, [raw, holder = std::move(holder), done = std::move(done)] {
+            done(raw->adopt(holder));
+          });
+        });
+    builder.RegisterService(impl->replication_service.get());
+    impl->interest = std::make_unique<InterestTracker>(svc.server->subscriptions());
+    impl->bus =
+        std::make_unique<NotificationBus>(*svc.server, *impl->view, *impl->channels, *impl->auth,
+                                          *impl->interest, BusConfig{.self_id = cfg.node_id});
+    impl->bus->set_epoch(impl->epoch);
+    builder.RegisterService(impl->bus.get());
+    impl->delegate = std::make_unique<MeshDelegate>(
+        cfg.node_id, *impl->view, *impl->interest, *impl->membership,
+        MeshDelegate::Hooks{
+            .on_adoption =
+                [raw](const ClusterView::Adoption& a) {
+                  asio::post(raw->mesh_io, [raw, a] { raw->on_adoption(a); });
+                },
+            .on_interest_gap =
+                [raw](const std::string& node) {
+                  if (auto m = raw->view->member(node)) raw->bus->fetch_interest(node, m->address);
+                },
+        });
+    impl->observer = std::make_unique<Observer>(*impl->replicator, *impl->interest);
+    impl->locator = std::make_unique<Locator>(*impl->view, *impl->forward_client);
+  }
+
+  impl->server = builder.BuildAndStart();
+  if (!impl->server || bound_port == 0) {
+    impl->transport->shutdown();
+    throw std::runtime_error("cluster: cannot listen on " + cfg.listen + " (address in use?)");
+  }
+  impl->bound = advertise.empty() ? host + ":" + std::to_string(bound_port) : advertise;
+
+  if (svc.server) {
+    // Sessions created from here on are replicated; the ones before (none, at start) are not.
+    svc.server->set_observer(impl->observer.get());
+    svc.server->set_fanout(impl->bus.get());
+    if (svc.http) svc.http->set_locator(impl->locator.get());
+    impl->mesh_work.emplace(impl->mesh_io.get_executor());
+    impl->mesh_thread = std::thread([raw = impl.get()] { raw->mesh_io.run(); });
+  }
+
+  Impl* raw = impl.get();
+  std::vector<std::string> seeds = cfg.seeds;
+  std::string bound = impl->bound;
+  impl->run_on_loop([raw, seeds, bound] {
+    raw->membership->add_listener(
+        [raw](const MemberView& v, MemberState old) { raw->on_change(v, old); });
+    if (raw->delegate) raw->membership->set_delegate(raw->delegate.get());
+    raw->membership->set_self_addr(bound);
+    raw->membership->start(seeds);
+    raw->snapshot();
+  });
+  spdlog::info("cluster {} listening on {} (profile {}, {} seeds, {} replicas)", cfg.node_id,
+               impl->bound, cfg.profile, cfg.seeds.size(), cfg.replicas);
+  return std::unique_ptr<ClusterNode>(new ClusterNode(std::move(impl)));
+}
+
+ClusterNode::ClusterNode(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+ClusterNode::~ClusterNode() {
+  if (!impl_) return;
+  if (impl_->svc.server) {
+    impl_->svc.server->set_observer(nullptr);
+    impl_->svc.server->set_fanout(nullptr);
+  }
+  if (impl_->svc.http) impl_->svc.http->set_locator(nullptr);
+  impl_->stop();
+}
+
+std::string ClusterNode::bound_address() const { return impl_->bound; }
+
+transport::SessionLocator* ClusterNode::locator() { return impl_->locator.get(); }
+
+void ClusterNode::set_drain_handler(std::function<bool()> start_drain) { (void)start_drain; }
+
+std::optional<std::uint64_t> ClusterNode::hand_over(std::chrono::milliseconds deadline) {
+  auto& impl = *impl_;
+  if (!impl.mcp()) return std::nullopt;
+  impl.draining = true;
+  auto until = std::chrono::steady_clock::now() + deadline;
+  auto flushed = std::make_shared<std::promise<bool>>();
+  auto flushed_f = flushed->get_future();
+  impl.replicator->flush(deadline / 2, [flushed](bool ok) { flushed->set_value(ok); });
+  if (flushed_f.wait_until(until) != std::future_status::ready || !flushed_f.get()) {
+    spdlog::warn("cluster {}: replicas did not confirm every change before the hand-over",
+                 impl.cfg.node_id);
+  }
+  auto in_sync = impl.replicator->in_sync();
+  if (in_sync.empty()) {
+    spdlog::warn("cluster {}: no in-sync replica to hand sessions to", impl.cfg.node_id);
+    return std::nullopt;
+  }
+  auto heir = in_sync.front();
+  auto member = impl.view->member(heir);
+  if (!member) return std::nullopt;
+  auto answer = std::make_shared<std::promise<std::optional<std::uint64_t>>>();
+  auto answer_f = answer->get_future();
+  pb::HandoffRequest request;
+  request.set_holder(impl.cfg.node_id);
+  request.set_holder_epoch(impl.svc.server->epoch());
+  auto remaining = std::chrono::duration_cast<std::chrono::milliseconds>(
+      until - std::chrono::steady_clock::now());
+  call_unary<pb::HandoffRequest, pb::HandoffReply>(
+      *impl.auth, ReplicationService::kHandoffMethod, impl.channels->get(member->address), request,
+      std::max(remaining, std::chrono::milliseconds(100)),
+      [](PeerStubs& stubs, grpc::ClientContext* ctx, const pb::HandoffRequest* req,
+         pb::HandoffReply* resp,
+         auto cb) { stubs.replication->async()->Handoff(ctx, req, resp, std::move(cb)); },
+      [answer](grpc::Status status, const pb::HandoffReply& reply) {
+        answer->set_value(status.ok() ? std::optional<std::uint64_t>(reply.adopted())
+                                      : std::nullopt);
+      });
+  if (answer_f.wait_until(until + std::chrono::milliseconds(200)) != std::future_status::ready) {
+    return std::nullopt;
+  }
+  auto adopted = answer_f.get();
+  if (adopted) {
+    impl.replicator->stop();
+    // Route this node's own sessions to the heir at once, before gossip brings the news back.
+    ClusterView::Adoption a{impl.cfg.node_id, impl.svc.server->epoch(), heir,
+                            impl.view->max_adoption_version() + 1};
+    impl.view->apply_adoption(a);
+    spdlog::info("cluster {}: {} continues this node's {} sessions", impl.cfg.node_id, heir,
+                 *adopted);
+  }
+  return adopted;
+}
+
+void ClusterNode::leave(std::chrono::milliseconds deadline) {
+  auto& impl = *impl_;
+  if (impl.stopped) return;
+  auto until = std::chrono::steady_clock::now() + deadline;
+  impl.run_on_loop([&impl] { impl.membership->leave(); });
+  // The direct `left` notices are one-way RPCs with their own deadline: wait for them, and a
+  // little gossip, but never past the caller's deadline.
+  while (std::chrono::steady_clock::now() < until && impl.transport->oneway_in_flight() > 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (impl.svc.server) {
+    impl.svc.server->set_observer(nullptr);
+    impl.svc.server->set_fanout(nullptr);
+  }
+  impl.stop();
+}
+
+void ClusterNode::render_metrics(std::string& out) const {
+  auto& impl = *impl_;
+  auto line = [&out](std::string_view name, std::string_view labels, double value) {
+    out += "mcpmesh_cluster_";
+    out += name;
+    if (!labels.empty()) {
+      out += '{';
+      out += labels;
+      out += '}';
+    }
+    out += ' ';
+    out += std::to_string(static_cast<long long>(value));
+    out += '\n';
+  };
+  auto counts = impl.view->member_counts();
+  out += "# HELP mcpmesh_cluster_members cluster members by state, as this node sees them\n";
+  out += "# TYPE mcpmesh_cluster_members gauge\n";
+  const char* states[] = {"alive", "suspect", "dead", "left"};
+  for (std::size_t i = 0; i < 4; ++i) {
+    line("members", std::string("state=\"") + states[i] + "\"", static_cast<double>(counts[i]));
+  }
+  {
+    std::lock_guard lock(impl.snap_mu);
+    out += "# TYPE mcpmesh_cluster_local_health gauge\n";
+    line("local_health", {}, impl.local_health);
+    out += "# TYPE mcpmesh_cluster_membership_events_total counter\n";
+    const auto& c = impl.counters;
+    std::pair<const char*, std::uint64_t> events[] = {
+        {"probes", c.probes},
+        {"probe_failures", c.probe_failures},
+        {"suspicions_started", c.suspicions_started},
+        {"declared_dead", c.declared_dead},
+        {"refutations", c.refutations},
+        {"push_pulls", c.push_pulls},
+        {"rejected_malformed", c.rejected_malformed},
+        {"rejected_replay", c.rejected_replay},
+        {"rejected_cluster", c.rejected_cluster},
+        {"rejected_id_conflict", c.rejected_id_conflict},
+        {"rejected_unverified", c.rejected_unverified},
+        {"unverified_dropped", c.unverified_dropped},
+        {"epoch_resets", c.epoch_resets},
+        {"gossip_dropped", c.gossip_dropped},
+    };
+    for (auto& [name, v] : events) {
+      line("membership_events_total", std::string("event=\"") + name + "\"",
+           static_cast<double>(v));
+    }
+    out += "# TYPE mcpmesh_cluster_unverified_members gauge\n";
+    line("unverified_members", {}, static_cast<double>(impl.unverified));
+  }
+  auto auth = impl.auth->counters();
+  out += "# HELP mcpmesh_cluster_auth_refused_total cluster calls refused: no valid call token\n";
+  out += "# TYPE mcpmesh_cluster_auth_refused_total counter\n";
+  std::pair<const char*, std::uint64_t> refusals[] = {
+      {"missing", auth.missing},
+      {"malformed", auth.malformed},
+      {"bad_signature", auth.bad_signature},
+      {"skew", auth.skew},
+      {"replay", auth.replay},
+      {"cache_full", auth.cache_full},
+  };
+  for (auto& [reason, v] : refusals) {
+    line("auth_refused_total", std::string("reason=\"") + reason + "\"", static_cast<double>(v));
+  }
+  if (!impl.mcp()) return;
+  // Sessions by state: held here (created or continued), copies held for other nodes.
+  std::size_t owned = 0, adopted = 0;
+  for (auto& s : impl.svc.server->sessions()) {
+    std::string_view owner;
+    std::uint64_t e = 0;
+    if (mcp::parse_session_id(s->id(), owner, e) && owner == impl.cfg.node_id) {
+      ++owned;
+    } else {
+      ++adopted;
+    }
+  }
+  out +=
+      "# HELP mcpmesh_cluster_sessions sessions by state: created here, continued here "
+      "after another node held them, copies held for other nodes\n";
+  out += "# TYPE mcpmesh_cluster_sessions gauge\n";
+  line("sessions", "state=\"owned\"", static_cast<double>(owned));
+  line("sessions", "state=\"adopted\"", static_cast<double>(adopted));
+  line("sessions", "state=\"replica\"", static_cast<double>(impl.store->session_count()));
+  out += "# TYPE mcpmesh_cluster_adoptions_total counter\n";
+  line("adoptions_total", {}, static_cast<double>(impl.adoptions.load()));
+  out += "# TYPE mcpmesh_cluster_adopted_sessions_total counter\n";
+  line("adopted_sessions_total", {}, static_cast<double>(impl.adopted_sessions.load()));
+  out += "# TYPE mcpmesh_cluster_adopt_failures_total counter\n";
+  line("adopt_failures_total", {}, static_cast<double>(impl.adopt_failures.load()));
+  out += "# TYPE mcpmesh_cluster_epoch_renewals_total counter\n";
+  line("epoch_renewals_total", {}, static_cast<double>(impl.epoch_renewals.load()));
+  auto rs = impl.replicator->stats();
+  out += "# TYPE mcpmesh_cluster_replication_batches_total counter\n";
+  line("replication_batches_total", {}, static_cast<double>(rs.batches));
+  out += "# TYPE mcpmesh_cluster_replication_failures_total counter\n";
+  line("replication_failures_total", {}, static_cast<double>(rs.failures));
+  out += "# TYPE mcpmesh_cluster_replication_full_syncs_total counter\n";
+  line("replication_full_syncs_total", {}, static_cast<double>(rs.full_syncs));
+  out +=
+      "# HELP mcpmesh_cluster_replication_lag_ms from a change to its acknowledgement by "
+      "the replica, last batch (and max since start)\n";
+  out += "# TYPE mcpmesh_cluster_replication_lag_ms gauge\n";
+  line("replication_lag_ms", "which=\"last\"", rs.last_lag_ms);
+  line("replication_lag_ms", "which=\"max\"", rs.max_lag_ms);
+  out += "# TYPE mcpmesh_cluster_replication_pending gauge\n";
+  line("replication_pending", {}, static_cast<double>(rs.pending));
+  out += "# TYPE mcpmesh_cluster_in_sync_replicas gauge\n";
+  line("in_sync_replicas", {}, static_cast<double>(impl.replicator->in_sync().size()));
+  out += "# TYPE mcpmesh_cluster_replica_refused_total counter\n";
+  line("replica_refused_total", {},
+       static_cast<double>(impl.store->refused() + impl.replication_service->refused()));
+  out += "# TYPE mcpmesh_cluster_forward_calls_total counter\n";
+  line("forward_calls_total", {}, static_cast<double>(impl.forward_client->calls()));
+  out += "# TYPE mcpmesh_cluster_forward_failures_total counter\n";
+  line("forward_failures_total", {}, static_cast<double>(impl.forward_client->failures()));
+  if (impl.forward_service) {
+    out += "# TYPE mcpmesh_cluster_forward_served_total counter\n";
+    line("forward_served_total", {}, static_cast<double>(impl.forward_service->served()));
+    out += "# TYPE mcpmesh_cluster_forward_refused_total counter\n";
+    line("forward_refused_total", {}, static_cast<double>(impl.forward_service->refused()));
+  }
+  auto bs = impl.bus->stats();
+  out += "# TYPE mcpmesh_cluster_bus_messages_total counter\n";
+  line("bus_messages_total", "outcome=\"published\"", static_cast<double>(bs.published));
+  line("bus_messages_total", "outcome=\"failed\"", static_cast<double>(bs.failed));
+  line("bus_messages_total", "outcome=\"delivered\"", static_cast<double>(bs.delivered));
+  line("bus_messages_total", "outcome=\"duplicate\"", static_cast<double>(bs.duplicates));
+  out += "# TYPE mcpmesh_cluster_interest_fetches_total counter\n";
+  line("interest_fetches_total", {}, static_cast<double>(bs.fetches));
+  out += "# TYPE mcpmesh_cluster_interest_uris gauge\n";
+  line("interest_uris", {}, static_cast<double>(impl.view->interest_uri_count()));
+  out += "# TYPE mcpmesh_cluster_adoption_entries gauge\n";
+  line("adoption_entries", {}, static_cast<double>(impl.view->adoptions().size()));
+  out += "# TYPE mcpmesh_cluster_gossip_refused_total counter\n";
+  line("gossip_refused_total", {},
+       static_cast<double>(impl.view->refused() + impl.delegate->malformed()));
+}
+
+}  // namespace mcpmesh::cluster

@@ -1,0 +1,73 @@
+#include "cluster/replication/replication_service.hpp"
+
+#include "cluster/replication/replicator.hpp"
+
+#include <spdlog/spdlog.h>
+
+namespace mcpmesh::cluster {
+
+namespace pb = ::mcpmesh::v1;
+
+ReplicationService::ReplicationService(
+    ClusterAuth& auth, ReplicaStore& store, registry::ClusterView& view,
+    std::function<void(std::string, std::function<void(std::uint64_t)>)> adopt)
+    : auth_(auth), store_(store), view_(view), adopt_(std::move(adopt)) {}
+
+bool ReplicationService::plausible_holder(const std::string& holder) const {
+  if (holder.empty() || holder == view_.self()) return false;
+  auto m = view_.member(holder);
+  return m && (m->state == registry::ClusterView::NodeState::kAlive ||
+               m->state == registry::ClusterView::NodeState::kSuspect);
+}
+
+grpc::ServerUnaryReactor* ReplicationService::Replicate(grpc::CallbackServerContext* context,
+                                                        const pb::ReplicationBatch* request,
+                                                        pb::ReplicationAck* response) {
+  auto* reactor = context->DefaultReactor();
+  if (auto status = auth_.check(*context, Replicator::kReplicateMethod); !status.ok()) {
+    reactor->Finish(status);
+    return reactor;
+  }
+  if (!plausible_holder(request->holder())) {
+    // A node this one believes dead (it may be continuing that node's sessions right now), an
+    // unknown one, or itself: its batches would resurrect or corrupt copies.
+    refused_.fetch_add(1, std::memory_order_relaxed);
+    reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                 "not a live member other than this node"));
+    return reactor;
+  }
+  auto outcome = store_.apply(*request);
+  if (!outcome.refused.empty()) {
+    spdlog::debug("replication batch from {} refused: {}", request->holder(), outcome.refused);
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, outcome.refused));
+    return reactor;
+  }
+  response->set_seq(request->seq());
+  response->set_need_full(outcome.need_full);
+  response->set_held(outcome.held);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* ReplicationService::Handoff(grpc::CallbackServerContext* context,
+                                                      const pb::HandoffRequest* request,
+                                                      pb::HandoffReply* response) {
+  auto* reactor = context->DefaultReactor();
+  if (auto status = auth_.check(*context, kHandoffMethod); !status.ok()) {
+    reactor->Finish(status);
+    return reactor;
+  }
+  if (!plausible_holder(request->holder())) {
+    refused_.fetch_add(1, std::memory_order_relaxed);
+    reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                                 "not a live member other than this node"));
+    return reactor;
+  }
+  adopt_(request->holder(), [reactor, response](std::uint64_t adopted) {
+    response->set_adopted(adopted);
+    reactor->Finish(grpc::Status::OK);
+  });
+  return reactor;
+}
+
+}  // namespace mcpmesh::cluster
