@@ -185,8 +185,16 @@ void Router::handle(const std::shared_ptr<Conversation>& conversation, Message m
   if (method == "resources/subscribe" || method == "resources/unsubscribe") {
     auto uri = get_string(m.params, "uri");
     if (!uri) return answer(invalid_params("params.uri (string) is required"));
-    return answer(method == "resources/subscribe" ? conversation->subscribe(*uri)
-                                                  : conversation->unsubscribe(*uri));
+    if (method == "resources/unsubscribe") return answer(conversation->unsubscribe(*uri));
+    conversation->subscribe(*uri, [this, id = m.id, reply](Result<json::value> r) {
+      if (r) {
+        reply->deliver(make_result(id, std::move(*r)), true);
+      } else {
+        Metrics::inc(server_.metrics().request_errors_total);
+        reply->deliver(make_error(id, r.error()), true);
+      }
+    });
+    return;
   }
   if (method == "logging/setLevel") {
     auto level = get_string(m.params, "level");

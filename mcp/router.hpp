@@ -40,7 +40,10 @@ class Conversation {
   [[nodiscard]] virtual std::string_view session_id() const = 0;
   [[nodiscard]] virtual std::optional<LogLevel> log_level() const = 0;
   virtual Result<json::value> set_log_level(LogLevel level) = 0;
-  virtual Result<json::value> subscribe(std::string_view uri) = 0;
+  /// Subscribes to `uri` and calls `done` with the answer, at once or (in a cluster) once the
+  /// other nodes know this node cares about `uri`, so that no update raised anywhere after the
+  /// answer is missed. `done` may run on another thread.
+  virtual void subscribe(std::string_view uri, std::function<void(Result<json::value>)> done) = 0;
   virtual Result<json::value> unsubscribe(std::string_view uri) = 0;
   /// Whether a handler may end its request's stream early for the client to resume it.
   [[nodiscard]] virtual bool resumable_streams() const = 0;

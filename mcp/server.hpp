@@ -64,6 +64,13 @@ class SessionObserver {
   /// Whether any session on this node subscribes to `uri` may have changed (a hint: read the
   /// truth from Server::subscriptions()).
   virtual void on_subscription_changed(std::string_view uri) = 0;
+  /// A session subscribed to `uri`: as on_subscription_changed, and `published` (any thread,
+  /// exactly once, bounded in time) once the nodes that raise updates know this node cares
+  /// about `uri` (the subscribe is answered then).
+  virtual void on_subscribed(std::string_view uri, std::function<void()> published) {
+    on_subscription_changed(uri);
+    published();
+  }
 };
 
 /// Carries notifications raised by this node's app to the other nodes' sessions.

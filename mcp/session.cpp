@@ -232,20 +232,20 @@ Result<json::value> Session::set_log_level(LogLevel level) {
   return json::value(json::object{});
 }
 
-Result<json::value> Session::subscribe(std::string_view uri) {
-  if (!record_.subscriptions.contains(uri)) {
-    if (record_.subscriptions.size() >= server_.config().max_subscriptions_per_session) {
-      Metrics::inc(server_.metrics().subscriptions_rejected_total);
-      return RpcError(ErrorCode::kServerBusy,
-                      "too many subscriptions for this session (max " +
-                          std::to_string(server_.config().max_subscriptions_per_session) + ")");
-    }
-    record_.subscriptions.emplace(uri);
-    (void)server_.subscriptions().subscribe(uri, record_.id);
-    if (auto* observer = server_.observer()) observer->on_subscription_changed(uri);
-    changed();
+void Session::subscribe(std::string_view uri, std::function<void(Result<json::value>)> done) {
+  if (record_.subscriptions.contains(uri)) return done(json::value(json::object{}));
+  if (record_.subscriptions.size() >= server_.config().max_subscriptions_per_session) {
+    Metrics::inc(server_.metrics().subscriptions_rejected_total);
+    return done(RpcError(ErrorCode::kServerBusy,
+                         "too many subscriptions for this session (max " +
+                             std::to_string(server_.config().max_subscriptions_per_session) + ")"));
   }
-  return json::value(json::object{});
+  record_.subscriptions.emplace(uri);
+  (void)server_.subscriptions().subscribe(uri, record_.id);
+  changed();
+  auto* observer = server_.observer();
+  if (!observer) return done(json::value(json::object{}));
+  observer->on_subscribed(uri, [done = std::move(done)] { done(json::value(json::object{})); });
 }
 
 Result<json::value> Session::unsubscribe(std::string_view uri) {

@@ -78,7 +78,7 @@ class Session final : public Conversation, public std::enable_shared_from_this<S
   [[nodiscard]] std::string_view session_id() const override { return record_.id; }
   [[nodiscard]] std::optional<LogLevel> log_level() const override { return record_.log_level; }
   Result<json::value> set_log_level(LogLevel level) override;
-  Result<json::value> subscribe(std::string_view uri) override;
+  void subscribe(std::string_view uri, std::function<void(Result<json::value>)> done) override;
   Result<json::value> unsubscribe(std::string_view uri) override;
   asio::awaitable<Result<json::object>> request_client(
       std::string method, json::object params, std::chrono::milliseconds deadline,

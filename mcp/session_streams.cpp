@@ -191,6 +191,14 @@ void SessionStreams::close_all() {
   }
 }
 
+void SessionStreams::close_standalone() {
+  std::lock_guard lock(mutex_);
+  auto it = streams_.find(0);
+  if (it == streams_.end() || !it->second.live) return;
+  it->second.live->close();
+  it->second.live.reset();
+}
+
 void SessionStreams::prune_locked() {
   // Keep the standalone stream, every unfinished stream and the newest finished ones.
   for (auto it = streams_.begin();

@@ -72,6 +72,9 @@ class SessionStreams : public ClientChannel, public std::enable_shared_from_this
   void forget(std::uint64_t id);
   /// Closes every live consumer (the session ended).
   void close_all();
+  /// Closes the standalone stream's live consumer only (the session moved to another node: its
+  /// client resumes that stream there; requests still answering here keep their streams).
+  void close_standalone();
   void on_session_closed() override { close_all(); }
 
   /// Formats "<stream>-<seq>".

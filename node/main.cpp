@@ -148,11 +148,11 @@ int main(int argc, char** argv) {
           std::min<std::chrono::milliseconds>(cfg.drain_timeout, std::chrono::milliseconds(5000));
       if (auto taken = cluster_node->hand_over(budget)) {
         // From here the heir serves these sessions: requests for them that reach this node are
-        // relayed there. Their open streams end so that clients resume them on the heir; the
-        // requests they are running finish here.
+        // relayed there. Their GET streams end so that clients resume them on the heir; the
+        // requests they are running finish here and answer on their own streams.
         for (auto& s : server.sessions()) {
           if (auto released = server.release_session(s->id())) {
-            if (released->streams()) released->streams()->close_all();
+            if (released->streams()) released->streams()->close_standalone();
             handed.push_back(std::move(released));
           }
         }

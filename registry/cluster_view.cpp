@@ -181,12 +181,12 @@ void ClusterView::mark_adopted_here(std::string_view node, std::uint64_t epoch) 
 ClusterView::Route ClusterView::resolve(std::string_view owner, std::uint64_t epoch) const {
   using Kind = Route::Kind;
   std::shared_lock lock(mutex_);
-  if (owner == self_ && epoch == self_epoch_) return {Kind::kHere, {}, {}};
   std::string holder(owner);
   if (auto it = adoptions_.find(AdoptionKey{std::string(owner), epoch}); it != adoptions_.end()) {
+    // Continued elsewhere: also this node's own sessions once it handed them over (a drain).
     holder = it->second.holder;
   } else if (owner == self_) {
-    return {Kind::kHere, {}, {}};  // an earlier epoch of ours that nobody continued: gone
+    return {Kind::kHere, {}, {}};  // ours and not here (closed), or an earlier epoch: gone
   }
   const Member* failed = nullptr;  // the failed holder whose heir `holder` is
   for (int hop = 0; hop < kMaxHolderHops; ++hop) {

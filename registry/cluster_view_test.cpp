@@ -38,6 +38,13 @@ TEST_F(ClusterViewTest, OwnSessionsAreAnsweredHere) {
   EXPECT_EQ(view.resolve("n1", 50).kind, Kind::kHere);
 }
 
+TEST_F(ClusterViewTest, OwnSessionsHandedOverAreRelayedToTheirHolder) {
+  ASSERT_TRUE(view.apply_adoption({"n1", 100, "n2", 1}));  // this node drained to n2
+  auto r = view.resolve("n1", 100);
+  EXPECT_EQ(r.kind, Kind::kRemote);
+  EXPECT_EQ(r.node, "n2");
+}
+
 TEST_F(ClusterViewTest, LiveOwnerIsAskedDirectly) {
   auto r = view.resolve("n2", 200);
   EXPECT_EQ(r.kind, Kind::kRemote);
@@ -132,7 +139,9 @@ TEST(Rendezvous, DeterministicAndSpread) {
   for (int i = 0; i < 500; ++i) {
     auto k = std::to_string(i);
     auto before = ClusterView::rendezvous(k, nodes, 1)[0];
-    if (before != "n3") EXPECT_EQ(ClusterView::rendezvous(k, three, 1)[0], before);
+    if (before != "n3") {
+      EXPECT_EQ(ClusterView::rendezvous(k, three, 1)[0], before);
+    }
   }
 }
 

@@ -10,13 +10,13 @@ namespace pb = ::mcpmesh::v1;
 
 // -- InterestTracker --------------------------------------------------------------------------
 
-void InterestTracker::hint(std::string_view uri) {
+bool InterestTracker::hint(std::string_view uri) {
   // Read the truth after the change: hints from racing subscribe/unsubscribe calls may arrive
   // in any order, but the last one reads the final state.
   bool wanted = index_.has_subscribers(uri);
   std::lock_guard lock(mutex_);
   bool held = uris_.contains(uri);
-  if (wanted == held) return;
+  if (wanted == held) return false;
   std::string key(uri);
   if (wanted) {
     uris_.insert(key);
@@ -25,6 +25,7 @@ void InterestTracker::hint(std::string_view uri) {
     uris_.erase(key);
     if (!added_.erase(key)) removed_.insert(key);
   }
+  return true;
 }
 
 std::optional<InterestTracker::Delta> InterestTracker::take_delta() {
@@ -203,6 +204,67 @@ grpc::ServerUnaryReactor* NotificationBus::Interest(grpc::CallbackServerContext*
   for (auto& u : uris) response->add_uris(std::move(u));
   reactor->Finish(grpc::Status::OK);
   return reactor;
+}
+
+grpc::ServerUnaryReactor* NotificationBus::Interested(grpc::CallbackServerContext* context,
+                                                      const pb::InterestDelta* request,
+                                                      pb::BusAck*) {
+  auto* reactor = context->DefaultReactor();
+  if (auto status = auth_.check(*context, kInterestedMethod); !status.ok()) {
+    reactor->Finish(status);
+    return reactor;
+  }
+  using R = registry::ClusterView::DeltaResult;
+  auto result = view_.apply_interest_delta(request->node(), request->from(), request->to(),
+                                           {request->add().begin(), request->add().end()},
+                                           {request->remove().begin(), request->remove().end()});
+  if (result == R::kRefused) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "refused interest delta"));
+    return reactor;
+  }
+  if (result == R::kGap) {
+    if (auto m = view_.member(request->node())) fetch_interest(request->node(), m->address);
+  }
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+void NotificationBus::push_interest(const InterestTracker::Delta& delta,
+                                    std::function<void()> done) {
+  pb::InterestDelta wire;
+  wire.set_node(config_.self_id);
+  wire.set_from(delta.from);
+  wire.set_to(delta.to);
+  for (auto& u : delta.add) wire.add_add(u);
+  for (auto& u : delta.remove) wire.add_remove(u);
+  std::vector<std::string> addresses;
+  for (auto& m : view_.members()) {
+    if (m.id != config_.self_id && m.state == registry::ClusterView::NodeState::kAlive) {
+      addresses.push_back(m.address);
+    }
+  }
+  if (addresses.empty()) {
+    if (done) done();
+    return;
+  }
+  struct Pending {
+    std::atomic<std::size_t> left;
+    std::function<void()> done;
+  };
+  auto pending = std::make_shared<Pending>();
+  pending->left = addresses.size();
+  pending->done = std::move(done);
+  for (auto& address : addresses) {
+    call_unary<pb::InterestDelta, pb::BusAck>(
+        auth_, kInterestedMethod, channels_.get(address), wire, config_.timeout,
+        [](PeerStubs& stubs, grpc::ClientContext* ctx, const pb::InterestDelta* req,
+           pb::BusAck* resp,
+           auto cb) { stubs.bus->async()->Interested(ctx, req, resp, std::move(cb)); },
+        [pending](grpc::Status, const pb::BusAck&) {
+          // A node that did not take it learns the change from gossip or a fetch.
+          if (pending->left.fetch_sub(1) == 1 && pending->done) pending->done();
+        });
+  }
 }
 
 void NotificationBus::fetch_interest(const std::string& node, const std::string& address) {

@@ -36,8 +36,9 @@ class InterestTracker {
  public:
   explicit InterestTracker(registry::SubscriptionIndex& index) : index_(index) {}
 
-  /// Any thread: whether this node subscribes to `uri` may have changed.
-  void hint(std::string_view uri);
+  /// Any thread: whether this node subscribes to `uri` may have changed. True when the set
+  /// changed (a delta is waiting to be taken).
+  bool hint(std::string_view uri);
 
   struct Delta {
     std::uint64_t from = 0;
@@ -82,6 +83,13 @@ class NotificationBus final : public mcp::NotificationFanout,
   grpc::ServerUnaryReactor* Interest(grpc::CallbackServerContext* context,
                                      const ::mcpmesh::v1::InterestRequest* request,
                                      ::mcpmesh::v1::InterestSet* response) override;
+  grpc::ServerUnaryReactor* Interested(grpc::CallbackServerContext* context,
+                                       const ::mcpmesh::v1::InterestDelta* request,
+                                       ::mcpmesh::v1::BusAck* response) override;
+
+  /// Pushes this node's interest change to every live node and calls `done` (any thread, once)
+  /// when each has answered or failed; at once when there is nobody to tell.
+  void push_interest(const InterestTracker::Delta& delta, std::function<void()> done);
 
   /// Asks `node` (at `address`) for its whole interest set and applies it to the view.
   void fetch_interest(const std::string& node, const std::string& address);
@@ -97,6 +105,7 @@ class NotificationBus final : public mcp::NotificationFanout,
 
   static constexpr std::string_view kPublishMethod = "/mcpmesh.v1.Bus/Publish";
   static constexpr std::string_view kInterestMethod = "/mcpmesh.v1.Bus/Interest";
+  static constexpr std::string_view kInterestedMethod = "/mcpmesh.v1.Bus/Interested";
 
  private:
   void publish(::mcpmesh::v1::BusMessage message, std::vector<std::string> targets);

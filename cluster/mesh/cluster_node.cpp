@@ -86,22 +86,39 @@ ClusterView::Member to_member(const MemberView& v) {
   return m;
 }
 
-/// The session observer the server calls: replication, and hints for the interest set.
+/// The session observer the server calls: replication, and changes of the interest set.
 class Observer final : public mcp::SessionObserver {
  public:
-  Observer(Replicator& replicator, InterestTracker& interest)
-      : replicator_(replicator), interest_(interest) {}
+  /// `publish(done)`: publishes the interest set's pending change now, then `done`;
+  /// `schedule()`: publishes it soon (changes made in a burst go out as one).
+  Observer(Replicator& replicator, InterestTracker& interest,
+           std::function<void(std::function<void()>)> publish, std::function<void()> schedule)
+      : replicator_(replicator),
+        interest_(interest),
+        publish_(std::move(publish)),
+        schedule_(std::move(schedule)) {}
   void on_record(const mcp::SessionRecord& record) override { replicator_.on_record(record); }
   void on_standalone_event(const std::string& id, std::uint64_t seq,
                            const mcp::Payload& message) override {
     replicator_.on_standalone_event(id, seq, message);
   }
   void on_closed(const std::string& id) override { replicator_.on_closed(id); }
-  void on_subscription_changed(std::string_view uri) override { interest_.hint(uri); }
+  void on_subscription_changed(std::string_view uri) override {
+    if (interest_.hint(uri)) schedule_();
+  }
+  void on_subscribed(std::string_view uri, std::function<void()> published) override {
+    if (interest_.hint(uri)) {
+      publish_(std::move(published));
+    } else {
+      published();  // this node cared already: the others know
+    }
+  }
 
  private:
   Replicator& replicator_;
   InterestTracker& interest_;
+  std::function<void(std::function<void()>)> publish_;
+  std::function<void()> schedule_;
 };
 
 /// What the HTTP endpoint asks about a session it does not hold.
@@ -173,6 +190,7 @@ struct ClusterNode::Impl {
   TimerId snapshot_timer = 0;   // loop thread
 
   std::atomic<bool> draining{false};
+  std::atomic<bool> interest_flush_scheduled{false};
   std::atomic<std::uint64_t> adopted_sessions{0}, adoptions{0}, adopt_failures{0},
       epoch_renewals{0};
   bool stopped = false;
@@ -205,6 +223,20 @@ struct ClusterNode::Impl {
     loop->post([this, bytes = std::move(bytes)]() mutable {
       if (!stopped) membership->update_app_meta(std::move(bytes));
     });
+  }
+
+  /// Any thread: sends this node's interest change to every node directly (`done` when each
+  /// answered) and on gossip.
+  void publish_interest(std::function<void()> done) {
+    auto delta = interest->take_delta();
+    if (!delta) {
+      if (done) done();
+      return;
+    }
+    loop->post([this, d = *delta] {
+      if (!stopped) delegate->broadcast_interest(d);
+    });
+    bus->push_interest(*delta, std::move(done));
   }
 
   /// Membership loop: every change of every member.
@@ -499,7 +531,16 @@ std::unique_ptr<ClusterNode> ClusterNode::start(const ClusterNodeConfig& cfg,
                   if (auto m = raw->view->member(node)) raw->bus->fetch_interest(node, m->address);
                 },
         });
-    impl->observer = std::make_unique<Observer>(*impl->replicator, *impl->interest);
+    impl->observer = std::make_unique<Observer>(
+        *impl->replicator, *impl->interest,
+        [raw](std::function<void()> done) { raw->publish_interest(std::move(done)); },
+        [raw] {
+          if (raw->interest_flush_scheduled.exchange(true)) return;
+          asio::post(raw->mesh_io, [raw] {
+            raw->interest_flush_scheduled = false;
+            raw->publish_interest({});
+          });
+        });
     impl->locator = std::make_unique<Locator>(*impl->view, *impl->forward_client);
   }
 
@@ -551,7 +592,9 @@ std::string ClusterNode::bound_address() const { return impl_->bound; }
 
 transport::SessionLocator* ClusterNode::locator() { return impl_->locator.get(); }
 
-void ClusterNode::set_drain_handler(std::function<bool()> start_drain) { (void)start_drain; }
+void ClusterNode::set_drain_handler(std::function<bool()> start_drain) {
+  impl_->admin_service->set_drain_handler(std::move(start_drain));
+}
 
 std::optional<std::uint64_t> ClusterNode::hand_over(std::chrono::milliseconds deadline) {
   auto& impl = *impl_;

