@@ -32,6 +32,8 @@ class RoamingExecutor {
   /// Declares that the calling thread runs `context` (nullptr: none), so work scheduled from it
   /// stays on it. I/O threads call this once when they start.
   static void set_thread_context(asio::io_context* context) noexcept { current() = context; }
+  /// The io_context the calling thread runs (an I/O thread), or null.
+  [[nodiscard]] static asio::io_context* thread_context() noexcept { return current(); }
 
   [[nodiscard]] asio::io_context& query(asio::execution::context_t) const noexcept {
     return *home_;

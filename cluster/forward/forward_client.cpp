@@ -1,8 +1,13 @@
 #include "cluster/forward/forward_client.hpp"
 
+#include <spdlog/spdlog.h>
+#include "mcp/roaming_executor.hpp"
+
+#include <boost/asio/post.hpp>
 #include <boost/beast/http/verb.hpp>
 
-#include <mutex>
+#include <unordered_map>
+#include <vector>
 
 namespace mcpmesh::cluster {
 
@@ -11,6 +16,7 @@ namespace {
 namespace http = boost::beast::http;
 using transport::RelayEvent;
 using transport::RelayQueue;
+using Clock = std::chrono::steady_clock;
 
 /// Fields that describe one hop's connection, not the request: never relayed.
 bool hop_by_hop(std::string_view name) {
@@ -36,82 +42,271 @@ std::string describe(const grpc::Status& status) {
     case grpc::StatusCode::UNAUTHENTICATED:
       return "refused: cluster secret mismatch";
     case grpc::StatusCode::CANCELLED:
-      return "cancelled";
+      return "connection lost";
     default:
       return "gRPC status " + std::to_string(static_cast<int>(status.error_code()));
   }
 }
 
-/// One relayed exchange: reads the answer's chunks and pushes them to the relay queue. Keeps
-/// itself alive until gRPC reports the call done.
-class ExchangeCall final : public grpc::ClientReadReactor<pb::ForwardChunk> {
- public:
-  ExchangeCall(std::shared_ptr<RelayQueue> queue, std::shared_ptr<PeerStubs> stubs,
-               std::atomic<std::uint64_t>& failures)
-      : queue_(std::move(queue)), stubs_(std::move(stubs)), failures_(failures) {}
+RelayEvent failure(std::string why, bool unreachable) {
+  RelayEvent ev;
+  ev.kind = RelayEvent::Kind::kFailed;
+  ev.error = std::move(why);
+  ev.unreachable = unreachable;
+  return ev;
+}
 
-  void start(std::shared_ptr<ExchangeCall> self) {
+}  // namespace
+
+/// One `Forward.Relay` stream to one holder, carrying every exchange this node relays there.
+/// Keeps itself alive until gRPC reports the stream done.
+class RelayLink final : public grpc::ClientBidiReactor<pb::RelayBatch, pb::AnswerBatch>,
+                        public std::enable_shared_from_this<RelayLink> {
+ public:
+  RelayLink(ForwardClient& client, std::shared_ptr<PeerStubs> stubs)
+      : client_(client), stubs_(std::move(stubs)) {}
+
+  void start(std::shared_ptr<RelayLink> self) {
     self_ = std::move(self);
-    stubs_->forward->async()->Exchange(&context_, &request_, this);
-    StartRead(&chunk_);
+    client_.auth_.stamp(context_, ForwardClient::kRelayMethod);
+    stubs_->forward->async()->Relay(&context_, this);
+    StartRead(&reading_);
+    // Writes start from any thread, whenever an exchange comes: the hold keeps OnDone from
+    // running until the stream is ending and no write is in flight.
+    AddHold();
     StartCall();
   }
 
-  /// Cancels the call unless its answer arrived whole.
-  void cancel() {
-    if (!complete_.load(std::memory_order_acquire)) context_.TryCancel();
+  /// Starts exchange `id`; false when this stream is broken or full (the caller fails it).
+  bool open(std::uint64_t id, pb::ForwardRequest request, std::shared_ptr<RelayQueue> queue) {
+    {
+      std::lock_guard lock(mu_);
+      if (done_ || exchanges_.size() >= client_.config_.max_exchanges) return false;
+      exchanges_.emplace(id, Exchange{std::move(queue), Clock::now() + client_.config_.timeout});
+      pb::RelayFrame frame;
+      frame.set_exchange(id);
+      *frame.mutable_request() = std::move(request);
+      outbox_.push_back(std::move(frame));
+    }
+    schedule_pump();
+    return true;
+  }
+
+  /// The client went away: the holder stops the exchange.
+  void cancel(std::uint64_t id) {
+    {
+      std::lock_guard lock(mu_);
+      if (done_ || exchanges_.erase(id) == 0) return;  // answered already
+      pb::RelayFrame frame;
+      frame.set_exchange(id);
+      frame.set_cancel(true);
+      outbox_.push_back(std::move(frame));
+    }
+    pump();
+  }
+
+  /// Fails the exchanges past their deadline (and tells the holder).
+  void sweep(Clock::time_point now) {
+    std::vector<std::shared_ptr<RelayQueue>> late;
+    {
+      std::lock_guard lock(mu_);
+      for (auto it = exchanges_.begin(); it != exchanges_.end();) {
+        if (it->second.deadline <= now) {
+          late.push_back(std::move(it->second.queue));
+          pb::RelayFrame frame;
+          frame.set_exchange(it->first);
+          frame.set_cancel(true);
+          outbox_.push_back(std::move(frame));
+          it = exchanges_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    for (auto& q : late) {
+      client_.failures_.fetch_add(1, std::memory_order_relaxed);
+      q->push(failure("no answer in time", false));
+    }
+    if (!late.empty()) pump();
+  }
+
+  /// Ends the stream (the peer restarted): every exchange fails.
+  void shut() { context_.TryCancel(); }
+
+  [[nodiscard]] bool done() const {
+    std::lock_guard lock(mu_);
+    return done_;
+  }
+
+  void OnWriteDone(bool ok) override {
+    bool release = false;
+    {
+      std::lock_guard lock(mu_);
+      writing_now_ = false;
+      if (!ok) write_failed_ = true;  // the stream is ending; OnDone fails the exchanges
+      release = closing_ && !hold_released_;
+      if (release) hold_released_ = true;
+    }
+    if (release) {
+      RemoveHold();
+      return;
+    }
+    pump();
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok) return;  // the stream ended; OnDone says how
-    RelayEvent ev;
-    ev.kind = chunk_.last() ? RelayEvent::Kind::kEnd : RelayEvent::Kind::kBytes;
-    ev.bytes = std::move(*chunk_.mutable_data());
-    ev.close = chunk_.close();
-    bool last = chunk_.last();
-    if (last) {
-      got_last_ = true;
-      complete_.store(true, std::memory_order_release);
-    }
-    if (!queue_->push(std::move(ev))) {
-      // The client reads slower than the holder answers, or went away: stop the exchange.
-      context_.TryCancel();
+    if (!ok) {
+      // The stream is ending (the holder closed it or it broke); OnDone says how. Nothing more
+      // is written; once no write is in flight the hold goes and OnDone can come.
+      bool release = false;
+      {
+        std::lock_guard lock(mu_);
+        closing_ = true;
+        release = !writing_now_ && !hold_released_;
+        if (release) hold_released_ = true;
+      }
+      if (release) RemoveHold();
       return;
     }
-    if (!last) StartRead(&chunk_);
+    struct Delivery {
+      std::uint64_t id;
+      std::shared_ptr<RelayQueue> queue;
+      RelayEvent ev;
+    };
+    std::vector<Delivery> deliveries;
+    {
+      std::lock_guard lock(mu_);
+      for (auto& frame : *reading_.mutable_frames()) {
+        auto it = exchanges_.find(frame.exchange());
+        if (it == exchanges_.end()) continue;  // cancelled or timed out meanwhile
+        RelayEvent ev;
+        if (!frame.refused().empty()) {
+          ev = failure("refused: " + frame.refused(), false);
+        } else {
+          auto* chunk = frame.mutable_chunk();
+          ev.kind = chunk->last() ? RelayEvent::Kind::kEnd : RelayEvent::Kind::kBytes;
+          ev.bytes = std::move(*chunk->mutable_data());
+          ev.close = chunk->close();
+        }
+        bool final_frame = ev.kind != RelayEvent::Kind::kBytes;
+        deliveries.push_back({it->first, it->second.queue, std::move(ev)});
+        if (final_frame) exchanges_.erase(it);
+      }
+    }
+    bool cancelled_any = false;
+    for (auto& d : deliveries) {
+      bool final_frame = d.ev.kind != RelayEvent::Kind::kBytes;
+      if (d.ev.kind == RelayEvent::Kind::kFailed) {
+        client_.failures_.fetch_add(1, std::memory_order_relaxed);
+      }
+      if (!d.queue->push(std::move(d.ev)) && !final_frame) {
+        // The client reads slower than the holder answers (its queue overflowed), or went
+        // away: it stops reading, and the holder stops the exchange.
+        std::lock_guard lock(mu_);
+        if (exchanges_.erase(d.id) > 0) {
+          pb::RelayFrame frame;
+          frame.set_exchange(d.id);
+          frame.set_cancel(true);
+          outbox_.push_back(std::move(frame));
+          cancelled_any = true;
+        }
+      }
+    }
+    if (cancelled_any) pump();
+    StartRead(&reading_);
   }
 
   void OnDone(const grpc::Status& status) override {
-    if (!got_last_) {
-      failures_.fetch_add(1, std::memory_order_relaxed);
-      RelayEvent ev;
-      ev.kind = RelayEvent::Kind::kFailed;
-      ev.error = describe(status);
-      ev.unreachable = status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+    std::unordered_map<std::uint64_t, Exchange> failed;
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+      failed.swap(exchanges_);
+    }
+    if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
+      spdlog::debug("relay stream ended: {}", status.error_message());
+    }
+    bool unreachable = status.error_code() == grpc::StatusCode::UNAVAILABLE ||
+                       status.error_code() == grpc::StatusCode::CANCELLED ||
                        status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
-      queue_->push(std::move(ev));
+    for (auto& [id, ex] : failed) {
+      client_.failures_.fetch_add(1, std::memory_order_relaxed);
+      ex.queue->push(failure(describe(status), unreachable));
     }
     self_.reset();  // may destroy this
   }
 
-  grpc::ClientContext context_;
-  pb::ForwardRequest request_;
-
  private:
-  pb::ForwardChunk chunk_;
-  std::shared_ptr<RelayQueue> queue_;
+  struct Exchange {
+    std::shared_ptr<RelayQueue> queue;
+    Clock::time_point deadline;
+  };
+
+  /// Sends the queued frames soon: on an I/O thread, at the end of its current turn, so that
+  /// the exchanges read in the same turn (one epoll round) share one message.
+  void schedule_pump() {
+    auto* context = mcp::RoamingExecutor::thread_context();
+    if (!context) return pump();
+    {
+      std::lock_guard lock(mu_);
+      if (pump_posted_) return;
+      pump_posted_ = true;
+    }
+    boost::asio::post(*context, [self = shared_from_this()] {
+      {
+        std::lock_guard lock(self->mu_);
+        self->pump_posted_ = false;
+      }
+      self->pump();
+    });
+  }
+
+  /// Sends the queued frames as one batch unless a write is in flight.
+  void pump() {
+    {
+      std::lock_guard lock(mu_);
+      if (writing_now_ || write_failed_ || done_ || closing_ || outbox_.empty()) return;
+      writing_.Clear();
+      std::size_t bytes = 0;
+      std::size_t taken = 0;
+      for (auto& frame : outbox_) {
+        if (taken > 0 && bytes >= client_.config_.max_batch_bytes) break;
+        bytes += frame.ByteSizeLong();
+        *writing_.add_frames() = std::move(frame);
+        ++taken;
+      }
+      outbox_.erase(outbox_.begin(), outbox_.begin() + static_cast<std::ptrdiff_t>(taken));
+      writing_now_ = true;
+    }
+    client_.batches_.fetch_add(1, std::memory_order_relaxed);
+    StartWrite(&writing_);
+  }
+
+  ForwardClient& client_;
   std::shared_ptr<PeerStubs> stubs_;
-  std::atomic<std::uint64_t>& failures_;
-  bool got_last_ = false;
-  std::atomic<bool> complete_{false};
-  std::shared_ptr<ExchangeCall> self_;
+  grpc::ClientContext context_;
+  pb::RelayBatch writing_;
+  pb::AnswerBatch reading_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::uint64_t, Exchange> exchanges_;  // guarded by mu_
+  std::vector<pb::RelayFrame> outbox_;                     // guarded by mu_
+  bool writing_now_ = false;                               // guarded by mu_
+  bool write_failed_ = false;                              // guarded by mu_
+  bool done_ = false;                                      // guarded by mu_
+  bool closing_ = false;                                   // guarded by mu_
+  bool pump_posted_ = false;                               // guarded by mu_
+  bool hold_released_ = false;                             // guarded by mu_
+  std::shared_ptr<RelayLink> self_;
 };
 
-/// Cancels the call when the exchange lets go of it before the answer is complete.
+namespace {
+
+/// Cancels the exchange when the relaying side lets go of it before the answer is complete.
 struct RelayHandle {
-  std::weak_ptr<ExchangeCall> call;
+  std::weak_ptr<RelayLink> link;
+  std::uint64_t id;
   ~RelayHandle() {
-    if (auto c = call.lock()) c->cancel();
+    if (auto l = link.lock()) l->cancel(id);
   }
 };
 
@@ -125,9 +320,7 @@ class RemoteSession final : public transport::SessionTarget {
   std::shared_ptr<void> relay(const transport::HttpRequest& request, unsigned hops,
                               std::shared_ptr<RelayQueue> queue) override {
     client_.calls_.fetch_add(1, std::memory_order_relaxed);
-    auto call = std::make_shared<ExchangeCall>(std::move(queue), client_.channels_.get(address_),
-                                               client_.failures_);
-    auto& req = call->request_;
+    pb::ForwardRequest req;
     req.set_method(std::string(http::to_string(request.method())));
     req.set_target(std::string(request.target()));
     req.set_version(request.version());
@@ -142,11 +335,16 @@ class RemoteSession final : public transport::SessionTarget {
       h->set_value(std::string(value));
     });
     req.set_body(request.body());
-    call->context_.set_deadline(std::chrono::system_clock::now() + client_.config_.timeout);
-    client_.auth_.stamp(call->context_, ForwardClient::kExchangeMethod);
+    auto id = client_.next_id_.fetch_add(1, std::memory_order_relaxed);
+    auto link = client_.link(address_);
+    if (!link->open(id, std::move(req), queue)) {
+      client_.failures_.fetch_add(1, std::memory_order_relaxed);
+      queue->push(failure("unreachable", true));
+      return nullptr;
+    }
     auto handle = std::make_shared<RelayHandle>();
-    handle->call = call;
-    call->start(call);
+    handle->link = link;
+    handle->id = id;
     return handle;
   }
 
@@ -159,8 +357,62 @@ class RemoteSession final : public transport::SessionTarget {
 };
 
 ForwardClient::ForwardClient(PeerChannels& channels, const ClusterAuth& auth,
-                             ForwardClientConfig config)
-    : channels_(channels), auth_(auth), config_(std::move(config)) {}
+                             boost::asio::any_io_executor executor, ForwardClientConfig config)
+    : channels_(channels), auth_(auth), config_(std::move(config)), sweeper_(executor) {
+  sweep();
+}
+
+ForwardClient::~ForwardClient() {
+  *alive_ = false;
+  sweeper_.cancel();
+  std::map<std::string, std::shared_ptr<RelayLink>> links;
+  {
+    std::lock_guard lock(mutex_);
+    links.swap(links_);
+  }
+  for (auto& [address, l] : links) l->shut();
+}
+
+void ForwardClient::sweep() {
+  auto now = Clock::now();
+  std::vector<std::shared_ptr<RelayLink>> links;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [address, l] : links_) links.push_back(l);
+  }
+  for (auto& l : links) l->sweep(now);
+  sweeper_.expires_after(std::chrono::seconds(1));
+  sweeper_.async_wait([this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
+    if (!ec && alive.lock()) sweep();
+  });
+}
+
+std::shared_ptr<RelayLink> ForwardClient::link(const std::string& address) {
+  std::lock_guard lock(mutex_);
+  auto it = links_.find(address);
+  if (it != links_.end() && !it->second->done()) return it->second;
+  if (it == links_.end() && links_.size() >= PeerChannels::kMaxPeers) {
+    // Addresses come from the membership; past the bound, forget the broken streams.
+    std::erase_if(links_, [](auto& kv) { return kv.second->done(); });
+  }
+  auto l = std::make_shared<RelayLink>(*this, channels_.get(address));
+  streams_.fetch_add(1, std::memory_order_relaxed);
+  l->start(l);
+  links_[address] = l;
+  return l;
+}
+
+void ForwardClient::reset(const std::string& address) {
+  std::shared_ptr<RelayLink> old;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = links_.find(address);
+    if (it == links_.end()) return;
+    old = std::move(it->second);
+    links_.erase(it);
+  }
+  old->shut();
+}
 
 std::shared_ptr<transport::SessionTarget> ForwardClient::target(const std::string& node,
                                                                 const std::string& address) {

@@ -261,7 +261,11 @@ struct ClusterNode::Impl {
     auto prev = known_epochs.find(m.id);
     bool restarted =
         (prev != known_epochs.end() && prev->second != m.epoch) || (!live(old) && live(m.state));
-    if (restarted) channels->reset(m.address);
+    if (restarted) {
+      // Streams and channels to its previous life must not hold up (or fail) the new one.
+      forward_client->reset(m.address);
+      channels->reset(m.address);
+    }
     known_epochs[m.id] = m.epoch;
     update_candidates();
     if (!live(m.state)) {
@@ -476,7 +480,7 @@ std::unique_ptr<ClusterNode> ClusterNode::start(const ClusterNodeConfig& cfg,
   if (svc.server) {
     impl->channels = std::make_unique<PeerChannels>(cfg.tls, max_message);
     impl->forward_client = std::make_unique<ForwardClient>(
-        *impl->channels, *impl->auth,
+        *impl->channels, *impl->auth, impl->mesh_io.get_executor(),
         ForwardClientConfig{.self_id = cfg.node_id, .timeout = cfg.forward_timeout});
     if (svc.http) {
       impl->forward_service = std::make_unique<ForwardService>(
@@ -779,6 +783,10 @@ void ClusterNode::render_metrics(std::string& out) const {
        static_cast<double>(impl.store->refused() + impl.replication_service->refused()));
   out += "# TYPE mcpmesh_cluster_forward_calls_total counter\n";
   line("forward_calls_total", {}, static_cast<double>(impl.forward_client->calls()));
+  out += "# TYPE mcpmesh_cluster_forward_batches_total counter\n";
+  line("forward_batches_total", {}, static_cast<double>(impl.forward_client->batches()));
+  out += "# TYPE mcpmesh_cluster_forward_streams_total counter\n";
+  line("forward_streams_total", {}, static_cast<double>(impl.forward_client->streams()));
   out += "# TYPE mcpmesh_cluster_forward_failures_total counter\n";
   line("forward_failures_total", {}, static_cast<double>(impl.forward_client->failures()));
   if (impl.forward_service) {
