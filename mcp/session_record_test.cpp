@@ -167,6 +167,15 @@ TEST(SessionRecord, EveryReplicableChangeReachesTheObserverAndRestores) {
   auto replayed = queue->try_pop([](const StreamEvent&) { return true; });
   ASSERT_TRUE(replayed);
   EXPECT_EQ(replayed->id, "0-1");
+  // The old holder may have sent events 0-2 and 0-3 that never reached the heir: a client that
+  // resumes after them still gets what the heir sends next.
+  auto resumed = std::make_shared<EventQueue>(heir.io().get_executor(), 16);
+  ASSERT_TRUE((*restored)->streams()->attach(0, 3, resumed));
+  heir.server().deliver_resource_updated("note://x");
+  heir.settle();
+  auto next = resumed->try_pop([](const StreamEvent&) { return true; });
+  ASSERT_TRUE(next) << "a new event after the replicated ones";
+  EXPECT_EQ(next->id, "0-" + std::to_string(2 + SessionStreams::kRestoredSeqGap));
   // The same id cannot be restored twice.
   EXPECT_FALSE(heir.server().restore_session(last, {}));
 

@@ -56,6 +56,10 @@ void SessionStreams::restore(std::vector<StoredEvent> events, std::uint64_t stre
     if (s.buffer.size() > limits_.buffer_events) s.buffer.pop_front();
   }
   s.delivered_seq = s.next_seq - 1;
+  // The previous holder may have sent the client events that never reached this node; new
+  // events must not reuse their ids, or a client resuming after one of them would skip new
+  // events that happen to carry the same number.
+  s.next_seq += kRestoredSeqGap;
   next_stream_id_ = std::max<std::uint64_t>(next_stream_id_, stream_base);
 }
 

@@ -52,7 +52,8 @@ class SessionStreams : public ClientChannel, public std::enable_shared_from_this
   /// The standalone stream's resumption buffer, oldest first.
   [[nodiscard]] std::vector<StoredEvent> standalone_events();
   /// A session continued on this node: stream 0 holds `events` (ascending sequence numbers,
-  /// as replicated), all counted as delivered, and POST streams are numbered from `base`.
+  /// as replicated), all counted as delivered; its next event is numbered kRestoredSeqGap above
+  /// the last of them; POST streams are numbered from `base`.
   void restore(std::vector<StoredEvent> events, std::uint64_t stream_base);
 
   /// Opens a stream for a POST carrying `requests` requests; returns its id.
@@ -60,6 +61,8 @@ class SessionStreams : public ClientChannel, public std::enable_shared_from_this
   /// A channel that writes to stream `id` (what the session answers the POST's requests on).
   std::shared_ptr<ClientChannel> channel(std::uint64_t id);
 
+  /// How far a continued standalone stream's numbering jumps (more than any replication lag).
+  static constexpr std::uint64_t kRestoredSeqGap = std::uint64_t{1} << 20;
   /// `attach` with this sequence replays only what no consumer has been handed yet.
   static constexpr std::uint64_t kUndelivered = ~std::uint64_t{0};
   /// Attaches `queue` as the live consumer of stream `id`, first replaying the buffered events
