@@ -8,7 +8,8 @@ expected=(format_check suites_check registry_test registry_tsan_test mcp_test tr
   cluster_membership_test cluster_sim_test cluster_service_test cluster_auth_test
   cluster_mesh_test node_test bench_smoke integration_bad_input conformance_suite
   interop_sdk_v1 cluster_process_test cluster_nginx_routing conformance_cluster
-  interop_sdk_v1_cluster cluster_sessions cluster_failover cluster_drain)
+  interop_sdk_v1_cluster cluster_sessions cluster_failover cluster_drain
+  cluster_security_test)
 listed=$(cd "$build" && ctest -N)
 missing=()
 for t in "${expected[@]}"; do

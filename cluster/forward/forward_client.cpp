@@ -6,6 +6,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/beast/http/verb.hpp>
 
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -64,7 +65,9 @@ class RelayLink final : public grpc::ClientBidiReactor<pb::RelayBatch, pb::Answe
                         public std::enable_shared_from_this<RelayLink> {
  public:
   RelayLink(ForwardClient& client, std::shared_ptr<PeerStubs> stubs)
-      : client_(client), stubs_(std::move(stubs)) {}
+      : client_(client), stubs_(std::move(stubs)) {
+    client_.open_streams_.fetch_add(1, std::memory_order_acq_rel);
+  }
 
   void start(std::shared_ptr<RelayLink> self) {
     self_ = std::move(self);
@@ -233,7 +236,9 @@ class RelayLink final : public grpc::ClientBidiReactor<pb::RelayBatch, pb::Answe
       client_.failures_.fetch_add(1, std::memory_order_relaxed);
       ex.queue->push(failure(describe(status), unreachable));
     }
+    auto& open = client_.open_streams_;
     self_.reset();  // may destroy this
+    open.fetch_sub(1, std::memory_order_acq_rel);  // last: the client may go once it is 0
   }
 
  private:
@@ -328,11 +333,14 @@ class RemoteSession final : public transport::SessionTarget {
     req.set_hops(hops);
     req.set_session_id(std::string(request["Mcp-Session-Id"]));
     req.set_from(client_.config_.self_id);
-    request.for_each_field([&req](std::string_view name, std::string_view value) {
+    auto* fields = req.mutable_fields();
+    fields->reserve(512);
+    request.for_each_field([fields](std::string_view name, std::string_view value) {
       if (hop_by_hop(name)) return;
-      auto* h = req.add_headers();
-      h->set_name(std::string(name));
-      h->set_value(std::string(value));
+      fields->append(name);
+      fields->append(": ");
+      fields->append(value);
+      fields->append("\r\n");
     });
     req.set_body(request.body());
     auto id = client_.next_id_.fetch_add(1, std::memory_order_relaxed);
@@ -371,6 +379,12 @@ ForwardClient::~ForwardClient() {
     links.swap(links_);
   }
   for (auto& [address, l] : links) l->shut();
+  links.clear();
+  // The streams' callbacks use this object: wait (bounded) until gRPC has finished them.
+  auto until = Clock::now() + std::chrono::seconds(5);
+  while (open_streams_.load(std::memory_order_acquire) > 0 && Clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
 }
 
 void ForwardClient::sweep() {

@@ -80,6 +80,9 @@ class ForwardClient {
   std::atomic<std::uint64_t> failures_{0};
   std::atomic<std::uint64_t> batches_{0};
   std::atomic<std::uint64_t> streams_{0};
+  /// Streams whose reactor has not finished yet: the destructor waits for them, since their
+  /// callbacks use this object.
+  std::atomic<int> open_streams_{0};
   boost::asio::steady_timer sweeper_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

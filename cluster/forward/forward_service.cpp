@@ -273,15 +273,25 @@ std::optional<std::string> ForwardService::check(const pb::ForwardRequest& reque
   if (request.target().empty() || request.target().size() > limits_.max_header_bytes) {
     return "bad target";
   }
-  if (request.headers_size() > static_cast<int>(limits_.max_headers)) return "too many headers";
-  std::size_t header_bytes = request.target().size();
-  for (const auto& h : request.headers()) {
-    if (h.name().empty()) return "empty header name";
-    header_bytes += h.name().size() + h.value().size();
+  if (request.target().size() + request.fields().size() > limits_.max_header_bytes) {
+    return "headers too large";
   }
-  if (header_bytes > limits_.max_header_bytes) return "headers too large";
   out.assign(verb, request.target(), request.version(), request.keep_alive());
-  for (const auto& h : request.headers()) out.add_field(h.name(), h.value());
+  // "Name: value\r\n" lines, as the relaying node's parser accepted them; checked again here.
+  std::string_view fields = request.fields();
+  std::size_t count = 0;
+  while (!fields.empty()) {
+    auto end = fields.find("\r\n");
+    if (end == std::string_view::npos) return "malformed fields";
+    auto line = fields.substr(0, end);
+    fields.remove_prefix(end + 2);
+    auto colon = line.find(':');
+    if (colon == 0 || colon == std::string_view::npos) return "malformed field";
+    auto value = line.substr(colon + 1);
+    if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+    if (++count > limits_.max_headers) return "too many headers";
+    out.add_field(line.substr(0, colon), value);
+  }
   out.body() = request.body();
   return std::nullopt;
 }

@@ -275,7 +275,11 @@ class ForwardingTest : public ::testing::Test {
     locator = std::make_unique<StaticLocator>("a", client.target("a", grpc_a));
     b.http.set_locator(locator.get());
   }
-  ~ForwardingTest() override { b.http.set_locator(nullptr); }
+  ~ForwardingTest() override {
+    // Before the service and the client go: the relay streams end first.
+    b.http.set_locator(nullptr);
+    a.grpc_server->Shutdown(std::chrono::system_clock::now() + 200ms);
+  }
 
   TestNode a{"a", 0xa1};
   TestNode b{"b", 0xb1};
@@ -386,11 +390,15 @@ TEST_F(ForwardingTest, MalformedRelayedRequestsAreRefusedAndCounted) {
   good.set_target("/mcp");
   good.set_version(11);
   good.set_hops(1);
-  std::vector<pb::ForwardRequest> bad(4, good);
+  std::vector<pb::ForwardRequest> bad(6, good);
   bad[0].set_method("PUT");
   bad[1].set_hops(9);
   bad[2].set_version(20);
   bad[3].set_body(std::string((4 << 20) + 1, 'x'));
+  bad[4].set_fields("Host: a\r\nno colon\r\n");
+  std::string many;
+  for (int i = 0; i < 101; ++i) many += "X-" + std::to_string(i) + ": v\r\n";
+  bad[5].set_fields(many);
   // One stream, one batch of four exchanges: each is refused with its reason, alone.
   grpc::ClientContext ctx;
   b.auth.stamp(ctx, ForwardClient::kRelayMethod);
@@ -409,12 +417,14 @@ TEST_F(ForwardingTest, MalformedRelayedRequestsAreRefusedAndCounted) {
     for (auto& f : answers.frames()) refused[f.exchange()] = f.refused();
   }
   EXPECT_TRUE(stream->Finish().ok());
-  ASSERT_EQ(refused.size(), 4u);
+  ASSERT_EQ(refused.size(), 6u);
   EXPECT_NE(refused[1].find("method"), std::string::npos) << refused[1];
   EXPECT_NE(refused[2].find("hop"), std::string::npos) << refused[2];
   EXPECT_NE(refused[3].find("version"), std::string::npos) << refused[3];
   EXPECT_NE(refused[4].find("body"), std::string::npos) << refused[4];
-  EXPECT_EQ(forward_service.refused(), 4u);
+  EXPECT_NE(refused[5].find("malformed field"), std::string::npos) << refused[5];
+  EXPECT_NE(refused[6].find("too many"), std::string::npos) << refused[6];
+  EXPECT_EQ(forward_service.refused(), 6u);
   // Without a token the stream itself is refused.
   grpc::ClientContext bare;
   auto refused_stream = stubs->forward->Relay(&bare);

@@ -59,6 +59,7 @@ void Replicator::mark_locked(const std::string& id, const std::function<void(Cha
 }
 
 void Replicator::on_record(const mcp::SessionRecord& record) {
+  if (config_.replicas == 0) return;  // sessions die with their node: nothing to keep
   auto bytes = record.serialize();
   std::lock_guard lock(mutex_);
   records_[record.id] = std::move(bytes);
@@ -70,6 +71,7 @@ void Replicator::on_record(const mcp::SessionRecord& record) {
 
 void Replicator::on_standalone_event(const std::string& session_id, std::uint64_t seq,
                                      const mcp::Payload& message) {
+  if (config_.replicas == 0) return;
   std::lock_guard lock(mutex_);
   if (!records_.contains(session_id)) return;
   mark_locked(session_id, [&](Change& c) {

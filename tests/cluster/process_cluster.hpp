@@ -51,6 +51,13 @@ struct NodeProcess {
   std::string addr;  // HOST:PORT of the cluster gRPC server
   std::string log;
   bool stopped = false;
+  std::string http;  // HOST:PORT of its HTTP endpoint, if it printed "listening on http://..."
+};
+
+/// What one start may do differently from the cluster's defaults.
+struct StartOptions {
+  std::string secret_file;                       // empty: the cluster's own
+  std::optional<std::vector<std::string>> args;  // instead of $MCPMESH_CLUSTER_NODE_ARGS
 };
 
 class ProcessCluster {
@@ -111,7 +118,7 @@ class ProcessCluster {
 
   /// Starts a node; `port` 0 picks one. Returns nullptr if it did not bind within 10 s.
   NodeProcess* start(const std::string& id, const std::vector<std::string>& seeds,
-                     const std::string& addr = "127.0.0.1:0") {
+                     const std::string& addr = "127.0.0.1:0", const StartOptions& options = {}) {
     NodeProcess* n = find(id);
     if (!n) {
       nodes_.push_back(NodeProcess{id});
@@ -122,6 +129,7 @@ class ProcessCluster {
     std::string seed_list;
     for (const auto& s : seeds) seed_list += (seed_list.empty() ? "" : ",") + s;
     const char* profile = std::getenv("MCPMESH_CLUSTER_PROFILE");  // default: fast
+    const std::string& secret = options.secret_file.empty() ? secret_file_ : options.secret_file;
     std::vector<std::string> args = {node_binary(),
                                      "--node-id",
                                      id,
@@ -130,12 +138,14 @@ class ProcessCluster {
                                      "--cluster-profile",
                                      profile ? profile : "fast",
                                      "--cluster-secret-file",
-                                     secret_file_};
+                                     secret};
     if (!seed_list.empty()) {
       args.push_back("--seeds");
       args.push_back(seed_list);
     }
-    if (const char* extra = std::getenv("MCPMESH_CLUSTER_NODE_ARGS")) {
+    if (options.args) {
+      args.insert(args.end(), options.args->begin(), options.args->end());
+    } else if (const char* extra = std::getenv("MCPMESH_CLUSTER_NODE_ARGS")) {
       std::stringstream ss(extra);
       for (std::string a; ss >> a;) args.push_back(a);
     }
@@ -162,6 +172,8 @@ class ProcessCluster {
       std::string text = buf.str();
       if (std::regex_search(text, m, kListening)) {
         n->addr = m[1];
+        static const std::regex kHttp("listening on http://([0-9.]+:[0-9]+)/");
+        if (std::smatch h; std::regex_search(text, h, kHttp)) n->http = h[1];
         return n;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
