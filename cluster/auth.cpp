@@ -384,6 +384,15 @@ grpc::Status ClusterAuth::check(const grpc::ServerContextBase& ctx, std::string_
   return check_token(std::string_view(lo->second.data(), lo->second.size()), method);
 }
 
+grpc::ServerUnaryReactor* ClusterAuth::refuse_unary(grpc::CallbackServerContext* ctx,
+                                                    std::string_view method) {
+  auto status = check(*ctx, method);
+  if (status.ok()) return nullptr;
+  auto* reactor = ctx->DefaultReactor();
+  reactor->Finish(status);
+  return reactor;
+}
+
 grpc::Status ClusterAuth::check_token(std::string_view token, std::string_view method) {
   if (token.empty()) return refuse(missing_, "no token");
   auto parsed = parse_token(token, limits_.max_sender_id);

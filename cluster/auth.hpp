@@ -119,6 +119,11 @@ class ClusterAuth {
   /// (no token, malformed, bad signature, outside the clock-skew window, replayed nonce, nonce
   /// cache full). Counts each refusal.
   [[nodiscard]] grpc::Status check(const grpc::ServerContextBase& ctx, std::string_view method);
+  /// For a unary callback handler: null when the call carries a valid token for `method`;
+  /// otherwise the call's reactor, already finished with the refusal, for the handler to return:
+  ///   if (auto* refused = auth_.refuse_unary(context, kMethod)) return refused;
+  [[nodiscard]] grpc::ServerUnaryReactor* refuse_unary(grpc::CallbackServerContext* ctx,
+                                                       std::string_view method);
   /// Same, for a raw token value. The MAC is checked before the clock and the nonce cache, so a
   /// caller without the secret can neither fill the cache nor get past "bad signature".
   [[nodiscard]] grpc::Status check_token(std::string_view token, std::string_view method);

@@ -18,18 +18,7 @@ std::chrono::system_clock::time_point deadline_after(Duration d) {
 std::shared_ptr<grpc::Channel> make_channel(
     const std::string& addr, const char* kind, const std::optional<TlsFiles>& tls,
     const std::shared_ptr<grpc::ChannelCredentials>& creds) {
-  grpc::ChannelArguments args;
-  // Probes must fail fast and never be replayed by the library: a retried probe would lie
-  // about the round trip it measures.
-  args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
-  // Own connection per channel, so bulk streams never queue behind (or ahead of) probes.
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  args.SetString("mcpmesh.channel_kind", kind);
-  apply_tls_channel_args(args, tls);
-  return grpc::CreateCustomChannel(addr, creds, args);
+  return grpc::CreateCustomChannel(addr, creds, cluster_channel_arguments(kind, tls));
 }
 
 template <typename Req, typename Resp>
@@ -41,6 +30,21 @@ struct UnaryCall {
 };
 
 }  // namespace
+
+grpc::ChannelArguments cluster_channel_arguments(const char* kind,
+                                                 const std::optional<TlsFiles>& tls) {
+  grpc::ChannelArguments args;
+  args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  // Own connection per channel, so bulk streams never queue behind (or ahead of) probes, and
+  // the MCP side's traffic never behind either.
+  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+  args.SetString("mcpmesh.channel_kind", kind);
+  apply_tls_channel_args(args, tls);
+  return args;
+}
 
 GrpcTransport::GrpcTransport(EventLoop& loop, size_t bulk_queue_limit, size_t max_state_members,
                              size_t max_app_state_bytes, const ClusterAuth* auth,
@@ -486,13 +490,10 @@ grpc::ServerBidiReactor<v1::StateChunk, v1::StateChunk>* MembershipService::Join
 grpc::ServerUnaryReactor* AdminService::Members(grpc::CallbackServerContext* ctx,
                                                 const v1::MembersRequest*,
                                                 v1::MembersResponse* resp) {
-  auto* reactor = ctx->DefaultReactor();
   if (auth_) {
-    if (auto st = auth_->check(*ctx, kMembersMethod); !st.ok()) {
-      reactor->Finish(st);
-      return reactor;
-    }
+    if (auto* refused = auth_->refuse_unary(ctx, kMembersMethod)) return refused;
   }
+  auto* reactor = ctx->DefaultReactor();
   loop_.post([this, reactor, resp] {
     resp->set_node_id(membership_.self().node_id);
     resp->set_cluster(membership_.config().cluster_name);
@@ -550,13 +551,10 @@ void AdminService::set_drain_handler(std::function<bool()> start) {
 grpc::ServerUnaryReactor* AdminService::Drain(grpc::CallbackServerContext* ctx,
                                               const v1::DrainRequest* req,
                                               v1::DrainResponse* resp) {
-  auto* reactor = ctx->DefaultReactor();
   if (auth_) {
-    if (auto st = auth_->check(*ctx, kDrainMethod); !st.ok()) {
-      reactor->Finish(st);
-      return reactor;
-    }
+    if (auto* refused = auth_->refuse_unary(ctx, kDrainMethod)) return refused;
   }
+  auto* reactor = ctx->DefaultReactor();
   const std::string self = membership_.self().node_id;  // immutable after start
   if (req->node_id().empty() || req->node_id() == self) {
     std::function<bool()> start;

@@ -34,6 +34,12 @@
 
 namespace mcpmesh::cluster {
 
+/// Channel arguments every cluster channel shares: no transparent retries (a probe must not be
+/// replayed, a relayed request may have run), reconnect backoff 100 ms..1 s, a connection of
+/// its own (`kind` names it), and TLS's target name when `tls` is set.
+[[nodiscard]] grpc::ChannelArguments cluster_channel_arguments(const char* kind,
+                                                               const std::optional<TlsFiles>& tls);
+
 /// Members per push-pull chunk: ~100 bytes each, so a chunk stays far below 4 MiB.
 inline constexpr size_t kMembersPerChunk = 512;
 /// Channel cache bound: addresses come from the network (ping-req targets), so it must not grow

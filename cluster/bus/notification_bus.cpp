@@ -161,11 +161,8 @@ bool NotificationBus::first_delivery(const std::string& origin, std::uint64_t ep
 grpc::ServerUnaryReactor* NotificationBus::Publish(grpc::CallbackServerContext* context,
                                                    const pb::BusMessage* request,
                                                    pb::BusAck* response) {
+  if (auto* refused = auth_.refuse_unary(context, kPublishMethod)) return refused;
   auto* reactor = context->DefaultReactor();
-  if (auto status = auth_.check(*context, kPublishMethod); !status.ok()) {
-    reactor->Finish(status);
-    return reactor;
-  }
   if (request->origin().empty() || request->origin().size() > mcp::kMaxRecordIdBytes ||
       request->seq() == 0 || request->kind_case() == pb::BusMessage::KIND_NOT_SET ||
       (request->has_list_changed() && request->list_changed() > 2) ||
@@ -193,11 +190,8 @@ grpc::ServerUnaryReactor* NotificationBus::Publish(grpc::CallbackServerContext* 
 grpc::ServerUnaryReactor* NotificationBus::Interest(grpc::CallbackServerContext* context,
                                                     const pb::InterestRequest*,
                                                     pb::InterestSet* response) {
+  if (auto* refused = auth_.refuse_unary(context, kInterestMethod)) return refused;
   auto* reactor = context->DefaultReactor();
-  if (auto status = auth_.check(*context, kInterestMethod); !status.ok()) {
-    reactor->Finish(status);
-    return reactor;
-  }
   auto [version, uris] = interest_.full();
   response->set_node(config_.self_id);
   response->set_version(version);
@@ -209,11 +203,8 @@ grpc::ServerUnaryReactor* NotificationBus::Interest(grpc::CallbackServerContext*
 grpc::ServerUnaryReactor* NotificationBus::Interested(grpc::CallbackServerContext* context,
                                                       const pb::InterestDelta* request,
                                                       pb::BusAck*) {
+  if (auto* refused = auth_.refuse_unary(context, kInterestedMethod)) return refused;
   auto* reactor = context->DefaultReactor();
-  if (auto status = auth_.check(*context, kInterestedMethod); !status.ok()) {
-    reactor->Finish(status);
-    return reactor;
-  }
   using R = registry::ClusterView::DeltaResult;
   auto result = view_.apply_interest_delta(request->node(), request->from(), request->to(),
                                            {request->add().begin(), request->add().end()},

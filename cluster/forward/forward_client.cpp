@@ -237,7 +237,7 @@ class RelayLink final : public grpc::ClientBidiReactor<pb::RelayBatch, pb::Answe
       ex.queue->push(failure(describe(status), unreachable));
     }
     auto& open = client_.open_streams_;
-    self_.reset();  // may destroy this
+    self_.reset();                                 // may destroy this
     open.fetch_sub(1, std::memory_order_acq_rel);  // last: the client may go once it is 0
   }
 

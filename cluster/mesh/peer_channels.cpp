@@ -1,5 +1,7 @@
 #include "cluster/mesh/peer_channels.hpp"
 
+#include "cluster/grpc_transport.hpp"
+
 namespace mcpmesh::cluster {
 
 PeerChannels::PeerChannels(std::optional<TlsFiles> tls, std::size_t max_message_bytes)
@@ -12,12 +14,7 @@ std::shared_ptr<PeerStubs> PeerChannels::get(const std::string& address) {
   auto it = peers_.find(address);
   if (it != peers_.end()) return it->second;
   if (peers_.size() >= kMaxPeers) peers_.clear();
-  grpc::ChannelArguments args;
-  // Forwarded requests may have run: the library must never replay one.
-  args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
-  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MIN_RECONNECT_BACKOFF_MS, 100);
-  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  auto args = cluster_channel_arguments("mesh", tls_);
   // A peer that vanished without closing its connections (a dead host, a partition) is found
   // by keep-alive pings, not by the hour-long deadline of a relayed SSE stream.
   args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
@@ -25,10 +22,6 @@ std::shared_ptr<PeerStubs> PeerChannels::get(const std::string& address) {
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
   args.SetMaxReceiveMessageSize(static_cast<int>(max_message_bytes_));
-  // Its own connection, never shared with the membership's probe channels.
-  args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  args.SetString("mcpmesh.channel_kind", "mesh");
-  apply_tls_channel_args(args, tls_);
   auto stubs = std::make_shared<PeerStubs>();
   stubs->channel = grpc::CreateCustomChannel(address, credentials_, args);
   stubs->forward = pb::Forward::NewStub(stubs->channel);

@@ -13,27 +13,26 @@ ReplicationService::ReplicationService(
     std::function<void(std::string, std::function<void(std::uint64_t)>)> adopt)
     : auth_(auth), store_(store), view_(view), adopt_(std::move(adopt)) {}
 
-bool ReplicationService::plausible_holder(const std::string& holder) const {
-  if (holder.empty() || holder == view_.self()) return false;
-  auto m = view_.member(holder);
-  return m && (m->state == registry::ClusterView::NodeState::kAlive ||
-               m->state == registry::ClusterView::NodeState::kSuspect);
+grpc::Status ReplicationService::check_holder(const std::string& holder) {
+  auto m = holder.empty() || holder == view_.self() ? std::nullopt : view_.member(holder);
+  if (m && (m->state == registry::ClusterView::NodeState::kAlive ||
+            m->state == registry::ClusterView::NodeState::kSuspect)) {
+    return grpc::Status::OK;
+  }
+  // A node this one believes dead (it may be continuing that node's sessions right now), an
+  // unknown one, or itself: its batches would resurrect or corrupt copies.
+  refused_.fetch_add(1, std::memory_order_relaxed);
+  return grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
+                      "not a live member other than this node");
 }
 
 grpc::ServerUnaryReactor* ReplicationService::Replicate(grpc::CallbackServerContext* context,
                                                         const pb::ReplicationBatch* request,
                                                         pb::ReplicationAck* response) {
+  if (auto* refused = auth_.refuse_unary(context, Replicator::kReplicateMethod)) return refused;
   auto* reactor = context->DefaultReactor();
-  if (auto status = auth_.check(*context, Replicator::kReplicateMethod); !status.ok()) {
+  if (auto status = check_holder(request->holder()); !status.ok()) {
     reactor->Finish(status);
-    return reactor;
-  }
-  if (!plausible_holder(request->holder())) {
-    // A node this one believes dead (it may be continuing that node's sessions right now), an
-    // unknown one, or itself: its batches would resurrect or corrupt copies.
-    refused_.fetch_add(1, std::memory_order_relaxed);
-    reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                                 "not a live member other than this node"));
     return reactor;
   }
   auto outcome = store_.apply(*request);
@@ -52,15 +51,10 @@ grpc::ServerUnaryReactor* ReplicationService::Replicate(grpc::CallbackServerCont
 grpc::ServerUnaryReactor* ReplicationService::Handoff(grpc::CallbackServerContext* context,
                                                       const pb::HandoffRequest* request,
                                                       pb::HandoffReply* response) {
+  if (auto* refused = auth_.refuse_unary(context, kHandoffMethod)) return refused;
   auto* reactor = context->DefaultReactor();
-  if (auto status = auth_.check(*context, kHandoffMethod); !status.ok()) {
+  if (auto status = check_holder(request->holder()); !status.ok()) {
     reactor->Finish(status);
-    return reactor;
-  }
-  if (!plausible_holder(request->holder())) {
-    refused_.fetch_add(1, std::memory_order_relaxed);
-    reactor->Finish(grpc::Status(grpc::StatusCode::FAILED_PRECONDITION,
-                                 "not a live member other than this node"));
     return reactor;
   }
   adopt_(request->holder(), [reactor, response](std::uint64_t adopted) {

@@ -36,8 +36,9 @@ class ReplicationService final : public ::mcpmesh::v1::Replication::CallbackServ
   static constexpr std::string_view kHandoffMethod = "/mcpmesh.v1.Replication/Handoff";
 
  private:
-  /// The holder may send us its sessions: a live member other than this node.
-  bool plausible_holder(const std::string& holder) const;
+  /// OK when `holder` may send us its sessions (a live member other than this node); else the
+  /// refusal, counted.
+  grpc::Status check_holder(const std::string& holder);
 
   ClusterAuth& auth_;
   ReplicaStore& store_;
