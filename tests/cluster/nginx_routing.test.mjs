@@ -13,16 +13,22 @@
 // Only Node built-ins.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import {
+  CLUSTER_SH,
+  PROTOCOL,
+  REPO,
+  SseParser,
+  delay,
+  freePort,
+  pollUntil,
+  refusesConnections,
+  run,
+  withDeadline,
+} from './cluster_helper.mjs';
 
-const REPO = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const CLUSTER_SH = path.join(REPO, 'deploy', 'local', 'cluster.sh');
-const PROTOCOL = '2025-11-25';
 const NODES = 4;
 const SESSIONS = 20;
 const UP_DEADLINE_MS = 90_000; // cluster.sh bounds each of its own waits (20 s) itself
@@ -30,104 +36,6 @@ const DOWN_DEADLINE_MS = 60_000;
 const CALL_DEADLINE_MS = 10_000;
 const DEATH_DEADLINE_MS = 10_000;
 
-// ---------------------------------------------------------------------------------------------
-// small utilities
-
-function withDeadline(promise, ms, what) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-const delay = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `fn` (async, returns truthy when done) until it succeeds or the deadline passes. */
-async function pollUntil(fn, { deadlineMs, intervalMs = 50, what }) {
-  const end = Date.now() + deadlineMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() >= end) throw new Error(`${what}: not reached within ${deadlineMs} ms`);
-    await delay(intervalMs);
-  }
-}
-
-/** Runs a command to its end (killed at the deadline); resolves { code, stdout, stderr }. */
-function run(cmd, args, { deadlineMs, env = process.env }) {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(cmd, args, { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    proc.stdout.setEncoding('utf8').on('data', (c) => { stdout += c; });
-    proc.stderr.setEncoding('utf8').on('data', (c) => { stderr += c; });
-    const timer = setTimeout(() => {
-      proc.kill('SIGKILL');
-      reject(new Error(`${cmd} ${args.join(' ')}: no exit within ${deadlineMs} ms\n${stdout}\n${stderr}`));
-    }, deadlineMs);
-    proc.once('error', (e) => { clearTimeout(timer); reject(e); });
-    proc.once('close', (code, signal) => {
-      clearTimeout(timer);
-      resolve({ code: code ?? signal, stdout, stderr });
-    });
-  });
-}
-
-/** A free loopback port for nginx (bound to port 0, then released). */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address();
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** Resolves true when nothing accepts TCP connections on host:port any more. */
-function refusesConnections(host, port) {
-  return new Promise((resolve) => {
-    const sock = net.connect({ host, port });
-    const done = (refused) => { sock.destroy(); resolve(refused); };
-    sock.setTimeout(1000, () => done(false));
-    sock.once('connect', () => done(false));
-    sock.once('error', () => done(true));
-  });
-}
-
-/** Incremental text/event-stream parser: feed() chunks, get {event,id,retry,data} objects. */
-class SseParser {
-  constructor(onEvent) {
-    this.buf = '';
-    this.onEvent = onEvent;
-  }
-  feed(text) {
-    this.buf += text.replace(/\r\n?/g, '\n');
-    let at;
-    while ((at = this.buf.indexOf('\n\n')) >= 0) {
-      const block = this.buf.slice(0, at);
-      this.buf = this.buf.slice(at + 2);
-      const ev = { event: 'message', id: undefined, retry: undefined, data: [] };
-      let any = false;
-      for (const line of block.split('\n')) {
-        if (line === '' || line.startsWith(':')) continue;
-        const colon = line.indexOf(':');
-        const field = colon < 0 ? line : line.slice(0, colon);
-        let value = colon < 0 ? '' : line.slice(colon + 1);
-        if (value.startsWith(' ')) value = value.slice(1);
-        if (field === 'data') ev.data.push(value);
-        else if (field === 'event') ev.event = value;
-        else if (field === 'id') ev.id = value;
-        else if (field === 'retry') ev.retry = value;
-        else continue;
-        any = true;
-      }
-      if (any) this.onEvent({ ...ev, data: ev.data.join('\n') });
-    }
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 // the cluster under test
