@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 HTTP ?= 127.0.0.1:8080
 APP ?= demo
 
-.PHONY: all deps deps-test configure build run cluster test bench bench-cluster format tidy clean
+.PHONY: all deps deps-test configure build run cluster test bench bench-cluster lsan-drain format tidy clean
 
 all: build
 
@@ -36,8 +36,15 @@ test: deps-test configure
 bench: deps-test build
 	bench/run.sh
 
-bench-cluster: build
-	bench/cluster_bench.sh
+# A drain leaks nothing: an AddressSanitizer build of the node in build-asan/ (not in
+# `make test`: it builds the node a second time).
+lsan-drain: deps-test
+	tests/cluster/lsan_drain.sh
+
+# Membership (simulator, real processes) and MCP over the cluster (forwarding hop, failover,
+# notification fan-out; these need wrk, nginx and Node from deps-test). bench/README.md.
+bench-cluster: deps-test build
+	BUILD_DIR=$(BUILD_DIR) bench/cluster_bench.sh
 
 format:
 	find mcp transport registry node cluster ctl bench tests -name '*.cpp' -o -name '*.hpp' | xargs clang-format -i

@@ -182,9 +182,13 @@ ClusterView::Route ClusterView::resolve(std::string_view owner, std::uint64_t ep
   using Kind = Route::Kind;
   std::shared_lock lock(mutex_);
   std::string holder(owner);
+  // Whether `holder` is known to hold the set (an adoption named it, or it inherited it), as
+  // opposed to being the owner by default.
+  bool inherited = false;
   if (auto it = adoptions_.find(AdoptionKey{std::string(owner), epoch}); it != adoptions_.end()) {
     // Continued elsewhere: also this node's own sessions once it handed them over (a drain).
     holder = it->second.holder;
+    inherited = true;
   } else if (owner == self_) {
     return {Kind::kHere, {}, {}};  // ours and not here (closed), or an earlier epoch: gone
   }
@@ -203,14 +207,16 @@ ClusterView::Route ClusterView::resolve(std::string_view owner, std::uint64_t ep
     }
     const Member& m = it->second;
     if (live(m.state)) {
-      // The owner restarted (a later epoch) and nobody continued the old one: gone.
-      if (holder == owner && m.epoch > epoch) return {Kind::kHere, {}, {}};
+      // The owner restarted (a later epoch) and nobody continued the old one: gone. (A
+      // restarted owner may hold its earlier sessions again if it inherited them.)
+      if (!inherited && m.epoch > epoch) return {Kind::kHere, {}, {}};
       return {Kind::kRemote, holder, m.address};
     }
     auto heir = heir_locked(holder);
     if (!heir) return {Kind::kHere, {}, {}};  // nobody holds a copy: gone
     failed = &m;
     holder = *heir;
+    inherited = true;
   }
   return {Kind::kUnavailable, {}, {}};
 }

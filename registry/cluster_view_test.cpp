@@ -99,6 +99,16 @@ TEST_F(ClusterViewTest, RestartedOwnerWithoutAdoptionMeansGone) {
   EXPECT_EQ(view.resolve("n2", 200).node, "n3");
 }
 
+TEST_F(ClusterViewTest, ARestartedOwnerThatInheritedItsEarlierSessionsServesThem) {
+  // n2's first life (200) was continued by n3; n2 restarted (250); then n3 died and n2, its
+  // heir, continued them back: n2 holds its own earlier sessions again.
+  add("n2", State::kAlive, 250, {"n3"});
+  ASSERT_TRUE(view.apply_adoption({"n2", 200, "n2", 2}));
+  auto r = view.resolve("n2", 200);
+  EXPECT_EQ(r.kind, Kind::kRemote) << "not gone: n2 holds them";
+  EXPECT_EQ(r.node, "n2");
+}
+
 TEST_F(ClusterViewTest, UnknownOwnerIsUnavailableUntilConverged) {
   EXPECT_EQ(view.resolve("n9", 1).kind, Kind::kHere);
   view.set_converged(false);

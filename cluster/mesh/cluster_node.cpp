@@ -176,8 +176,8 @@ struct ClusterNode::Impl {
   std::unique_ptr<Observer> observer;
   std::unique_ptr<Locator> locator;
 
-  // Mesh thread only.
-  std::map<std::string, std::uint64_t> known_epochs;
+  // Mesh thread only: each member as last seen (restarts show as a new epoch).
+  std::map<std::string, ClusterView::Member> known;
 
   std::mutex meta_mu;
   std::uint64_t epoch = 0;       // guarded by meta_mu
@@ -258,26 +258,32 @@ struct ClusterNode::Impl {
 
   /// Mesh thread: a member changed.
   void on_member(const ClusterView::Member& m, ClusterView::NodeState old) {
-    auto prev = known_epochs.find(m.id);
-    bool restarted =
-        (prev != known_epochs.end() && prev->second != m.epoch) || (!live(old) && live(m.state));
+    auto prev = known.find(m.id);
+    bool new_epoch = prev != known.end() && prev->second.epoch != 0 && m.epoch != 0 &&
+                     prev->second.epoch != m.epoch;
+    bool restarted = new_epoch || (!live(old) && live(m.state));
     if (restarted) {
       // Streams and channels to its previous life must not hold up (or fail) the new one.
       forward_client->reset(m.address);
       channels->reset(m.address);
     }
-    known_epochs[m.id] = m.epoch;
+    std::optional<ClusterView::Member> before;
+    if (prev != known.end()) before = prev->second;
+    known[m.id] = m;
     update_candidates();
     if (!live(m.state)) {
       maybe_adopt(m.id);
       return;
     }
-    // A live holder that no longer lists this node among its replicas moved them elsewhere.
-    if (!m.replicas.empty() &&
-        std::find(m.replicas.begin(), m.replicas.end(), cfg.node_id) == m.replicas.end() &&
-        store->holds(m.id)) {
-      store->drop(m.id);
+    if (new_epoch && before && store->epoch_of(m.id) == before->epoch) {
+      // It restarted before anyone saw it die: its previous life's sessions are not in the new
+      // one. Its heir then was whoever it announced; if that is this node, continue them here.
+      continue_previous_life(*before);
+      return;
     }
+    // (A live holder that stops listing this node among its replicas releases it itself, with
+    // an empty full sync: metadata can arrive late, and dropping copies on an old list would
+    // lose sessions the holder believes replicated here.)
   }
 
   void update_candidates() {
@@ -288,6 +294,24 @@ struct ClusterNode::Impl {
       }
     }
     replicator->set_candidates(std::move(peers));
+  }
+
+  /// Mesh thread: `before` (a member as it was) restarted and this node holds copies of the
+  /// sessions of that life. Its first live announced replica continues them.
+  void continue_previous_life(const ClusterView::Member& before) {
+    std::optional<std::string> heir;
+    for (auto& r : before.replicas) {
+      auto m = view->member(r);
+      if (r != before.id && m && live(m->state)) {
+        heir = r;
+        break;
+      }
+    }
+    if (heir == cfg.node_id) {
+      adopt(before.id, before.epoch);
+    } else {
+      store->drop(before.id);  // the heir named then has them, or nobody was in sync
+    }
   }
 
   /// Mesh thread: `holder` failed or left; continue its sessions here if this node is its heir.
@@ -313,21 +337,25 @@ struct ClusterNode::Impl {
     });
   }
 
-  /// Mesh thread: continues every session this node holds a copy of for `holder`.
-  std::uint64_t adopt(const std::string& holder) {
+  /// Mesh thread: continues every session this node holds a copy of for `holder` (of its life
+  /// `life`, when it is known to have restarted since).
+  std::uint64_t adopt(const std::string& holder, std::optional<std::uint64_t> life = {}) {
     std::uint64_t store_epoch = 0;
     auto copies = store->take(holder, &store_epoch);
     auto hm = view->member(holder);
-    std::uint64_t holder_epoch = hm ? hm->epoch : store_epoch;
+    std::uint64_t holder_epoch = life ? *life : hm ? hm->epoch : store_epoch;
     std::set<std::pair<std::string, std::uint64_t>> sets{{holder, holder_epoch}};
-    std::uint64_t n = 0;
+    std::uint64_t n = 0, skipped = 0, failed = 0;
     std::size_t contexts = svc.pool ? svc.pool->size() : 1;
     for (auto& c : copies) {
       // Another live node already continues this set (it adopted it first): leave it there.
       if (auto a = view->adoption(c.record.owner, c.record.epoch);
           a && a->holder != holder && a->holder != cfg.node_id) {
         auto h = view->member(a->holder);
-        if (h && live(h->state)) continue;
+        if (h && live(h->state)) {
+          ++skipped;
+          continue;
+        }
       }
       auto owner = c.record.owner;
       auto owner_epoch = c.record.epoch;
@@ -336,6 +364,7 @@ struct ClusterNode::Impl {
           svc.server->restore_session(std::move(c.record), std::move(c.events), context);
       if (!restored) {
         adopt_failures.fetch_add(1, std::memory_order_relaxed);
+        ++failed;
         continue;
       }
       ++n;
@@ -352,13 +381,18 @@ struct ClusterNode::Impl {
     view->mark_adopted_here(holder, holder_epoch);
     adopted_sessions.fetch_add(n, std::memory_order_relaxed);
     adoptions.fetch_add(1, std::memory_order_relaxed);
-    spdlog::info("cluster {}: continuing {} sessions of {}", cfg.node_id, n, holder);
+    spdlog::info(
+        "cluster {}: continuing {} sessions of {} ({} copies, {} held elsewhere, {} failed)",
+        cfg.node_id, n, holder, copies.size(), skipped, failed);
     return n;
   }
 
   /// Mesh thread: an adoption this node had not heard of.
   void on_adoption(const ClusterView::Adoption& a) {
-    if (a.holder != cfg.node_id) store->drop_sessions_of(a.node, a.epoch);
+    // (Copies of that set kept for its previous holder are not dropped here: news can arrive out
+    // of order, and a copy dropped on a stale adoption is a session lost when its holder dies.
+    // The previous holder's copies go when it is confirmed dead and someone else continued
+    // them, or when it restarted; see maybe_adopt and continue_previous_life.)
     if (a.node != cfg.node_id || a.holder == cfg.node_id || draining.load()) return;
     if (a.epoch != svc.server->epoch()) return;
     // Our sessions of this epoch are continued elsewhere (we were declared dead, wrongly or

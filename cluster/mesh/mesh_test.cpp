@@ -147,8 +147,10 @@ TEST(ReplicaStore, BoundsAndDrops) {
   ASSERT_TRUE(store.apply(b1).applied);
   EXPECT_EQ(store.session_count(), 2u);
   EXPECT_EQ(store.refused(), 2u);
-  store.drop_sessions_of("a", 7);
+  EXPECT_EQ(store.epoch_of("a"), 7u);
+  store.drop("a");
   EXPECT_EQ(store.session_count(), 0u);
+  EXPECT_FALSE(store.epoch_of("a"));
   // A new epoch of the holder needs a full sync first.
   auto b2 = batch(2, false, 8);
   EXPECT_TRUE(store.apply(b2).need_full);

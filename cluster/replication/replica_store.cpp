@@ -120,18 +120,11 @@ void ReplicaStore::drop(const std::string& holder) {
   holders_.erase(it);
 }
 
-void ReplicaStore::drop_sessions_of(const std::string& owner, std::uint64_t epoch) {
+std::optional<std::uint64_t> ReplicaStore::epoch_of(const std::string& holder) const {
   std::lock_guard lock(mutex_);
-  for (auto& [holder, h] : holders_) {
-    for (auto it = h.sessions.begin(); it != h.sessions.end();) {
-      if (it->second.record.owner == owner && it->second.record.epoch == epoch) {
-        it = h.sessions.erase(it);
-        --total_;
-      } else {
-        ++it;
-      }
-    }
-  }
+  auto it = holders_.find(holder);
+  if (it == holders_.end()) return std::nullopt;
+  return it->second.epoch;
 }
 
 bool ReplicaStore::holds(const std::string& holder) const {

@@ -18,6 +18,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -56,8 +57,8 @@ class ReplicaStore {
   std::vector<Copy> take(const std::string& holder, std::uint64_t* epoch = nullptr);
   /// Drops the copies of `holder` (its heir is another node, or it no longer lists this one).
   void drop(const std::string& holder);
-  /// Drops copies of sessions of `owner` created in `epoch` (another node continues them).
-  void drop_sessions_of(const std::string& owner, std::uint64_t epoch);
+  /// The epoch `holder`'s copies were replicated under, or nullopt when none are held.
+  [[nodiscard]] std::optional<std::uint64_t> epoch_of(const std::string& holder) const;
 
   [[nodiscard]] bool holds(const std::string& holder) const;
   [[nodiscard]] std::vector<std::string> holders() const;

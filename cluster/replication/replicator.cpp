@@ -141,11 +141,28 @@ void Replicator::update_links_locked() {
                                  [&](const Peer& p) { return p.id == it->first; });
     if (!link.desired && (!link.in_sync || all_desired_in_sync || !candidate)) {
       if (link.retry) link.retry->cancel();
+      if (candidate) release(link.peer);
       it = links_.erase(it);
     } else {
       ++it;
     }
   }
+}
+
+void Replicator::release(const Peer& peer) {
+  // An empty full sync: the replica drops the copies it kept for this node. Best effort: if it
+  // is lost, the copies only take memory there (this node no longer names it as heir).
+  pb::ReplicationBatch batch;
+  batch.set_holder(config_.self_id);
+  batch.set_holder_epoch(epoch_);
+  batch.set_seq(1);
+  batch.set_full(true);
+  call_unary<pb::ReplicationBatch, pb::ReplicationAck>(
+      auth_, kReplicateMethod, channels_.get(peer.address), std::move(batch), config_.call_timeout,
+      [](PeerStubs& stubs, grpc::ClientContext* ctx, const pb::ReplicationBatch* req,
+         pb::ReplicationAck* resp,
+         auto cb) { stubs.replication->async()->Replicate(ctx, req, resp, std::move(cb)); },
+      [](grpc::Status, const pb::ReplicationAck&) {});
 }
 
 void Replicator::announce_if_changed_locked(std::vector<std::string>& out, bool& changed) {

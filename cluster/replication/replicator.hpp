@@ -107,6 +107,8 @@ class Replicator final {
   void on_ack(const std::string& peer, std::uint64_t generation, std::uint64_t seq, bool ok,
               bool need_full, Clock::time_point oldest);
   void update_links_locked();
+  /// Tells a replica that left the set to drop its copies.
+  void release(const Peer& peer);
   void announce_if_changed_locked(std::vector<std::string>& out, bool& changed);
   void check_flushes_locked();
 
