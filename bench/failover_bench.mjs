@@ -35,9 +35,8 @@
 //     BENCH_QUICK=1 (smoke test: 120 sessions, 2 kills), MCPMESH_TEST_KEEP=1 (keep the logs).
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
 import {
-  REPO, clusterUp, delay, mapBounded, metricValue, openSession, percentile, pollUntil, runs, whoami,
+  REPO, clusterUp, delay, mapBounded, metricValue, openSession, percentile, whoami,
 } from '../tests/cluster/cluster_helper.mjs';
 
 const QUICK = !!process.env.BENCH_QUICK;
@@ -90,26 +89,6 @@ function firstLogAfter(c, id, re, sinceMs) {
 
 const escapeRe = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
-/** The whole cluster: 4 alive everywhere, none suspect, replication caught up and in sync. */
-async function waitWhole(c, what) {
-  let last = '';
-  await pollUntil(async () => {
-    for (const n of c.nodes) {
-      let m;
-      try { m = await c.metrics(n.id); } catch (e) { last = `${n.id}: ${e.message}`; return false; }
-      const alive = metricValue(m, 'mcpmesh_cluster_members', 'state="alive"');
-      const suspect = metricValue(m, 'mcpmesh_cluster_members', 'state="suspect"');
-      const pending = metricValue(m, 'mcpmesh_cluster_replication_pending');
-      const inSync = metricValue(m, 'mcpmesh_cluster_in_sync_replicas');
-      last = `${n.id}: alive ${alive} suspect ${suspect} pending ${pending} in-sync ${inSync}`;
-      if (alive !== NODES || suspect !== 0 || pending !== 0 || !(inSync >= 1)) return false;
-    }
-    return true;
-  }, { deadlineMs: WHOLE_MS, intervalMs: 50, what: `${what} (last: ${last})` }).catch((e) => {
-    throw new Error(`${e.message}; last seen ${last}`);
-  });
-}
-
 /** mcpmesh_cluster_adopted_sessions_total of every node but `except`. */
 async function adoptedCounts(c, except) {
   const out = {};
@@ -117,38 +96,6 @@ async function adoptedCounts(c, except) {
     if (n.id !== except) out[n.id] = metricValue(await c.metrics(n.id), 'mcpmesh_cluster_adopted_sessions_total');
   }
   return out;
-}
-
-/** Starts node `id` again with the command line of its log's last `# <date> <bin> <args>` line. */
-async function restart(c, id) {
-  const n = c.node(id);
-  const cmd = c.log(id).split('\n').filter((l) => l.startsWith('# ')).at(-1);
-  if (!cmd) throw new Error(`${id}: no command line in its log`);
-  const [, , bin, ...args] = cmd.split(' ');
-  if (bin !== c.nodeBin) throw new Error(`${id}: command line '${cmd}' does not run ${c.nodeBin}`);
-  const end = Date.now() + START_MS;
-  for (;;) {
-    const offset = fs.statSync(c.logPath(id)).size;
-    fs.appendFileSync(c.logPath(id), `# ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} ${bin} ${args.join(' ')}\n`);
-    const fd = fs.openSync(c.logPath(id), 'a');
-    const child = spawn(bin, args, { detached: true, stdio: ['ignore', fd, fd] });
-    fs.closeSync(fd);
-    child.unref();
-    n.pid = child.pid;
-    fs.writeFileSync(path.join(c.dir, `${id}.pid`), `${child.pid}\n`);
-    const tail = () => c.log(id).slice(offset);
-    const up = await pollUntil(() => {
-      if (/^cluster listening on /m.test(tail())) return 'up';
-      if (!runs(child.pid, c.nodeBin)) return 'exited';
-      return Date.now() > end ? 'late' : false;
-    }, { deadlineMs: START_MS + 1000, intervalMs: 20, what: `${id} restart` });
-    if (up === 'up') break;
-    if (up === 'exited' && /Address already in use|cannot listen/.test(tail()) && Date.now() < end) {
-      await delay(200); // a port of the dead process is not free yet
-      continue;
-    }
-    throw new Error(`${id} did not start again (${up}):\n${tail().slice(-2000)}`);
-  }
 }
 
 async function main() {
@@ -166,7 +113,7 @@ async function main() {
     const sids = await mapBounded(Array.from({ length: SESSIONS }, (_, i) => i), CONCURRENCY,
       (i) => openSession(c.url, { name: `failover-bench-${i}` }));
     sessions = sids.map((sid) => ({ sid }));
-    await waitWhole(c, 'cluster whole after the sessions were opened');
+    await c.waitWhole('cluster whole after the sessions were opened', WHOLE_MS);
 
     for (let round = 1; round <= KILLS; round++) {
       const victim = c.nodes[(round - 1) % NODES].id;
@@ -250,14 +197,14 @@ async function main() {
 
       // 5. + 6. restart, whole again
       const tRestart = performance.now();
-      await restart(c, victim);
-      await waitWhole(c, `round ${round}: cluster whole after ${victim} restarted`);
+      await c.restart(victim, START_MS);
+      await c.waitWhole(`round ${round}: cluster whole after ${victim} restarted`, WHOLE_MS);
       const whole = (performance.now() - tRestart) / 1000;
       // 7. the restarted node gets a share of new sessions
       const fresh = await mapBounded(Array.from({ length: Math.round(SESSIONS / NODES) }, (_, i) => i), CONCURRENCY,
         (i) => openSession(c.node(victim).url, { name: `failover-bench-r${round}-${i}` }));
       sessions.push(...fresh.map((sid) => ({ sid })));
-      await waitWhole(c, `round ${round}: replication of the new sessions`);
+      await c.waitWhole(`round ${round}: replication of the new sessions`, WHOLE_MS);
       // counted by the survivors from before the kill until now (the round's end)
       const adoptedAfter = await adoptedCounts(c, victim);
       const adoptedCounted = Object.keys(adoptedAfter).reduce((a, id) => a + adoptedAfter[id] - adoptedBefore[id], 0);

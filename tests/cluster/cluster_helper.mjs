@@ -257,6 +257,63 @@ export class Cluster {
     this.onSignal = null;
   }
 
+  /**
+   * Starts node `id` again with the command line of its log's last `# <date> <bin> <args>`
+   * line (cluster.sh writes it), appending to the same log; resolves once it logs `cluster
+   * listening on`. A port of the killed process that is not free yet is retried (bounded).
+   */
+  async restart(id, startMs = 20_000) {
+    const n = this.node(id);
+    const cmd = this.log(id).split('\n').filter((l) => l.startsWith('# ')).at(-1);
+    if (!cmd) throw new Error(`${id}: no command line in its log`);
+    const [, , bin, ...args] = cmd.split(' ');
+    if (bin !== this.nodeBin) throw new Error(`${id}: command line '${cmd}' does not run ${this.nodeBin}`);
+    const end = Date.now() + startMs;
+    for (;;) {
+      const offset = fs.statSync(this.logPath(id)).size;
+      fs.appendFileSync(this.logPath(id), `# ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')} ${bin} ${args.join(' ')}\n`);
+      const fd = fs.openSync(this.logPath(id), 'a');
+      const child = spawn(bin, args, { detached: true, stdio: ['ignore', fd, fd] });
+      fs.closeSync(fd);
+      child.unref();
+      n.pid = child.pid;
+      fs.writeFileSync(path.join(this.dir, `${id}.pid`), `${child.pid}\n`);
+      const tail = () => this.log(id).slice(offset);
+      const up = await pollUntil(() => {
+        if (/^cluster listening on /m.test(tail())) return 'up';
+        if (!runs(child.pid, this.nodeBin)) return 'exited';
+        return Date.now() > end ? 'late' : false;
+      }, { deadlineMs: startMs + 1000, intervalMs: 20, what: `${id} restart` });
+      if (up === 'up') return;
+      if (up === 'exited' && /Address already in use|cannot listen/.test(tail()) && Date.now() < end) {
+        await delay(200); // a port of the killed process is not free yet
+        continue;
+      }
+      throw new Error(`${id} did not start again (${up}):\n${tail().slice(-2000)}`);
+    }
+  }
+
+  /**
+   * Waits until the cluster is whole: every node sees all nodes alive and none suspect, and
+   * its replication has caught up with at least one replica in sync.
+   */
+  async waitWhole(what, deadlineMs = 60_000) {
+    let last = '';
+    await pollUntil(async () => {
+      for (const n of this.nodes) {
+        let m;
+        try { m = await this.metrics(n.id); } catch (e) { last = `${n.id}: ${e.message}`; return false; }
+        const alive = metricValue(m, 'mcpmesh_cluster_members', 'state="alive"');
+        const suspect = metricValue(m, 'mcpmesh_cluster_members', 'state="suspect"');
+        const pending = metricValue(m, 'mcpmesh_cluster_replication_pending');
+        const inSync = metricValue(m, 'mcpmesh_cluster_in_sync_replicas');
+        last = `${n.id}: alive ${alive} suspect ${suspect} pending ${pending} in-sync ${inSync}`;
+        if (alive !== this.nodes.length || suspect !== 0 || pending !== 0 || !(inSync >= 1)) return false;
+      }
+      return true;
+    }, { deadlineMs, intervalMs: 50, what }).catch((e) => { throw new Error(`${e.message}; last seen ${last}`); });
+  }
+
   /** /metrics of node `id`, as text. */
   async metrics(id) {
     const r = await fetchAll(`${this.node(id).base}/metrics`);

@@ -1,7 +1,8 @@
 // Failover (DESIGN.md §6): a 4-node cluster behind nginx (fast profile) loses the node that owns
 // the most sessions to kill -9. Its heir continues every one of its sessions with the same
 // Mcp-Session-Id and no new initialize; subscriptions survive, and a resource update raised
-// afterwards reaches every subscriber exactly once.
+// afterwards reaches every subscriber exactly once; then the killed node comes back and the heir
+// is killed in turn, so sessions fail over a second time.
 //   1. SESSIONS sessions through nginx (CONCURRENCY at a time), spread over all nodes; every
 //      SUBSCRIBE_EVERY-th subscribes (its own request) to one of three URIs — two subscribed on
 //      every node, one only by sessions of the node to kill — and opens its GET stream;
@@ -14,7 +15,12 @@
 //   4. the GET streams the dead node held ended; they are re-opened through nginx, the others
 //      never ended; two updates per URI from a live node: exactly two per subscriber;
 //   5. mcpmesh_cluster_adopted_sessions_total, summed over the survivors, is the dead node's
-//      session count.
+//      session count;
+//   6. the killed node restarts: the cluster is whole again and the restarted node takes none
+//      of its old sessions back (its epoch changed; they stay with the heir);
+//   7. kill -9 of that heir, which now holds its own sessions and the adopted ones: every
+//      session is served again (none lost, p99 within the limit), the streams it held are
+//      re-opened, and one update per URI reaches every subscriber exactly once.
 //
 // env MCPMESH_NODE = path to mcpmesh-node (required); MCPMESH_NGINX (optional).
 import { after, before, describe, it } from 'node:test';
@@ -145,24 +151,25 @@ describe('failover: kill -9 of the node that owns the most sessions', { timeout:
     }, { deadlineMs: SETTLE_MS, intervalMs: 100, what: 'replication in sync after the updates' });
   });
 
-  it('after kill -9, every session is served again with its id, none lost, p99 within the limit', async () => {
-    assert.ok(setter, 'the setup ran');
-    const pid = c.node(victim).pid;
-    assert.ok(c.alive(victim), `${victim} runs`);
-    const t0 = performance.now();
-    process.kill(pid, 'SIGKILL');
-
+  /**
+   * After a kill -9 at `t0`: every session is retried through nginx on 502/503 until it
+   * answers 200 (overall deadline RECOVER_MS). Sets s.ttfs (seconds to first success) and
+   * s.servedBy; returns the lost (404) and odd answers, the sessions still pending and the
+   * retries by status.
+   */
+  async function serveAgain(t0) {
+    for (const s of sessions) { s.ttfs = undefined; s.servedBy = undefined; }
     const pending = new Set(sessions);
     const lost = [];
     const odd = []; // answers that are neither success nor 502/503 nor 404
-    const retryStatus = {};
+    const retries = {};
     while (pending.size && performance.now() - t0 < RECOVER_MS) {
       await mapBounded([...pending], CONCURRENCY, async (s) => {
         let r;
         try {
           r = await whoami(c.url, s.sid, REQUEST_MS);
         } catch (e) {
-          retryStatus[e.name] = (retryStatus[e.name] ?? 0) + 1;
+          retries[e.name] = (retries[e.name] ?? 0) + 1;
           return;
         }
         if (r.status === 200 && r.who) {
@@ -174,7 +181,7 @@ describe('failover: kill -9 of the node that owns the most sessions', { timeout:
           lost.push(`${s.sid}: ${r.res.body}`);
           pending.delete(s);
         } else if (r.status === 502 || r.status === 503) {
-          retryStatus[r.status] = (retryStatus[r.status] ?? 0) + 1;
+          retries[r.status] = (retries[r.status] ?? 0) + 1;
         } else {
           odd.push(`${s.sid}: ${r.status} ${r.res.body.slice(0, 200)}`);
           pending.delete(s);
@@ -182,6 +189,28 @@ describe('failover: kill -9 of the node that owns the most sessions', { timeout:
       });
       if (pending.size) await delay(RETRY_PAUSE_MS);
     }
+    return { lost, odd, pending, retries };
+  }
+
+  /** Re-opens, through nginx, the GET stream of every session of `list` (502/503 retried). */
+  async function reopenStreams(list) {
+    await mapBounded(list, CONCURRENCY, async (s) => {
+      s.stream = await pollUntil(async () => {
+        const r = await openGetStream(c.url, s.sid, { onMessage: (m) => { if (isUpdate(m)) s.updates.push(m); } });
+        if (r.status === 200) return r;
+        assert.ok(r.status === 502 || r.status === 503, `re-open GET of ${s.sid}: ${r.status} ${r.body}`);
+        return false;
+      }, { deadlineMs: EVENT_MS, intervalMs: RETRY_PAUSE_MS, what: `re-open GET stream of ${s.sid}` });
+    });
+  }
+
+  it('after kill -9, every session is served again with its id, none lost, p99 within the limit', async () => {
+    assert.ok(setter, 'the setup ran');
+    assert.ok(c.alive(victim), `${victim} runs`);
+    const t0 = performance.now();
+    process.kill(c.node(victim).pid, 'SIGKILL');
+    const { lost, odd, pending, retries } = await serveAgain(t0);
+
     const recovered = victimSessions.filter((s) => s.ttfs !== undefined).map((s) => s.ttfs);
     const all = sessions.filter((s) => s.ttfs !== undefined).map((s) => s.ttfs);
     const fmt = (v) => v.toFixed(3);
@@ -189,7 +218,7 @@ describe('failover: kill -9 of the node that owns the most sessions', { timeout:
     console.log(`BENCH failover_p99_s ${fmt(percentile(recovered, 0.99))}`);
     console.log(`BENCH failover_max_s ${fmt(Math.max(...recovered))}`);
     console.log(`BENCH failover_all_sessions_p99_s ${fmt(percentile(all, 0.99))}`);
-    console.log(`# ${victimSessions.length} sessions of ${victim} failed over; retries by status ${JSON.stringify(retryStatus)}`);
+    console.log(`# ${victimSessions.length} sessions of ${victim} failed over; retries by status ${JSON.stringify(retries)}`);
 
     assert.deepEqual(lost, [], 'sessions lost (404)');
     assert.deepEqual(odd, [], 'unexpected answers');
@@ -211,15 +240,7 @@ describe('failover: kill -9 of the node that owns the most sessions', { timeout:
     const stayed = subscribed.filter((s) => s.owner !== victim);
     await pollUntil(() => moved.every((s) => s.stream.ended), { deadlineMs: EVENT_MS, what: `GET streams of ${victim} ended` });
     assert.deepEqual(stayed.filter((s) => s.stream.ended).map((s) => s.sid), [], 'GET streams of live nodes ended');
-    await mapBounded(moved, CONCURRENCY, async (s) => {
-      const st = await pollUntil(async () => {
-        const r = await openGetStream(c.url, s.sid, { onMessage: (m) => { if (isUpdate(m)) s.updates.push(m); } });
-        if (r.status === 200) return r;
-        assert.ok(r.status === 502 || r.status === 503, `re-open GET of ${s.sid}: ${r.status} ${r.body}`);
-        return false;
-      }, { deadlineMs: EVENT_MS, intervalMs: RETRY_PAUSE_MS, what: `re-open GET stream of ${s.sid}` });
-      s.stream = st;
-    });
+    await reopenStreams(moved);
     // Raised on a live node that is not the heir: the heir gets them over the bus.
     if (ownerOf(setter.sid) === heir) setter = sessions.find((s) => ![victim, heir].includes(s.owner) && !s.uri);
     for (const s of subscribed) s.mark = s.updates.length;
@@ -240,5 +261,48 @@ describe('failover: kill -9 of the node that owns the most sessions', { timeout:
     assert.equal(Object.values(per).reduce((a, b) => a + b, 0), victimSessions.length,
       `adopted_sessions_total per survivor ${JSON.stringify(per)}, ${victim} held ${victimSessions.length}`);
     assert.ok(per[heir] > 0, `the heir ${heir} counted them: ${JSON.stringify(per)}`);
+  });
+
+  it('the killed node restarts: the cluster is whole again and the heir keeps what it adopted', async () => {
+    assert.ok(heir, 'the failover ran');
+    await c.restart(victim);
+    await c.waitWhole(`cluster whole after ${victim} restarted`, SETTLE_MS);
+    const odd = [];
+    await mapBounded(victimSessions, CONCURRENCY, async (s) => {
+      const r = await whoami(c.url, s.sid, REQUEST_MS);
+      if (r.status !== 200 || r.who?.node_id !== heir) odd.push(`${s.sid}: ${r.status} ${r.who?.node_id ?? r.res.body.slice(0, 200)}`);
+    });
+    assert.deepEqual(odd, [], `the restarted ${victim} took none of its old sessions back (all stay with ${heir})`);
+  });
+
+  it('kill -9 of the heir, holding its own and the adopted sessions: every session served again, updates exactly once', async () => {
+    assert.ok(heir, 'the failover ran');
+    const held = sessions.filter((s) => s.owner === heir || s.owner === victim);
+    const t0 = performance.now();
+    await c.kill9(heir);
+    const { lost, odd, pending, retries } = await serveAgain(t0);
+    const ttfs = held.filter((s) => s.ttfs !== undefined).map((s) => s.ttfs);
+    const by = {};
+    for (const s of held) by[s.servedBy] = (by[s.servedBy] ?? 0) + 1;
+    console.log(`# second kill: ${held.length} sessions held by ${heir} (its own and ${victim}'s), now served by ${JSON.stringify(by)}; `
+      + `p99 ${percentile(ttfs, 0.99)?.toFixed(3)} s; retries by status ${JSON.stringify(retries)}`);
+    assert.deepEqual(lost, [], 'sessions lost (404) in the second kill');
+    assert.deepEqual(odd, [], 'unexpected answers in the second kill');
+    assert.equal(pending.size, 0, `sessions not served again within ${RECOVER_MS} ms: ${[...pending].slice(0, 5).map((s) => s.sid)}`);
+    assert.deepEqual(held.filter((s) => s.servedBy === heir).map((s) => s.sid), [], `sessions served by the dead ${heir}`);
+    assert.ok(percentile(ttfs, 0.99) <= P99_LIMIT_S, `second failover p99 ${percentile(ttfs, 0.99)} s > ${P99_LIMIT_S} s`);
+
+    // Streams the heir held (its own subscribers and those it adopted) ended; re-open them.
+    for (const s of sessions.filter((x) => !held.includes(x))) assert.equal(s.servedBy, s.owner, `${s.sid} of a live node served by ${s.servedBy}`);
+
+    // The GET streams the heir held (its own subscribers' and the adopted ones') ended, no other.
+    const moved = subscribed.filter((s) => held.includes(s));
+    await pollUntil(() => moved.every((s) => s.stream.ended), { deadlineMs: EVENT_MS, what: `GET streams held by ${heir} ended` });
+    assert.deepEqual(subscribed.filter((s) => !held.includes(s) && s.stream.ended).map((s) => s.sid), [], 'GET streams of live nodes ended');
+    await reopenStreams(moved);
+    setter = sessions.find((s) => ![victim, heir].includes(s.owner) && !s.uri);
+    for (const s of subscribed) s.mark = s.updates.length;
+    await setNotes([...ALL_URIS, VICTIM_URI], 'after-second-kill');
+    await expectUpdates(1, 'after the second kill');
   });
 });
