@@ -84,7 +84,8 @@ declare -A PID HTTP CLUSTER
 start_node() {
   local id=$1 seed=${2:-} log="$WORK/$1.log" deadline line
   local -a args=(--node-id "$id" --app demo --http 127.0.0.1:0 --cluster 127.0.0.1:0
-    --cluster-secret-file "$WORK/cluster.secret" --cluster-profile fast --threads 1)
+    --cluster-secret-file "$WORK/cluster.secret" --cluster-profile fast --threads 1
+    --client-rate-limit 0)  # wrk is one client: its rate is what is measured
   [[ -z $seed ]] || args+=(--seeds "$seed")
   "$MCPMESH_NODE" "${args[@]}" </dev/null >"$log" 2>&1 &
   PID[$id]=$!

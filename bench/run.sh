@@ -236,7 +236,8 @@ CONF
   PORT=$port
 }
 
-start mcpmesh "$MCPMESH_NODE" --http 127.0.0.1:0 --app demo $MCPMESH_ARGS
+# One load generator is one client: its rate is the point of the run, not a limit to enforce.
+start mcpmesh "$MCPMESH_NODE" --http 127.0.0.1:0 --app demo --client-rate-limit 0 $MCPMESH_ARGS
 MESH_URL="http://127.0.0.1:$PORT/mcp"
 start sdk "$NODE22" "$SCRIPT_DIR/reference-server.mjs" 0
 SDK_URL="http://127.0.0.1:$PORT/mcp"

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <charconv>
+#include <cmath>
 
 namespace mcpmesh::mcp {
 
@@ -145,8 +146,81 @@ json::object error_object(const RpcError& error) {
 }
 
 namespace {
-Payload finish(json::object&& o) { return std::make_shared<const std::string>(json::serialize(o)); }
+/// Whether positions of serialized JSON lie inside a string, scanning forward only (so that many
+/// candidates cost one pass, not one each).
+class StringTracker {
+ public:
+  explicit StringTracker(std::string_view text) : text_(text) {}
+  /// `pos` never decreases from one call to the next.
+  bool outside_string(std::size_t pos) {
+    while (next_ < pos) {
+      char c = text_[next_++];
+      if (in_string_) {
+        if (c == '\\') {
+          ++next_;  // the escaped character
+        } else if (c == '"') {
+          in_string_ = false;
+        }
+      } else if (c == '"') {
+        in_string_ = true;
+      }
+    }
+    return !in_string_;
+  }
+
+ private:
+  std::string_view text_;
+  std::size_t next_ = 0;
+  bool in_string_ = false;
+};
+
+/// Whether `token` (starting with its first letter) stands in `text` as a value of its own:
+/// preceded by ':', '[', ',' or nothing (or a '-' after one) and followed by ',', '}', ']' or
+/// the end, outside strings. Text rarely matches the shape, so strings are tracked only then.
+bool has_bare_token(std::string_view text, std::string_view token) {
+  StringTracker strings(text);
+  for (auto pos = text.find(token[0]); pos != std::string_view::npos;
+       pos = text.find(token[0], pos + 1)) {
+    if (text.compare(pos, token.size(), token) != 0) continue;
+    auto end = pos + token.size();
+    if (end != text.size() && text[end] != ',' && text[end] != '}' && text[end] != ']') continue;
+    auto start = pos > 0 && text[pos - 1] == '-' ? pos - 1 : pos;
+    if (start != 0 && text[start - 1] != ':' && text[start - 1] != '[' && text[start - 1] != ',') {
+      continue;
+    }
+    if (strings.outside_string(pos)) return true;
+  }
+  return false;
+}
+
+Payload finish(json::object&& o) {
+  auto text = std::make_shared<const std::string>(json::serialize(o));
+  return has_non_finite_number(*text) ? nullptr : text;
+}
 }  // namespace
+
+bool has_non_finite_number(std::string_view text) {
+  return has_bare_token(text, "Infinity") || has_bare_token(text, "NaN");
+}
+
+bool holds_non_finite_number(const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::double_:
+      return !std::isfinite(v.get_double());
+    case json::kind::array:
+      for (auto& e : v.get_array()) {
+        if (holds_non_finite_number(e)) return true;
+      }
+      return false;
+    case json::kind::object:
+      for (auto& [k, e] : v.get_object()) {
+        if (holds_non_finite_number(e)) return true;
+      }
+      return false;
+    default:
+      return false;
+  }
+}
 
 namespace {
 /// Appends the JSON text of `v` to `out`, serializing straight into its spare capacity.
@@ -165,6 +239,7 @@ void append_json(std::string& out, const json::value& v) {
 }
 
 /// `{"jsonrpc":"2.0","id":<id>,"<member>":<value>}`, written directly (no envelope object).
+/// Null when `value` holds a non-finite number (see make_result).
 Payload envelope(const json::value& id, std::string_view member, const json::value& value) {
   auto text = std::make_shared<std::string>();
   text->reserve(192);
@@ -182,18 +257,25 @@ Payload envelope(const json::value& id, std::string_view member, const json::val
   *text += ",\"";
   *text += member;
   *text += "\":";
+  auto value_start = text->size();
   append_json(*text, value);
+  // Checked on the text just written (a scan for two letters), not by walking the value.
+  if (has_non_finite_number(std::string_view(*text).substr(value_start))) return nullptr;
   *text += '}';
   return text;
 }
 }  // namespace
 
-Payload make_result(const json::value& id, json::value result) {
-  return envelope(id, "result", result);
+Payload make_result(const json::value& id, json::value result, bool* non_finite) {
+  if (auto text = envelope(id, "result", result)) return text;
+  if (non_finite) *non_finite = true;
+  return make_error(id, {ErrorCode::kInternalError,
+                         "the result holds a number JSON cannot represent (infinity or NaN)"});
 }
 
 Payload make_error(const json::value& id, const RpcError& error) {
-  return envelope(id, "error", error_object(error));
+  if (auto text = envelope(id, "error", error_object(error))) return text;
+  return envelope(id, "error", error_object({error.code, error.message}));
 }
 
 Payload make_notification(std::string_view method, json::object params) {

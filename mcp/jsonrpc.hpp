@@ -87,13 +87,32 @@ struct ParsedFrame {
 [[nodiscard]] bool is_valid_id(const json::value& id);
 
 // Builders. Each returns the serialized message, ready to share between writers.
+//
+// JSON has no infinity or NaN: Boost.JSON writes such a double as a bare `Infinity` or `NaN`,
+// which no client can parse (and its parser reads 1e400 as infinity, so client input can carry
+// one). The builders check the text they write and never return it with such a number:
+// make_result answers with an internal error instead, make_error leaves `data` out, and
+// make_notification / make_request return null.
 using Payload = std::shared_ptr<const std::string>;
 
-[[nodiscard]] Payload make_result(const json::value& id, json::value result);
+/// `non_finite`, when given, is set when `result` held a non-finite number (and the answer is
+/// the internal error), for the caller's counter.
+[[nodiscard]] Payload make_result(const json::value& id, json::value result,
+                                  bool* non_finite = nullptr);
 [[nodiscard]] Payload make_error(const json::value& id, const RpcError& error);
+/// Null when `params` holds a non-finite number.
 [[nodiscard]] Payload make_notification(std::string_view method, json::object params);
+/// Null when `params` holds a non-finite number.
 [[nodiscard]] Payload make_request(const json::value& id, std::string_view method,
                                    json::object params);
+
+/// Whether `text`, JSON as Boost.JSON serializes it, holds a non-finite number (`Infinity`,
+/// `-Infinity` or `NaN` outside a string). Costs a memchr pass for 'I' and one for 'N': outside
+/// strings the serializer writes no other capital I or N.
+[[nodiscard]] bool has_non_finite_number(std::string_view text);
+/// Whether `v` holds a non-finite double anywhere (a walk of the whole tree: for input checks
+/// off the hot path).
+[[nodiscard]] bool holds_non_finite_number(const json::value& v);
 [[nodiscard]] json::object error_object(const RpcError& error);
 
 /// A JSON number that prints as an integer when `d` is integral ("3", not "3E0").

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <limits>
 #include <string>
 
 namespace mcpmesh::mcp {
@@ -274,6 +275,66 @@ TEST(Builders, RequestRoundTrips) {
   EXPECT_EQ(m.id, json::value(3));
   EXPECT_EQ(m.method, "sampling/createMessage");
   EXPECT_EQ(m.params.at("maxTokens"), 5);
+}
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+TEST(Builders, AResultJsonCannotCarryBecomesAnInternalError) {
+  for (json::value result :
+       {json::value(json::object{{"sum", kInf}}), json::value(json::object{{"sum", -kInf}}),
+        json::value(json::array{1, json::object{{"deep", json::array{kNaN}}}}), json::value(kNaN),
+        json::value(json::object{{"text", "fine"}, {"n", -kInf}})}) {
+    bool non_finite = false;
+    auto p = make_result(json::value(4), result, &non_finite);
+    ASSERT_TRUE(p);
+    EXPECT_TRUE(non_finite) << *p;
+    auto m = parse_one(*p);  // what went out is JSON
+    EXPECT_EQ(m.kind, Message::Kind::kErrorResponse) << *p;
+    EXPECT_EQ(m.id, json::value(4));
+    EXPECT_EQ(m.error.code, -32603);
+    EXPECT_NE(m.error.message.find("infinity or NaN"), std::string::npos) << m.error.message;
+  }
+}
+
+TEST(Builders, TextThatReadsLikeInfinityIsNoNumber) {
+  // Strings may hold the words, in every position the scan looks at.
+  for (std::string text : {"Infinity", "NaN", ":NaN,", "[Infinity]", "a\\\":NaN}", "-Infinity}",
+                           "\\", "NaN\\\"", "I N Infinity NaN"}) {
+    bool non_finite = false;
+    json::object result{{"text", text}, {text, 1.5}, {"list", json::array{text, 2.5, text}}};
+    auto p = make_result(json::value(1), result, &non_finite);
+    EXPECT_FALSE(non_finite) << text;
+    auto m = parse_one(*p);
+    ASSERT_EQ(m.kind, Message::Kind::kResponse) << *p;
+    EXPECT_EQ(m.result.at("text").as_string(), text);
+  }
+  EXPECT_FALSE(has_non_finite_number(R"({"a":"x\"","b":"NaN"})"));
+  EXPECT_TRUE(has_non_finite_number(R"({"a":"x\\","b":NaN})"));
+  EXPECT_TRUE(has_non_finite_number(R"([1,-Infinity])"));
+  EXPECT_TRUE(has_non_finite_number("NaN"));
+  EXPECT_FALSE(has_non_finite_number(R"({"NaN":1,"Infinity":2E3})"));
+}
+
+TEST(Builders, ErrorDataJsonCannotCarryIsLeftOut) {
+  auto m = parse_one(*make_error(
+      json::value(2), RpcError(ErrorCode::kInvalidParams, "bad", json::object{{"limit", kInf}})));
+  EXPECT_EQ(m.kind, Message::Kind::kErrorResponse);
+  EXPECT_EQ(m.error.code, -32602);
+  EXPECT_EQ(m.error.message, "bad");
+  EXPECT_TRUE(m.error.data.is_null());
+}
+
+TEST(Builders, NotificationsAndRequestsJsonCannotCarryAreNotMade) {
+  EXPECT_FALSE(make_notification("notifications/progress", {{"progress", kNaN}}));
+  EXPECT_FALSE(make_request(json::value(1), "x/y", {{"n", json::array{-kInf}}}));
+  EXPECT_TRUE(make_notification("notifications/progress", {{"progress", 0.5}}));
+}
+
+TEST(HoldsNonFiniteNumber, WalksTheWholeValue) {
+  EXPECT_FALSE(holds_non_finite_number(json::parse(R"({"a":[1,2.5,{"b":"NaN"}]})")));
+  EXPECT_TRUE(holds_non_finite_number(json::parse(R"({"a":[1,2.5,{"b":1e400}]})")));
+  EXPECT_TRUE(holds_non_finite_number(json::value(kNaN)));
 }
 
 TEST(JsonNumber, IntegersPrintWithoutExponent) {

@@ -9,49 +9,66 @@
 namespace mcpmesh::mcp {
 
 // name, help. Counters end in _total; gauges do not.
-#define MCPMESH_METRICS(X)                                                                      \
-  X(requests_total, "JSON-RPC requests received")                                               \
-  X(request_errors_total, "JSON-RPC error responses sent")                                      \
-  X(notifications_total, "JSON-RPC notifications received")                                     \
-  X(tool_calls_total, "tools/call requests")                                                    \
-  X(cancelled_total, "requests cancelled by the client; their responses were dropped")          \
-  X(inflight_rejected_total, "requests refused because the session had too many in flight")     \
-  X(client_requests_total, "server-to-client requests sent (sampling, elicitation, roots)")     \
-  X(client_request_timeouts_total, "server-to-client requests that hit their deadline")         \
-  X(sessions_created_total, "sessions created")                                                 \
-  X(sessions_closed_total, "sessions closed (DELETE, idle expiry, shutdown)")                   \
-  X(sessions_expired_total, "sessions removed after the idle timeout")                          \
-  X(sessions_restored_total, "sessions continued here after another node held them")            \
-  X(sessions_rejected_total, "initialize refused because max_sessions was reached")             \
-  X(sessions_active, "sessions alive on this node")                                             \
-  X(inflight_requests, "requests whose handler is running on this node")                        \
-  X(connections_total, "TCP connections accepted")                                              \
-  X(connections_active, "TCP connections open")                                                 \
-  X(connections_rejected_total, "connections refused because max_connections was reached")      \
-  X(http_requests_total, "HTTP requests")                                                       \
-  X(http_4xx_total, "HTTP responses with a 4xx status")                                         \
-  X(http_5xx_total, "HTTP responses with a 5xx status")                                         \
-  X(body_too_large_total, "requests refused: body over max_body_bytes (413)")                   \
-  X(header_too_large_total, "requests refused: headers over max_header_bytes (431)")            \
-  X(json_too_deep_total, "messages refused: JSON nesting over max_json_depth")                  \
-  X(parse_errors_total, "messages that were not valid JSON")                                    \
-  X(origin_rejected_total, "requests refused: Origin not allowed (403)")                        \
-  X(host_rejected_total, "requests refused: Host not allowed (403)")                            \
-  X(read_timeouts_total, "connections closed: request not read within read_timeout")            \
-  X(idle_timeouts_total, "keep-alive connections closed after idle_timeout")                    \
-  X(slow_consumers_total, "SSE streams closed: client did not keep up (write timeout/queue)")   \
-  X(sse_events_total, "SSE events written")                                                     \
-  X(sse_replayed_total, "SSE events replayed after Last-Event-ID")                              \
-  X(sse_buffer_evicted_total, "SSE events dropped from a full resumption buffer")               \
-  X(blocking_jobs_rejected_total, "blocking jobs refused: worker queue full")                   \
-  X(subscriptions_rejected_total, "resources/subscribe refused: max_subscriptions_per_session") \
-  X(batches_rejected_total, "JSON-RPC batches refused: longer than max_batch_size")             \
-  X(stdio_dropped_total, "stdio messages dropped: output queue full")                           \
-  X(forwarded_total, "HTTP exchanges relayed to the node holding their session")                \
-  X(forward_failures_total, "relayed exchanges that failed (holder unreachable or gone)")       \
-  X(forwarded_in_total, "HTTP exchanges another node relayed here")                             \
-  X(forward_hops_exceeded_total, "exchanges refused: relayed too often (session moving)")       \
-  X(sessions_unavailable_total, "requests refused with 503: the session's holder is failing")
+#define MCPMESH_METRICS(X)                                                                        \
+  X(requests_total, "JSON-RPC requests received")                                                 \
+  X(request_errors_total, "JSON-RPC error responses sent")                                        \
+  X(notifications_total, "JSON-RPC notifications received")                                       \
+  X(tool_calls_total, "tools/call requests")                                                      \
+  X(cancelled_total, "requests cancelled by the client; their responses were dropped")            \
+  X(inflight_rejected_total, "requests refused because the session had too many in flight")       \
+  X(client_requests_total, "server-to-client requests sent (sampling, elicitation, roots)")       \
+  X(client_request_timeouts_total, "server-to-client requests that hit their deadline")           \
+  X(sessions_created_total, "sessions created")                                                   \
+  X(sessions_closed_total, "sessions closed (DELETE, idle expiry, shutdown)")                     \
+  X(sessions_expired_total, "sessions removed after the idle timeout")                            \
+  X(sessions_restored_total, "sessions continued here after another node held them")              \
+  X(sessions_rejected_total, "initialize refused because max_sessions was reached")               \
+  X(sessions_active, "sessions alive on this node")                                               \
+  X(inflight_requests, "requests whose handler is running on this node")                          \
+  X(connections_total, "TCP connections accepted")                                                \
+  X(connections_active, "TCP connections open")                                                   \
+  X(connections_rejected_total, "connections refused because max_connections was reached")        \
+  X(http_requests_total, "HTTP requests")                                                         \
+  X(http_4xx_total, "HTTP responses with a 4xx status")                                           \
+  X(http_5xx_total, "HTTP responses with a 5xx status")                                           \
+  X(body_too_large_total, "requests refused: body over max_body_bytes (413)")                     \
+  X(header_too_large_total, "requests refused: headers over max_header_bytes (431)")              \
+  X(json_too_deep_total, "messages refused: JSON nesting over max_json_depth")                    \
+  X(parse_errors_total, "messages that were not valid JSON")                                      \
+  X(origin_rejected_total, "requests refused: Origin not allowed (403)")                          \
+  X(host_rejected_total, "requests refused: Host not allowed (403)")                              \
+  X(read_timeouts_total, "connections closed: request not read within read_timeout")              \
+  X(idle_timeouts_total, "keep-alive connections closed after idle_timeout")                      \
+  X(slow_consumers_total, "SSE streams closed: client did not keep up (write timeout/queue)")     \
+  X(sse_events_total, "SSE events written")                                                       \
+  X(sse_replayed_total, "SSE events replayed after Last-Event-ID")                                \
+  X(sse_buffer_evicted_total, "SSE events dropped from a full resumption buffer")                 \
+  X(blocking_jobs_rejected_total, "blocking jobs refused: worker queue full")                     \
+  X(subscriptions_rejected_total, "resources/subscribe refused: max_subscriptions_per_session")   \
+  X(batches_rejected_total, "JSON-RPC batches refused: longer than max_batch_size")               \
+  X(stdio_dropped_total, "stdio messages dropped: output queue full")                             \
+  X(stdio_read_pauses_total, "times stdin reading paused: stdout's queue full (backpressure)")    \
+  X(stdio_queued_bytes, "bytes queued for stdout")                                                \
+  X(stdio_queued_messages, "messages queued for stdout")                                          \
+  X(non_finite_numbers_total, "messages refused: a number JSON cannot carry (answered -32603)")   \
+  X(uris_rejected_total, "resources/(un)subscribe refused: URI invalid or over max_uri_bytes")    \
+  X(inflight_node_rejected_total, "requests refused: max_inflight in flight on this node")        \
+  X(sessions_init_expired_total, "sessions removed: initialization not done within init_timeout") \
+  X(forwarded_total, "HTTP exchanges relayed to the node holding their session")                  \
+  X(forward_failures_total, "relayed exchanges that failed (holder unreachable or gone)")         \
+  X(forwarded_in_total, "HTTP exchanges another node relayed here")                               \
+  X(forward_hops_exceeded_total, "exchanges refused: relayed too often (session moving)")         \
+  X(sessions_unavailable_total, "requests refused with 503: the session's holder is failing")     \
+  X(client_connections_rejected_total, "connections refused: max_connections_per_client (503)")   \
+  X(client_sessions_rejected_total, "initialize refused: max_sessions_per_client (429)")          \
+  X(session_rate_limited_total, "initialize refused by a new-session token bucket (429)")         \
+  X(rate_limited_total, "requests refused by a request token bucket (429)")                       \
+  X(shed_sessions_total, "initialize refused while shedding load (503; zone orange or red)")      \
+  X(shed_requests_total, "requests refused while shedding load (503; zone red)")                  \
+  X(accept_errors_total, "accept failures (out of descriptors: answered 503 when possible)")      \
+  X(clients_overflow_total, "clients counted together because the client table was full")         \
+  X(lingering_closes_total, "connections read to their end before closing after an error")        \
+  X(transfer_coding_rejected_total, "requests refused: a transfer coding other than chunked")
 
 struct Metrics {
 #define MCPMESH_METRIC_FIELD(name, help) std::atomic<std::uint64_t> name{0};
@@ -61,7 +78,9 @@ struct Metrics {
   static void inc(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
     c.fetch_add(n, std::memory_order_relaxed);
   }
-  static void dec(std::atomic<std::uint64_t>& c) { c.fetch_sub(1, std::memory_order_relaxed); }
+  static void dec(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
+    c.fetch_sub(n, std::memory_order_relaxed);
+  }
 
   /// Prometheus text exposition format, metric names prefixed with `mcpmesh_`.
   [[nodiscard]] std::string render_prometheus() const;

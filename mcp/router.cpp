@@ -35,15 +35,23 @@ std::optional<std::string> check_arguments(const json::object& schema, const jso
     bool ok = true;
     if (*type == "string")
       ok = value.is_string();
-    else if (*type == "number")
-      ok = value.is_number();
-    else if (*type == "integer") {
-      // Integral doubles within int64 (what handlers can convert); range before any cast,
-      // which would be undefined for 1e300.
-      ok = value.is_int64() || value.is_uint64();
+    else if (*type == "number") {
+      // The parser reads 1e400 as infinity: no handler can compute with it, nor answer it.
+      ok = value.is_number() && (!value.is_double() || std::isfinite(value.get_double()));
+      if (!ok && value.is_double()) {
+        return "argument '" + std::string(name) + "' must be a finite number";
+      }
+    } else if (*type == "integer") {
+      // Integers within int64 (what handlers can convert): Boost.JSON keeps only those above
+      // 2^63-1 as uint64. Integral doubles too; range before any cast, which would be
+      // undefined for 1e300.
+      ok = value.is_int64();
       if (value.is_double()) {
         double d = value.get_double();
         ok = d > -9.2e18 && d < 9.2e18 && std::trunc(d) == d;
+      }
+      if (!ok && value.is_number()) {
+        return "argument '" + std::string(name) + "' must be an integer from -2^63 to 2^63-1";
       }
     } else if (*type == "boolean")
       ok = value.is_bool();
@@ -92,6 +100,38 @@ Result<json::value> tool_answer(Result<ToolResult> r) {
   return json::value(std::move(*r).to_json());
 }
 
+/// Why `uri` cannot be subscribed to, or nullopt. RFC 3986: a scheme (a letter, then letters,
+/// digits, '+', '-' or '.') and ':'; characters a URI never holds unencoded (controls, space,
+/// `"<>\^`{|}`) refused. Other non-ASCII characters pass (IRIs), since clients send them.
+std::optional<std::string> uri_problem(std::string_view uri, std::size_t max_bytes) {
+  if (uri.size() > max_bytes) {
+    return "params.uri is longer than " + std::to_string(max_bytes) + " bytes";
+  }
+  auto is_alpha = [](unsigned char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; };
+  std::size_t i = 0;
+  while (i < uri.size() &&
+         (is_alpha(uri[i]) || (i > 0 && ((uri[i] >= '0' && uri[i] <= '9') || uri[i] == '+' ||
+                                         uri[i] == '-' || uri[i] == '.')))) {
+    ++i;
+  }
+  if (i == 0 || i == uri.size() || uri[i] != ':') {
+    return "params.uri must be a URI: a scheme (a letter, then letters, digits, '+', '-' or "
+           "'.') and ':'";
+  }
+  static constexpr std::string_view kNeverInUris = " \"<>\\^`{|}";
+  for (std::size_t j = 0; j < uri.size(); ++j) {
+    auto c = static_cast<unsigned char>(uri[j]);
+    // C1 controls (U+0080 to U+009F) are 0xC2 0x80..0x9F in UTF-8.
+    bool c1 = c == 0xC2 && j + 1 < uri.size() && static_cast<unsigned char>(uri[j + 1]) < 0xA0;
+    if (c < 0x20 || c == 0x7F || c1) return "params.uri holds a control character";
+    if (kNeverInUris.find(static_cast<char>(c)) != std::string_view::npos) {
+      return "params.uri holds a character URIs carry only percent-encoded (space or one of "
+             "\"<>\\^`{|})";
+    }
+  }
+  return std::nullopt;
+}
+
 std::optional<std::size_t> parse_cursor(const json::object& params) {
   auto* c = params.if_contains("cursor");
   if (!c || c->is_null()) return 0;
@@ -121,7 +161,7 @@ void InflightRequest::report_progress(double progress, std::optional<double> tot
   json::object p{{"progressToken", progress_token_}, {"progress", json_number(progress)}};
   if (total) p["total"] = json_number(*total);
   if (!message.empty()) p["message"] = message;
-  reply_->deliver(make_notification("notifications/progress", std::move(p)), false);
+  deliver_notification(make_notification("notifications/progress", std::move(p)));
 }
 
 void InflightRequest::log(LogLevel level, json::value data, std::string_view logger) {
@@ -130,7 +170,15 @@ void InflightRequest::log(LogLevel level, json::value data, std::string_view log
   if (threshold && level < *threshold) return;
   json::object p{{"level", to_string(level)}, {"data", std::move(data)}};
   if (!logger.empty()) p["logger"] = logger;
-  reply_->deliver(make_notification("notifications/message", std::move(p)), false);
+  deliver_notification(make_notification("notifications/message", std::move(p)));
+}
+
+void InflightRequest::deliver_notification(Payload notification) {
+  if (!notification) {  // it held a number JSON cannot represent: dropped
+    Metrics::inc(server_.metrics().non_finite_numbers_total);
+    return;
+  }
+  reply_->deliver(std::move(notification), false);
 }
 
 void InflightRequest::close_stream() {
@@ -165,15 +213,90 @@ void InflightRequest::fail(const RpcError& error) {
 }
 
 // ---------------------------------------------------------------------------------------------
+void RequestSlot::release() {
+  if (!conversation_) return;
+  conversation_->outstanding.fetch_sub(1, std::memory_order_relaxed);
+  conversation_.reset();
+  server_->release_request_slot();
+}
+
+Payload make_answer(Metrics& metrics, const json::value& id, Result<json::value> outcome) {
+  if (outcome) {
+    bool non_finite = false;
+    auto text = make_result(id, std::move(*outcome), &non_finite);
+    if (non_finite) {
+      Metrics::inc(metrics.non_finite_numbers_total);
+      Metrics::inc(metrics.request_errors_total);
+    }
+    return text;
+  }
+  Metrics::inc(metrics.request_errors_total);
+  return make_error(id, outcome.error());
+}
+
+RpcError handler_failure(const std::exception& e) {
+  // system_error's what() ends in "[category:value at file:line in function ...]" (Boost) or
+  // names the paths involved (std::filesystem): its code's message says the same without them.
+  std::string why;
+  if (auto* boost_error = dynamic_cast<const boost::system::system_error*>(&e)) {
+    auto code = boost_error->code();
+    why = code.category() == json::error_code(json::error::not_number).category()
+              ? "a value could not be converted (" + code.message() + ")"
+              : code.message();
+  } else if (auto* std_error = dynamic_cast<const std::system_error*>(&e)) {
+    why = std_error->code().message();
+  } else if (dynamic_cast<const std::bad_alloc*>(&e)) {
+    why = "out of memory";
+  } else {
+    why = e.what();
+    if (auto at = why.find(" ["); at != std::string::npos) why.resize(at);  // a location
+    constexpr std::size_t kMaxWhy = 200;
+    if (why.size() > kMaxWhy) why.resize(kMaxWhy);
+  }
+  return {ErrorCode::kInternalError, "the handler failed: " + why};
+}
+
+std::optional<RequestSlot> Router::admit(const std::shared_ptr<Conversation>& conversation,
+                                         const json::value& id,
+                                         const std::shared_ptr<ClientChannel>& reply) {
+  auto& config = server_.config();
+  if (conversation->outstanding.load(std::memory_order_relaxed) >=
+      config.max_inflight_per_session) {
+    Metrics::inc(server_.metrics().inflight_rejected_total);
+    reply->deliver(make_answer(server_.metrics(), id,
+                               RpcError(ErrorCode::kServerBusy,
+                                        "too many requests in flight for this session (max " +
+                                            std::to_string(config.max_inflight_per_session) +
+                                            "): wait for answers before sending more")),
+                   true);
+    return std::nullopt;
+  }
+  if (!server_.acquire_request_slot()) {
+    reply->deliver(
+        make_answer(server_.metrics(), id,
+                    RpcError(ErrorCode::kServerBusy,
+                             "this node has too many requests in flight (max " +
+                                 std::to_string(config.max_inflight) + "): retry later")),
+        true);
+    return std::nullopt;
+  }
+  conversation->outstanding.fetch_add(1, std::memory_order_relaxed);
+  return RequestSlot(server_, conversation);
+}
+
 void Router::handle(const std::shared_ptr<Conversation>& conversation, Message m,
                     const std::shared_ptr<ClientChannel>& reply) {
+  auto slot = admit(conversation, m.id, reply);
+  if (!slot) return;
+  // A synchronous answer is delivered before `slot` goes; a coroutine or a subscription that
+  // waits for the cluster takes it along.
+  serve(conversation, std::move(m), reply, *slot);
+}
+
+void Router::serve(const std::shared_ptr<Conversation>& conversation, Message m,
+                   const std::shared_ptr<ClientChannel>& reply, RequestSlot& slot) {
   auto answer = [&](Result<json::value> r) {
-    if (r) {
-      reply->deliver(make_result(m.id, std::move(*r)), true);
-    } else {
-      Metrics::inc(server_.metrics().request_errors_total);
-      reply->deliver(make_error(m.id, r.error()), true);
-    }
+    reply->deliver(make_answer(server_.metrics(), m.id, std::move(r)), true);
   };
   // A string_view compares lengths first: most of the names below are ruled out at once.
   const std::string_view method = m.method;
@@ -185,14 +308,16 @@ void Router::handle(const std::shared_ptr<Conversation>& conversation, Message m
   if (method == "resources/subscribe" || method == "resources/unsubscribe") {
     auto uri = get_string(m.params, "uri");
     if (!uri) return answer(invalid_params("params.uri (string) is required"));
+    if (auto problem = uri_problem(*uri, server_.config().max_uri_bytes)) {
+      Metrics::inc(server_.metrics().uris_rejected_total);
+      return answer(invalid_params(std::move(*problem)));
+    }
     if (method == "resources/unsubscribe") return answer(conversation->unsubscribe(*uri));
-    conversation->subscribe(*uri, [this, id = m.id, reply](Result<json::value> r) {
-      if (r) {
-        reply->deliver(make_result(id, std::move(*r)), true);
-      } else {
-        Metrics::inc(server_.metrics().request_errors_total);
-        reply->deliver(make_error(id, r.error()), true);
-      }
+    // std::function needs a copyable callable: the slot rides in a shared_ptr.
+    auto held = std::make_shared<RequestSlot>(std::move(slot));
+    conversation->subscribe(*uri, [this, id = m.id, reply, held](Result<json::value> r) {
+      reply->deliver(make_answer(server_.metrics(), id, std::move(r)), true);
+      held->release();
     });
     return;
   }
@@ -208,12 +333,6 @@ void Router::handle(const std::shared_ptr<Conversation>& conversation, Message m
     return answer(RpcError(ErrorCode::kMethodNotFound, "method not found: " + m.method));
   }
   auto& inflight = conversation->inflight;
-  if (inflight.size() >= server_.config().max_inflight_per_session) {
-    Metrics::inc(server_.metrics().inflight_rejected_total);
-    return answer(RpcError(ErrorCode::kServerBusy,
-                           "too many requests in flight for this session (max " +
-                               std::to_string(server_.config().max_inflight_per_session) + ")"));
-  }
   auto key = id_key(m.id);
   if (inflight.contains(key)) {
     return answer(RpcError(ErrorCode::kInvalidRequest, "request id already in use"));
@@ -247,30 +366,24 @@ void Router::handle(const std::shared_ptr<Conversation>& conversation, Message m
   }
   auto request = std::make_shared<InflightRequest>(server_, conversation, std::move(rc), reply,
                                                    std::move(progress_token));
+  request->slot_ = std::move(slot);
   inflight.emplace(std::move(key), request);
-  Metrics::inc(server_.metrics().inflight_requests);
-  auto slot = request->signal_.slot();
+  auto cancellation = request->signal_.slot();
   // The completion handler owns `request` too: co_spawn keeps using the slot (and so the
   // signal inside InflightRequest) after run_request returns, until it calls the handler.
-  asio::co_spawn(conversation->executor(), run_request(request, std::move(m)),
-                 asio::bind_cancellation_slot(slot, [keep = request](std::exception_ptr) {}));
+  asio::co_spawn(
+      conversation->executor(), run_request(request, std::move(m)),
+      asio::bind_cancellation_slot(cancellation, [keep = request](std::exception_ptr) {}));
 }
 
 asio::awaitable<void> Router::run_request(std::shared_ptr<InflightRequest> inflight, Message m) {
   Payload response;
   try {
     auto r = co_await dispatch_async(*inflight, m);
-    if (r) {
-      response = make_result(m.id, std::move(*r));
-    } else {
-      Metrics::inc(server_.metrics().request_errors_total);
-      response = make_error(m.id, r.error());
-    }
+    response = make_answer(server_.metrics(), m.id, std::move(r));
   } catch (const std::exception& e) {
     // Handler code is the app's: a throw is its bug, reported to the client, never a crash.
-    Metrics::inc(server_.metrics().request_errors_total);
-    response =
-        make_error(m.id, {ErrorCode::kInternalError, std::string("handler failed: ") + e.what()});
+    response = make_answer(server_.metrics(), m.id, handler_failure(e));
   }
   auto& map = inflight->conversation_->inflight;
   auto it = map.find(id_key(m.id));
@@ -280,7 +393,7 @@ asio::awaitable<void> Router::run_request(std::shared_ptr<InflightRequest> infli
   }
   // Break the cycle conversation -> inflight -> conversation once done.
   inflight->conversation_.reset();
-  Metrics::dec(server_.metrics().inflight_requests);
+  inflight->slot_.release();
 }
 
 // GCC 12 warns -Wmismatched-new-delete on this coroutine's frame: Asio's awaitable frames

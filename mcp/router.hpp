@@ -15,6 +15,7 @@
 
 #include <boost/asio/cancellation_signal.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -25,6 +26,7 @@ namespace mcpmesh::mcp {
 
 class Server;
 class InflightRequest;
+struct Metrics;
 
 /// What a request may read or change about the conversation it belongs to, and the requests
 /// of that conversation still running (for notifications/cancelled and the in-flight bound).
@@ -54,7 +56,46 @@ class Conversation {
 
   /// Requests of this conversation being handled, by id_key.
   std::unordered_map<std::string, std::shared_ptr<InflightRequest>> inflight;
+  /// Requests of this conversation admitted and not answered yet, of every kind (the bound of
+  /// max_inflight_per_session). Atomic: an answer may complete on another thread.
+  std::atomic<std::size_t> outstanding{0};
 };
+
+/// One admitted request's share of the in-flight bounds (its conversation's and the node's),
+/// given back once it is answered and its handler has ended. Move-only; any thread.
+class RequestSlot {
+ public:
+  RequestSlot() = default;
+  RequestSlot(Server& server, std::shared_ptr<Conversation> conversation)
+      : server_(&server), conversation_(std::move(conversation)) {}
+  RequestSlot(RequestSlot&& other) noexcept
+      : server_(other.server_), conversation_(std::move(other.conversation_)) {}
+  RequestSlot& operator=(RequestSlot&& other) noexcept {
+    if (this != &other) {
+      release();
+      server_ = other.server_;
+      conversation_ = std::move(other.conversation_);
+    }
+    return *this;
+  }
+  ~RequestSlot() { release(); }
+  void release();
+
+ private:
+  Server* server_ = nullptr;
+  std::shared_ptr<Conversation> conversation_;  // null once released
+};
+
+/// The answer to request `id` from its outcome, counted in `metrics` (errors; a result holding
+/// a number JSON cannot carry, answered with -32603 instead). Every answer to a client request
+/// is built here.
+[[nodiscard]] Payload make_answer(Metrics& metrics, const json::value& id,
+                                  Result<json::value> outcome);
+
+/// The error for a handler that threw `e` (app code's bug). Says what went wrong in words a
+/// client can use, never where: no exception text carrying a source location (Boost's
+/// system_error adds one to what()) or a file path (std::filesystem) reaches the client.
+[[nodiscard]] RpcError handler_failure(const std::exception& e);
 
 /// A request being handled: the handler's context. Lives on the conversation's executor.
 class InflightRequest final : public HandlerContext {
@@ -85,12 +126,16 @@ class InflightRequest final : public HandlerContext {
 
  private:
   friend class Router;
+  /// Sends a progress or log notification; null (it held a non-finite number) is dropped.
+  void deliver_notification(Payload notification);
+
   Server& server_;
   std::shared_ptr<Conversation> conversation_;  // reset when done (breaks the cycle)
   RequestContext rc_;
   std::shared_ptr<ClientChannel> reply_;
   json::value progress_token_;
   asio::cancellation_signal signal_;
+  RequestSlot slot_;  // released when the handler ends
   bool cancelled_ = false;
   bool answered_ = false;  // fail() answered already: the handler's outcome is dropped
 };
@@ -100,11 +145,19 @@ class Router {
   explicit Router(Server& server) : server_(server) {}
 
   /// Conversation executor only. Serves request `m`; the answer (and anything the handler
-  /// emits on the way) goes to `reply`. A handler that throws fails this request alone.
+  /// emits on the way) goes to `reply`. A handler that throws fails this request alone. A
+  /// request of any kind over max_inflight_per_session (this conversation's requests not
+  /// answered yet) or max_inflight (the node's) is answered at once with -32000.
   void handle(const std::shared_ptr<Conversation>& conversation, Message m,
               const std::shared_ptr<ClientChannel>& reply);
 
  private:
+  /// Admits request `id` within the in-flight bounds, or answers it with -32000 (counted).
+  std::optional<RequestSlot> admit(const std::shared_ptr<Conversation>& conversation,
+                                   const json::value& id,
+                                   const std::shared_ptr<ClientChannel>& reply);
+  void serve(const std::shared_ptr<Conversation>& conversation, Message m,
+             const std::shared_ptr<ClientChannel>& reply, RequestSlot& slot);
   Result<json::value> handle_list(const Message& m);
   asio::awaitable<void> run_request(std::shared_ptr<InflightRequest> inflight, Message m);
   asio::awaitable<Result<json::value>> dispatch_async(InflightRequest& ctx, Message& m);

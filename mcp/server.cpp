@@ -18,7 +18,10 @@ Server::Server(asio::io_context& io, App& app, ServerConfig config, std::size_t 
       app_(app),
       config_(std::move(config)),
       workers_(std::max<std::size_t>(worker_threads, 1)),
-      sweep_timer_(io) {
+      sweep_strand_(asio::make_strand(io)),
+      sweep_timer_(sweep_strand_),
+      init_timer_(sweep_strand_),
+      expiry_timer_(sweep_strand_) {
   app_.set_listener({
       .resource_updated = [this](std::string_view uri) { on_resource_updated(uri); },
       .list_changed = [this](ListKind kind) { on_list_changed(kind); },
@@ -41,6 +44,18 @@ bool Server::acquire_blocking_slot() {
 }
 
 void Server::release_blocking_slot() { blocking_jobs_.fetch_sub(1, std::memory_order_acq_rel); }
+
+bool Server::acquire_request_slot() {
+  auto& gauge = metrics_.inflight_requests;
+  if (gauge.fetch_add(1, std::memory_order_relaxed) >= config_.max_inflight) {
+    gauge.fetch_sub(1, std::memory_order_relaxed);
+    Metrics::inc(metrics_.inflight_node_rejected_total);
+    return false;
+  }
+  return true;
+}
+
+void Server::release_request_slot() { Metrics::dec(metrics_.inflight_requests); }
 
 bool Server::reserve_session_slot() {
   if (session_slots_.fetch_add(1, std::memory_order_acq_rel) >= config_.max_sessions) {
@@ -82,7 +97,8 @@ std::string Server::new_session_id() const {
 
 Result<std::shared_ptr<Session>> Server::make_session(std::shared_ptr<ClientChannel> standalone,
                                                       SessionStreams* streams,
-                                                      asio::io_context* context) {
+                                                      asio::io_context* context,
+                                                      std::shared_ptr<void> admission) {
   if (!accepting()) {
     Metrics::inc(metrics_.sessions_rejected_total);
     return RpcError(ErrorCode::kServerBusy, "this node is draining: not taking new sessions");
@@ -101,6 +117,7 @@ Result<std::shared_ptr<Session>> Server::make_session(std::shared_ptr<ClientChan
         *this, std::move(record),
         asio::strand<RoamingExecutor>(RoamingExecutor(context ? *context : io_)), standalone,
         streams);
+    session->set_admission(admission);
     if (sessions_.insert(session->id(), session)) {
       Metrics::inc(metrics_.sessions_created_total);
       Metrics::inc(metrics_.sessions_active);
@@ -114,10 +131,11 @@ Result<std::shared_ptr<Session>> Server::create_session(std::shared_ptr<ClientCh
   return make_session(std::move(standalone), nullptr, context);
 }
 
-Result<std::shared_ptr<Session>> Server::create_streamed_session(asio::io_context* context) {
+Result<std::shared_ptr<Session>> Server::create_streamed_session(asio::io_context* context,
+                                                                 std::shared_ptr<void> admission) {
   auto streams = std::make_shared<SessionStreams>(config_.streams, metrics_);
   auto* raw = streams.get();
-  return make_session(std::move(streams), raw, context);
+  return make_session(std::move(streams), raw, context, std::move(admission));
 }
 
 Result<std::shared_ptr<Session>> Server::restore_session(
@@ -138,7 +156,11 @@ Result<std::shared_ptr<Session>> Server::restore_session(
   // milliseconds: shifted by 20 bits they exceed every earlier holder's range.
   record.stream_base = std::max(record.stream_base + (std::uint64_t{1} << 20), epoch() << 20);
   streams->restore(std::move(events), record.stream_base);
-  for (auto& uri : record.subscriptions) (void)subscriptions_.subscribe(uri, record.id);
+  // The record keeps the index's texts of its URIs from here on (one copy per node).
+  std::set<registry::SharedUri, std::less<>> subscribed;
+  for (auto& uri : record.subscriptions)
+    subscribed.insert(subscriptions_.subscribe(uri, record.id).uri);
+  record.subscriptions = std::move(subscribed);
   auto* raw = streams.get();
   auto session = std::make_shared<Session>(
       *this, record, asio::strand<RoamingExecutor>(RoamingExecutor(context ? *context : io_)),
@@ -150,6 +172,7 @@ Result<std::shared_ptr<Session>> Server::restore_session(
   }
   Metrics::inc(metrics_.sessions_restored_total);
   Metrics::inc(metrics_.sessions_active);
+  if (!session->established()) watch_initialization(session);
   if (observer_) {
     observer_->on_record(record);
     for (auto& uri : record.subscriptions) observer_->on_subscription_changed(uri);
@@ -165,6 +188,7 @@ bool Server::close_session(std::string_view id) {
   auto session = sessions_.extract(id);
   if (!session) return false;
   session->close();
+  session->drop_admission();
   release_session_slot();
   Metrics::inc(metrics_.sessions_closed_total);
   Metrics::dec(metrics_.sessions_active);
@@ -174,6 +198,7 @@ bool Server::close_session(std::string_view id) {
 std::shared_ptr<Session> Server::release_session(std::string_view id) {
   auto session = sessions_.extract(id);
   if (!session) return nullptr;
+  session->drop_admission();
   release_session_slot();
   Metrics::dec(metrics_.sessions_active);
   return session;
@@ -196,25 +221,89 @@ void Server::close_all() {
 }
 
 void Server::start_idle_sweeper() {
+  arm_idle_sweep();
+  arm_init_sweep();
+}
+
+void Server::arm_idle_sweep() {
   auto period = std::clamp<std::chrono::seconds>(config_.session_idle_timeout / 4,
                                                  std::chrono::seconds(1), std::chrono::seconds(60));
   sweep_timer_.expires_after(period);
   sweep_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
     sweep_idle();
-    start_idle_sweeper();
+    arm_idle_sweep();
   });
+}
+
+void Server::watch_initialization(const std::shared_ptr<Session>& session) {
+  std::lock_guard lock(unestablished_mutex_);
+  // The deadline is taken under the lock, so the queue stays in deadline order.
+  unestablished_.push_back({std::chrono::steady_clock::now() + config_.init_timeout, session});
+}
+
+void Server::arm_init_sweep() {
+  // A session expires at most a tick after its deadline: within seconds of it, not minutes.
+  auto tick = std::clamp<std::chrono::milliseconds>(
+      config_.init_timeout / 4, std::chrono::milliseconds(50), std::chrono::milliseconds(1000));
+  init_timer_.expires_after(tick);
+  init_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    sweep_uninitialized();
+    arm_init_sweep();
+  });
+}
+
+void Server::sweep_uninitialized() {
+  auto now = std::chrono::steady_clock::now();
+  std::vector<std::shared_ptr<Session>> due;
+  {
+    std::lock_guard lock(unestablished_mutex_);
+    while (!unestablished_.empty() && unestablished_.front().deadline <= now) {
+      auto session = unestablished_.front().session.lock();
+      if (session && !session->established()) due.push_back(std::move(session));
+      unestablished_.pop_front();
+    }
+  }
+  if (!due.empty()) expire(std::move(due), Expiry::kUninitialized);
 }
 
 void Server::sweep_idle() {
   auto cutoff = std::chrono::steady_clock::now() - config_.session_idle_timeout;
-  std::vector<std::string> expired;
-  sessions_.for_each([&](const std::string& id, const std::shared_ptr<Session>& s) {
-    if (!s->pinned() && s->last_activity() < cutoff) expired.push_back(id);
+  auto due = sessions_.select([cutoff](const std::string&, const Session& s) {
+    return !s.pinned() && s.last_activity() < cutoff;
   });
-  for (auto& id : expired) {
-    if (close_session(id)) Metrics::inc(metrics_.sessions_expired_total);
+  if (!due.empty()) expire(std::move(due), Expiry::kIdle);
+}
+
+void Server::expire(std::vector<std::shared_ptr<Session>> due, Expiry why) {
+  for (auto& session : due) expiring_.emplace_back(std::move(session), why);
+  if (expiry_armed_ || expiring_.empty()) return;
+  expiry_armed_ = true;
+  expiry_timer_.expires_after(std::chrono::seconds(0));
+  expiry_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) close_expiring();
+  });
+}
+
+void Server::close_expiring() {
+  constexpr std::size_t kClosesPerTurn = 256;
+  auto idle_cutoff = std::chrono::steady_clock::now() - config_.session_idle_timeout;
+  for (std::size_t n = 0; n < kClosesPerTurn && !expiring_.empty(); ++n) {
+    auto [session, why] = std::move(expiring_.front());
+    expiring_.pop_front();
+    // Still due (a request may have come meanwhile), and still registered here (not one a
+    // drain handed over).
+    bool due = !session->pinned() && (why == Expiry::kIdle ? session->last_activity() < idle_cutoff
+                                                           : !session->established());
+    if (!due || sessions_.find(session->id()) != session) continue;
+    if (close_session(session->id())) {
+      Metrics::inc(why == Expiry::kIdle ? metrics_.sessions_expired_total
+                                        : metrics_.sessions_init_expired_total);
+    }
   }
+  expiry_armed_ = false;
+  expire({}, Expiry::kIdle);  // the rest, if any, in the next turn
 }
 
 json::value Server::initialize_result(std::string_view version) const {

@@ -25,8 +25,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -39,9 +41,19 @@ struct ServerConfig {
   std::string server_version = "0.1.0";
   std::string instructions;
   std::size_t page_size = 100;
+  /// Requests of one session admitted and not answered yet, of every kind (-32000 above).
   std::size_t max_inflight_per_session = 64;
-  std::size_t max_subscriptions_per_session = 1000;
+  /// Requests admitted and not answered yet on the whole node (-32000 above).
+  std::size_t max_inflight = 4096;
+  /// 100: a session's subscriptions replicate in its record, which a replica takes up to
+  /// kMaxRecordBytes (256 KiB); 100 URIs of max_uri_bytes fit, 1,000 would not.
+  std::size_t max_subscriptions_per_session = 100;
+  /// Longest URI resources/subscribe and resources/unsubscribe accept (-32602 above).
+  std::size_t max_uri_bytes = 2048;
   std::size_t max_sessions = 100000;
+  /// A session whose client has not completed initialization (notifications/initialized or
+  /// any later request) this long after initialize is removed.
+  std::chrono::milliseconds init_timeout{10000};
   std::chrono::milliseconds client_request_timeout{60000};
   std::chrono::seconds session_idle_timeout{1800};
   std::size_t max_blocking_jobs = 1024;
@@ -98,9 +110,10 @@ class Server {
   [[nodiscard]] Result<std::shared_ptr<Session>> create_session(
       std::shared_ptr<ClientChannel> standalone, asio::io_context* context = nullptr);
   /// As create_session, for a transport that serves resumable streams (Streamable HTTP): the
-  /// session's standalone channel is its own `SessionStreams`.
+  /// session's standalone channel is its own `SessionStreams`. `admission` (the transport's
+  /// reservation for the session's client) is held until the session leaves this node.
   [[nodiscard]] Result<std::shared_ptr<Session>> create_streamed_session(
-      asio::io_context* context = nullptr);
+      asio::io_context* context = nullptr, std::shared_ptr<void> admission = nullptr);
   /// Continues a session another node held (adoption): registers it with `record`'s state and
   /// its replicated standalone events. Fails if the id is taken or the record is malformed.
   [[nodiscard]] Result<std::shared_ptr<Session>> restore_session(
@@ -117,8 +130,12 @@ class Server {
   [[nodiscard]] std::vector<std::shared_ptr<Session>> sessions() const;
   /// Closes every session (shutdown).
   void close_all();
-  /// Starts the periodic sweep that expires idle sessions.
+  /// Starts the periodic sweeps that expire idle sessions and sessions whose client never
+  /// completed initialization.
   void start_idle_sweeper();
+  /// Any thread: `session` answered initialize; it is removed (counted) unless its client
+  /// completes initialization within init_timeout.
+  void watch_initialization(const std::shared_ptr<Session>& session);
 
   /// New sessions are refused while this is false (a draining node).
   void set_accepting(bool accepting) { accepting_.store(accepting, std::memory_order_relaxed); }
@@ -158,19 +175,33 @@ class Server {
   /// Blocking-job admission (HandlerContext::run_blocking): false at max_blocking_jobs.
   [[nodiscard]] bool acquire_blocking_slot();
   void release_blocking_slot();
+  /// Request admission (the Router, any thread): false (counted) at max_inflight requests
+  /// admitted and not answered yet; the gauge inflight_requests is that count.
+  [[nodiscard]] bool acquire_request_slot();
+  void release_request_slot();
 
   /// Makes a new session id: `<node-id>.<epoch, hex>.<32 hex digits from the OS CSPRNG>`.
   [[nodiscard]] std::string new_session_id() const;
 
  private:
   Result<std::shared_ptr<Session>> make_session(std::shared_ptr<ClientChannel> standalone,
-                                                SessionStreams* streams, asio::io_context* context);
+                                                SessionStreams* streams, asio::io_context* context,
+                                                std::shared_ptr<void> admission = nullptr);
   /// Reserves one of max_sessions, exactly under concurrency; false (counted) when full.
   bool reserve_session_slot();
   void release_session_slot();
   void on_resource_updated(std::string_view uri);
   void on_list_changed(ListKind kind);
+  // The sweeps run on sweep_strand_. A scan copies only the sessions it finds due, and those
+  // are closed a chunk per turn, so that 100K sessions expiring at once never hold an I/O
+  // thread for long.
+  enum class Expiry : std::uint8_t { kIdle, kUninitialized };
+  void arm_idle_sweep();
   void sweep_idle();
+  void arm_init_sweep();
+  void sweep_uninitialized();
+  void expire(std::vector<std::shared_ptr<Session>> due, Expiry why);
+  void close_expiring();
 
   asio::io_context& io_;
   App& app_;
@@ -180,7 +211,21 @@ class Server {
   asio::thread_pool workers_;
   registry::ShardedRegistry<Session> sessions_;
   registry::SubscriptionIndex subscriptions_;
-  asio::steady_timer sweep_timer_;
+  asio::strand<asio::io_context::executor_type> sweep_strand_;
+  asio::steady_timer sweep_timer_;   // idle sweep
+  asio::steady_timer init_timer_;    // sweep of sessions that did not complete initialization
+  asio::steady_timer expiry_timer_;  // closes what the sweeps found, a chunk per turn
+  /// Sessions that answered initialize, in deadline order (one timeout for all): a sweep looks
+  /// at those due only, not at every session.
+  struct Unestablished {
+    std::chrono::steady_clock::time_point deadline;
+    std::weak_ptr<Session> session;
+  };
+  std::mutex unestablished_mutex_;
+  std::deque<Unestablished> unestablished_;  // guarded by unestablished_mutex_
+  // sweep_strand_ only.
+  std::deque<std::pair<std::shared_ptr<Session>, Expiry>> expiring_;
+  bool expiry_armed_ = false;
   std::atomic<std::size_t> blocking_jobs_{0};
   std::atomic<std::size_t> session_slots_{0};
   std::atomic<bool> accepting_{true};

@@ -23,6 +23,7 @@ Session::Session(Server& server, SessionRecord record, asio::any_io_executor str
       standalone_(std::move(standalone)),
       streams_(streams),
       record_(std::move(record)) {
+  established_.store(record_.phase == SessionRecord::Phase::kReady, std::memory_order_relaxed);
   set_version_index();
   touch();
 }
@@ -71,10 +72,7 @@ void Session::post_frame(std::vector<Message> messages, std::shared_ptr<ClientCh
         // App code (a template lister, say) threw on a synchronous path: that request fails,
         // the node and the session go on.
         if (!id.is_null()) {
-          Metrics::inc(self->server_.metrics().request_errors_total);
-          reply->deliver(make_error(id, {ErrorCode::kInternalError,
-                                         std::string("handler failed: ") + e.what()}),
-                         true);
+          reply->deliver(make_answer(self->server_.metrics(), id, handler_failure(e)), true);
         }
       }
     }
@@ -153,6 +151,7 @@ void Session::handle_notification(const Message& m) {
   if (m.method == "notifications/initialized") {
     if (record_.phase == SessionRecord::Phase::kInitializing) {
       record_.phase = SessionRecord::Phase::kReady;
+      established_.store(true, std::memory_order_relaxed);
       changed();
     }
   } else if (m.method == "notifications/cancelled") {
@@ -186,20 +185,22 @@ void Session::handle_response(Message m) {
 void Session::handle_request(Message m, const Reply& reply) {
   if (m.method == "initialize") {
     auto r = handle_initialize(m);
-    if (r) {
-      reply->deliver(make_result(m.id, std::move(*r)), true);
-    } else {
-      Metrics::inc(server_.metrics().request_errors_total);
-      reply->deliver(make_error(m.id, r.error()), true);
-    }
+    bool opened = r.has_value();
+    reply->deliver(make_answer(server_.metrics(), m.id, std::move(r)), true);
+    if (opened) server_.watch_initialization(shared_from_this());
     return;
   }
-  if (record_.phase == SessionRecord::Phase::kNew && m.method != "ping") {
-    Metrics::inc(server_.metrics().request_errors_total);
-    reply->deliver(make_error(m.id, RpcError(ErrorCode::kInvalidRequest,
-                                             "session not initialized: send initialize first")),
-                   true);
-    return;
+  if (record_.phase == SessionRecord::Phase::kNew) {
+    if (m.method != "ping") {
+      reply->deliver(make_answer(server_.metrics(), m.id,
+                                 RpcError(ErrorCode::kInvalidRequest,
+                                          "session not initialized: send initialize first")),
+                     true);
+      return;
+    }
+  } else if (!established_.load(std::memory_order_relaxed)) {
+    // A client that skips notifications/initialized but goes on working has not gone away.
+    established_.store(true, std::memory_order_relaxed);
   }
   server_.router().handle(shared_from_this(), std::move(m), reply);
 }
@@ -213,10 +214,18 @@ Result<json::value> Session::handle_initialize(const Message& m) {
     return RpcError(ErrorCode::kInvalidParams, "initialize needs params.protocolVersion (string)");
   }
   auto version = negotiate_version(*requested);
+  auto* caps = get_object(m.params, "capabilities");
+  auto* info = get_object(m.params, "clientInfo");
+  // They are kept in the session's record, whose wire form must stay JSON (the parser reads
+  // 1e400 as infinity). A walk of two small objects, once per session.
+  if ((caps && holds_non_finite_number(*caps)) || (info && holds_non_finite_number(*info))) {
+    return RpcError(ErrorCode::kInvalidParams,
+                    "params.capabilities and params.clientInfo must hold finite numbers only");
+  }
   auto client = std::make_shared<ClientState>();
   client->protocol_version = std::string(version);
-  if (auto* caps = get_object(m.params, "capabilities")) client->capabilities = *caps;
-  if (auto* info = get_object(m.params, "clientInfo")) client->info = *info;
+  if (caps) client->capabilities = *caps;
+  if (info) client->info = *info;
   record_.client = std::move(client);
   record_.phase = SessionRecord::Phase::kInitializing;
   set_version_index();
@@ -240,8 +249,8 @@ void Session::subscribe(std::string_view uri, std::function<void(Result<json::va
                          "too many subscriptions for this session (max " +
                              std::to_string(server_.config().max_subscriptions_per_session) + ")"));
   }
-  record_.subscriptions.emplace(uri);
-  (void)server_.subscriptions().subscribe(uri, record_.id);
+  // The record holds the index's text of the URI: one copy per node.
+  record_.subscriptions.insert(server_.subscriptions().subscribe(uri, record_.id).uri);
   changed();
   auto* observer = server_.observer();
   if (!observer) return done(json::value(json::object{}));
@@ -284,13 +293,21 @@ asio::awaitable<Result<json::object>> Session::request_client(std::string method
                        "client did not declare the capability for " + method);
   }
   if (closing_) co_return RpcError(ErrorCode::kInternalError, "session closed");
-  json::value id = record_.next_client_request_id++;
+  json::value id = record_.next_client_request_id;
+  auto request = make_request(id, method, std::move(params));
+  if (!request) {
+    Metrics::inc(server_.metrics().non_finite_numbers_total);
+    co_return RpcError(
+        ErrorCode::kInternalError,
+        "the params of " + method + " hold a number JSON cannot represent (infinity or NaN)");
+  }
+  ++record_.next_client_request_id;
   changed();  // a node that continues this session must not reuse the id
   auto key = id_key(id);
   auto pending = std::make_shared<PendingClientRequest>(strand_);
   pending_.emplace(key, pending);
   Metrics::inc(server_.metrics().client_requests_total);
-  via->deliver(make_request(id, method, std::move(params)), false);
+  via->deliver(std::move(request), false);
   deadline = std::min(deadline, server_.config().client_request_timeout);
   pending->timer.expires_after(deadline);
   boost::system::error_code ec;

@@ -64,9 +64,17 @@ class Session final : public Conversation, public std::enable_shared_from_this<S
         std::chrono::steady_clock::duration(last_activity_.load(std::memory_order_relaxed)));
   }
   void touch();
+  /// Any thread: whether the client completed initialization (notifications/initialized, or
+  /// any request after initialize). Until then the session expires after init_timeout.
+  [[nodiscard]] bool established() const { return established_.load(std::memory_order_relaxed); }
   /// Any thread. A pinned session never expires for idleness (stdio: the process is the session).
   void pin() { pinned_.store(true, std::memory_order_relaxed); }
   [[nodiscard]] bool pinned() const { return pinned_.load(std::memory_order_relaxed); }
+
+  /// What the transport reserved for this session (its client's share of sessions). Set
+  /// before the session is registered; the server drops it when the session leaves the node.
+  void set_admission(std::shared_ptr<void> hold) { admission_ = std::move(hold); }
+  void drop_admission() { admission_.reset(); }
 
   /// Strand only: a copy of the replicable state.
   [[nodiscard]] SessionRecord record() const { return record_; }
@@ -101,6 +109,7 @@ class Session final : public Conversation, public std::enable_shared_from_this<S
   asio::any_io_executor strand_;
   std::shared_ptr<ClientChannel> standalone_;
   SessionStreams* streams_;
+  std::shared_ptr<void> admission_;  // set before registration, dropped once by its remover
 
   // Strand only.
   SessionRecord record_;
@@ -112,6 +121,7 @@ class Session final : public Conversation, public std::enable_shared_from_this<S
   std::atomic<int> version_index_{-1};
   std::atomic<bool> closed_{false};
   std::atomic<bool> pinned_{false};
+  std::atomic<bool> established_{false};
   std::atomic<std::chrono::steady_clock::rep> last_activity_;
 };
 

@@ -58,7 +58,7 @@ std::string SessionRecord::serialize() const {
   if (log_level) o["logLevel"] = to_string(*log_level);
   json::array subs;
   subs.reserve(subscriptions.size());
-  for (auto& s : subscriptions) subs.emplace_back(s);
+  for (auto& s : subscriptions) subs.emplace_back(s.view());
   o["subscriptions"] = std::move(subs);
   o["nextClientRequestId"] = next_client_request_id;
   o["streamBase"] = stream_base;
@@ -117,7 +117,7 @@ Result<SessionRecord> SessionRecord::parse(std::string_view text) {
     if (!subs->is_array()) return bad("subscriptions must be an array");
     for (auto& s : subs->get_array()) {
       if (!s.is_string()) return bad("subscriptions must be strings");
-      r.subscriptions.emplace(s.get_string());
+      r.subscriptions.emplace(std::string_view(s.get_string()));
     }
   }
   auto next_id = uint_at(o, "nextClientRequestId");

@@ -8,6 +8,7 @@
 /// never throws.
 
 #include "mcp/app.hpp"
+#include "registry/subscription_index.hpp"
 
 #include <cstdint>
 #include <memory>
@@ -32,7 +33,9 @@ struct SessionRecord {
   /// Protocol version, capabilities and client info from initialize (null before it).
   std::shared_ptr<const ClientState> client;
   std::optional<LogLevel> log_level;
-  std::set<std::string, std::less<>> subscriptions;
+  /// Resource URIs subscribed to. A live session's hold the node's subscription index's texts
+  /// (one copy of each URI per node); a record read from the wire has copies of its own.
+  std::set<registry::SharedUri, std::less<>> subscriptions;
   std::int64_t next_client_request_id = 1;
   /// First id of the POST streams this holder opens: a node that adopts the session starts
   /// above every id its previous holder could have used (see Server::restore_session).

@@ -8,6 +8,8 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
+#include <filesystem>
+#include <limits>
 #include <thread>
 
 namespace mcpmesh::mcp {
@@ -539,10 +541,15 @@ TEST_F(InflightLimitTest, TooManyInFlightIsServerBusy) {
   auto slow = start_wait(*client, "slow");
   auto r = client->call_tool("echo", {{"text", "x"}});
   EXPECT_EQ(error_code_of(r), -32000);
-  EXPECT_EQ(harness_.metrics().inflight_rejected_total.load(), 1u);
-  // Methods answered inline are not limited.
-  EXPECT_TRUE(result_of(client->call("ping")).empty());
-  EXPECT_FALSE(result_of(client->call("tools/list")).empty());
+  EXPECT_NE(r.at("error").at("message").as_string().find("this session"), std::string::npos);
+  // Every kind of request counts, those answered inline too.
+  EXPECT_EQ(error_code_of(client->call("ping")), -32000);
+  EXPECT_EQ(error_code_of(client->call("tools/list")), -32000);
+  EXPECT_EQ(harness_.metrics().inflight_rejected_total.load(), 3u);
+  // Another session is not limited by this one.
+  auto other = harness_.connect();
+  other->initialize();
+  EXPECT_TRUE(result_of(other->call("ping")).empty());
 
   client->notify("notifications/cancelled", {{"requestId", "slow"}});
   ASSERT_TRUE(harness_.run_until([&] { return slow->completion().has_value(); }));
@@ -680,6 +687,250 @@ TEST_F(SessionTest, SynchronousToolsAnswerInlineWithProgressAndLogs) {
   EXPECT_EQ(
       result_of(client->call_tool("echo", {{"text", "after"}})).at("content").at(0).at("text"),
       "after");
+}
+
+}  // namespace
+}  // namespace mcpmesh::mcp
+
+namespace mcpmesh::mcp {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+/// A response's error message ("" if it has none).
+std::string error_message_of(const json::object& response) {
+  auto* e = response.if_contains("error");
+  if (!e || !e->is_object()) return {};
+  auto* m = e->get_object().if_contains("message");
+  return m && m->is_string() ? std::string(m->get_string()) : std::string();
+}
+
+/// Whether `text` names a source file and line (what Boost's exceptions add to what()).
+bool names_a_source_location(std::string_view text) {
+  for (std::string_view ext : {".hpp:", ".cpp:", ".ipp:", ".h:"}) {
+    if (text.find(ext) != std::string_view::npos) return true;
+  }
+  return text.find("/usr/") != std::string_view::npos;
+}
+
+TEST_F(SessionTest, AResultJsonCannotCarryIsAnInternalErrorForThatRequestOnly) {
+  fixture_.app.add_tool({.name = "sum", .input_schema = object_schema({{"a", "number"}})},
+                        [](HandlerContext&, json::object args) -> Result<ToolResult> {
+                          double sum = args.at("a").to_number<double>() * 2;
+                          ToolResult r = ToolResult::text("sum");
+                          r.structured_content = json::object{{"sum", json_number(sum)}};
+                          return r;
+                        });
+  fixture_.app.add_tool({.name = "async_inf"},
+                        [](HandlerContext&, json::object) -> asio::awaitable<Result<ToolResult>> {
+                          co_return ToolResult::structured({{"x", json::array{1, -kInf}}});
+                        });
+  fixture_.app.add_tool(
+      {.name = "nan_progress"},
+      [](HandlerContext& ctx, json::object) -> asio::awaitable<Result<ToolResult>> {
+        ctx.report_progress(std::numeric_limits<double>::quiet_NaN(), 1);
+        ctx.log(LogLevel::kError, json::object{{"v", kInf}}, "t");
+        co_return ToolResult::text("done");
+      });
+  auto client = harness_.connect();
+  client->initialize();
+  auto healthy = harness_.connect();
+  healthy->initialize();
+  // 1.7e308 * 2 overflows to infinity from a valid input.
+  auto r = client->call_tool("sum", {{"a", 1.7e308}});
+  EXPECT_EQ(error_code_of(r), -32603);
+  EXPECT_NE(error_message_of(r).find("infinity or NaN"), std::string::npos);
+  EXPECT_EQ(error_code_of(client->call_tool("async_inf")), -32603);
+  EXPECT_EQ(harness_.metrics().non_finite_numbers_total.load(), 2u);
+  // A notification that cannot be written is dropped (counted); the call answers.
+  auto reply =
+      client->start("tools/call", {{"name", "nan_progress"}, {"_meta", {{"progressToken", "p"}}}});
+  EXPECT_EQ(result_of(client->wait_response(*reply)).at("content").at(0).at("text"), "done");
+  EXPECT_TRUE(reply->with_method("notifications/progress").empty());
+  EXPECT_TRUE(reply->with_method("notifications/message").empty());
+  EXPECT_EQ(harness_.metrics().non_finite_numbers_total.load(), 4u);
+  // Everything delivered was JSON (RecordingChannel::messages parses each), and both sessions
+  // go on.
+  EXPECT_EQ(result_of(client->call_tool("sum", {{"a", 2}})).at("structuredContent").at("sum"), 4);
+  EXPECT_EQ(result_of(healthy->call_tool("echo", {{"text", "ok"}})).at("content").at(0).at("text"),
+            "ok");
+}
+
+TEST_F(SessionTest, ArgumentsNoHandlerCanConvertAreToolErrors) {
+  auto client = harness_.connect();
+  client->initialize();
+  // Above int64 (Boost.JSON keeps it as uint64): converting it would throw in the handler.
+  auto big = result_of(client->call(
+      "tools/call",
+      {{"name", "typed"}, {"arguments", json::parse(R"({"n":18446744073709551615})")}}));
+  EXPECT_EQ(big.at("isError"), true);
+  EXPECT_NE(big.at("content").at(0).at("text").as_string().find("integer from -2^63"),
+            std::string::npos);
+  fixture_.app.add_tool({.name = "num", .input_schema = object_schema({{"x", "number"}}, {"x"})},
+                        [](HandlerContext&, json::object) -> Result<ToolResult> {
+                          return ToolResult::text("num ok");
+                        });
+  // The parser reads 1e400 as infinity (sent as text: serializing infinity is what cannot be).
+  auto frame = parse_frame(
+      R"({"jsonrpc":"2.0","id":"inf","method":"tools/call","params":{"name":"num","arguments":{"x":1e400}}})",
+      ParseLimits{});
+  ASSERT_EQ(frame.messages.size(), 1u);
+  auto reply = std::make_shared<RecordingChannel>();
+  client->session().post_frame(std::move(frame.messages), reply);
+  auto inf = result_of(client->wait_response(*reply));
+  EXPECT_EQ(inf.at("isError"), true);
+  EXPECT_NE(inf.at("content").at(0).at("text").as_string().find("finite number"),
+            std::string::npos);
+}
+
+TEST_F(SessionTest, HandlerFailuresNameNoSourceLocation) {
+  // Handlers that convert arguments their own way and throw (Boost's system_error: its what()
+  // carries "[boost.json:... at /usr/include/...hpp:...]").
+  fixture_.app.add_tool({.name = "sync_convert"},
+                        [](HandlerContext&, json::object) -> Result<ToolResult> {
+                          json::value v = "seven";
+                          return ToolResult::text(std::to_string(v.to_number<std::int64_t>()));
+                        });
+  fixture_.app.add_tool({.name = "async_convert"},
+                        [](HandlerContext&, json::object) -> asio::awaitable<Result<ToolResult>> {
+                          json::value v = 1.5;
+                          co_return ToolResult::text(std::to_string(v.to_number<std::int64_t>()));
+                        });
+  fixture_.app.add_tool({.name = "async_fs"},
+                        [](HandlerContext&, json::object) -> asio::awaitable<Result<ToolResult>> {
+                          throw std::filesystem::filesystem_error(
+                              "open", "/srv/secret/config.toml",
+                              std::make_error_code(std::errc::permission_denied));
+                          co_return ToolResult::text("unreachable");
+                        });
+  auto client = harness_.connect();
+  client->initialize();
+  for (std::string_view tool : {"sync_convert", "async_convert", "async_fs"}) {
+    auto r = client->call_tool(tool);
+    EXPECT_EQ(error_code_of(r), -32603) << tool;
+    auto message = error_message_of(r);
+    EXPECT_FALSE(names_a_source_location(message)) << tool << ": " << message;
+    EXPECT_EQ(message.find("/srv/"), std::string::npos) << tool << ": " << message;
+    EXPECT_EQ(message.rfind("the handler failed: ", 0), 0u) << tool << ": " << message;
+  }
+  EXPECT_NE(error_message_of(client->call_tool("sync_convert")).find("not a number"),
+            std::string::npos);
+  EXPECT_NE(error_message_of(client->call_tool("async_fs")).find("ermission denied"),
+            std::string::npos);
+  EXPECT_TRUE(result_of(client->call("ping")).empty());
+}
+
+class UriLimitTest : public SessionTest {
+ protected:
+  UriLimitTest() : SessionTest(ServerConfig{.max_uri_bytes = 32}) {}
+};
+
+TEST_F(UriLimitTest, SubscriptionUrisAreValidatedAndBounded) {
+  auto client = harness_.connect();
+  client->initialize();
+  auto healthy = harness_.connect();
+  healthy->initialize();
+  for (std::string_view uri :
+       {"", "no-scheme", "://x", "1abc://x", "a b://x", "note://with space", "note://a\nb",
+        "note://tab\tx", "note://del\x7f", "note://c1\xc2\x85", "note://q\"uote", "note://{x}",
+        "note://back\\slash", "note://this-one-is-longer-than-32-bytes"}) {
+    for (std::string_view method : {"resources/subscribe", "resources/unsubscribe"}) {
+      auto r = client->call(method, {{"uri", uri}});
+      EXPECT_EQ(error_code_of(r), -32602) << method << " " << uri;
+      EXPECT_NE(error_message_of(r).find("params.uri"), std::string::npos) << uri;
+    }
+  }
+  EXPECT_EQ(harness_.metrics().uris_rejected_total.load(), 28u);
+  for (std::string_view uri : {"note://ok", "urn:isbn:0451450523", "file:///a/b%20c",
+                               "x-y.z+w:opaque", "note://caf\xc3\xa9"}) {
+    EXPECT_TRUE(result_of(client->call("resources/subscribe", {{"uri", uri}})).empty()) << uri;
+  }
+  EXPECT_TRUE(result_of(healthy->call("resources/subscribe", {{"uri", "note://ok"}})).empty());
+  EXPECT_EQ(harness_.metrics().uris_rejected_total.load(), 28u);
+}
+
+TEST_F(SessionTest, ASubscribedUriIsStoredOncePerNode) {
+  auto a = harness_.connect();
+  a->initialize();
+  auto b = harness_.connect();
+  b->initialize();
+  std::string uri = "note://shared-" + std::string(100, 'x');
+  ASSERT_TRUE(result_of(a->call("resources/subscribe", {{"uri", uri}})).empty());
+  ASSERT_TRUE(result_of(b->call("resources/subscribe", {{"uri", uri}})).empty());
+  harness_.settle();  // nothing runs on the strands: their records may be read here
+  auto ra = a->session().record();
+  auto rb = b->session().record();
+  ASSERT_EQ(ra.subscriptions.size(), 1u);
+  ASSERT_EQ(rb.subscriptions.size(), 1u);
+  EXPECT_EQ(*ra.subscriptions.begin(), uri);
+  // Both sessions' records hold the index's own text: one copy for the node.
+  EXPECT_TRUE(ra.subscriptions.begin()->shares_text_with(*rb.subscriptions.begin()));
+  auto again = harness_.server().subscriptions().subscribe(uri, "probe");
+  EXPECT_TRUE(again.uri.shares_text_with(*ra.subscriptions.begin()));
+  // The record's wire form still carries the URI (replication).
+  auto parsed = SessionRecord::parse(ra.serialize());
+  ASSERT_TRUE(parsed);
+  EXPECT_EQ(parsed->subscriptions, ra.subscriptions);
+  // Updates reach both; unsubscribing one leaves the other.
+  ASSERT_TRUE(result_of(a->call("resources/unsubscribe", {{"uri", uri}})).empty());
+  harness_.server().app().notify_resource_updated(uri);
+  ASSERT_TRUE(harness_.run_until(
+      [&] { return !b->standalone().with_method("notifications/resources/updated").empty(); }));
+  harness_.settle();
+  EXPECT_TRUE(a->standalone().with_method("notifications/resources/updated").empty());
+}
+
+class NodeInflightLimitTest : public SessionTest {
+ protected:
+  NodeInflightLimitTest() : SessionTest(ServerConfig{.max_inflight = 1}) {}
+};
+
+TEST_F(NodeInflightLimitTest, TooManyInFlightOnTheNodeIsServerBusyForEveryone) {
+  auto busy = harness_.connect();
+  busy->initialize();
+  auto other = harness_.connect();
+  other->initialize();
+  auto slow = start_wait(*busy, "slow");
+  EXPECT_EQ(harness_.metrics().inflight_requests.load(), 1u);
+  for (auto* client : {busy.get(), other.get()}) {
+    auto r = client->call("ping");
+    EXPECT_EQ(error_code_of(r), -32000);
+    EXPECT_NE(error_message_of(r).find("this node"), std::string::npos);
+  }
+  EXPECT_EQ(harness_.metrics().inflight_node_rejected_total.load(), 2u);
+  EXPECT_EQ(harness_.metrics().inflight_rejected_total.load(), 0u);
+  busy->notify("notifications/cancelled", {{"requestId", "slow"}});
+  ASSERT_TRUE(harness_.run_until([&] { return slow->completion().has_value(); }));
+  EXPECT_TRUE(harness_.run_until([&] { return harness_.metrics().inflight_requests == 0; }));
+  EXPECT_TRUE(result_of(other->call("ping")).empty());
+  EXPECT_EQ(harness_.metrics().inflight_requests.load(), 0u);
+}
+
+class InitTimeoutTest : public SessionTest {
+ protected:
+  InitTimeoutTest() : SessionTest(ServerConfig{.init_timeout = std::chrono::milliseconds(200)}) {}
+};
+
+TEST_F(InitTimeoutTest, SessionsThatNeverCompleteInitializationExpire) {
+  harness_.server().start_idle_sweeper();
+  auto complete = harness_.connect();
+  complete->initialize();
+  auto working = harness_.connect();  // skips notifications/initialized but goes on working
+  ASSERT_FALSE(working->call("initialize", {{"protocolVersion", "2025-11-25"}}).contains("error"));
+  EXPECT_TRUE(result_of(working->call("ping")).empty());
+  auto abandoned = harness_.connect();
+  ASSERT_FALSE(
+      abandoned->call("initialize", {{"protocolVersion", "2025-11-25"}}).contains("error"));
+  auto gone = abandoned->id();
+  ASSERT_TRUE(harness_.run_until([&] { return !harness_.server().find_session(gone); }));
+  EXPECT_EQ(harness_.metrics().sessions_init_expired_total.load(), 1u);
+  EXPECT_TRUE(abandoned->session().closed());
+  // The others' deadlines came first (one timeout, sweeps in deadline order): they were looked
+  // at already, and stay.
+  EXPECT_EQ(harness_.server().session_count(), 2u);
+  EXPECT_TRUE(result_of(complete->call("ping")).empty());
+  EXPECT_TRUE(result_of(working->call("ping")).empty());
+  EXPECT_EQ(harness_.metrics().sessions_init_expired_total.load(), 1u);
 }
 
 }  // namespace

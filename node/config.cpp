@@ -49,14 +49,17 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
   NodeConfig c;
   auto& s = c.server;
   auto& h = c.http_config;
-  std::string config_file, allowed_origins, allowed_hosts, seeds;
+  auto& a = h.admission;
+  std::string config_file, allowed_origins, allowed_hosts, seeds, trusted_proxies;
+  long shed_lag_ms = a.shed_lag.count(), linger_ms = h.linger_timeout.count();
+  std::uint64_t memory_limit_mb = 0;
   std::size_t max_body = h.max_body_bytes, max_header = h.max_header_bytes,
               json_depth = h.max_json_depth;
   long read_ms = h.read_timeout.count(), idle_ms = h.idle_timeout.count(),
        write_ms = h.write_timeout.count(), keepalive_ms = h.sse_keepalive.count(),
        retry_ms = h.sse_retry.count(), client_timeout_ms = s.client_request_timeout.count(),
-       session_idle_s = s.session_idle_timeout.count(), drain_ms = c.drain_timeout.count(),
-       forward_ms = c.forward_timeout.count();
+       session_idle_s = s.session_idle_timeout.count(), init_ms = s.init_timeout.count(),
+       drain_ms = c.drain_timeout.count(), forward_ms = c.forward_timeout.count();
 
   po::options_description general("General");
   general.add_options()("help,h", "print this help and exit")("version",
@@ -86,8 +89,40 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
       "largest accepted HTTP header block (431 above)")(
       "max-json-depth", po::value(&json_depth)->default_value(json_depth),
       "deepest accepted JSON nesting (-32600 above)")(
-      "max-connections", po::value(&h.max_connections)->default_value(h.max_connections),
-      "open connections before new ones get 503")(
+      "max-connections", po::value(&h.max_connections)->default_value(0),
+      "open connections before new ones get 503 (0 = the open-file limit less room for the "
+      "node's own descriptors)")(
+      "max-connections-per-client",
+      po::value(&a.max_connections_per_client)->default_value(a.max_connections_per_client),
+      "open connections per client address (0 = a quarter of --max-connections; trusted "
+      "proxies are exempt) before 503")(
+      "max-sessions-per-client",
+      po::value(&a.max_sessions_per_client)->default_value(a.max_sessions_per_client),
+      "sessions per client (0 = a tenth of --max-sessions) before initialize gets 429")(
+      "client-rate-limit", po::value(&a.client_request_rate)->default_value(a.client_request_rate),
+      "requests a second per client, bursts of two seconds' worth (0 = no limit); 429 above")(
+      "client-session-rate-limit",
+      po::value(&a.client_session_rate)->default_value(a.client_session_rate),
+      "new sessions a second per client (0 = no limit); 429 above")(
+      "rate-limit", po::value(&a.node_request_rate)->default_value(a.node_request_rate),
+      "requests a second over all clients (0 = no limit: the load shedder protects the node)")(
+      "session-rate-limit", po::value(&a.node_session_rate)->default_value(a.node_session_rate),
+      "new sessions a second over all clients (0 = no limit)")(
+      "max-clients", po::value(&a.max_clients)->default_value(a.max_clients),
+      "client addresses tracked at once; beyond, new clients share one set of limits")(
+      "trusted-proxies", po::value(&trusted_proxies),
+      "comma-separated addresses or CIDR blocks of proxies (nginx) whose X-Forwarded-For names "
+      "the client")("shed-lag-ms", po::value(&shed_lag_ms)->default_value(shed_lag_ms),
+                    "event-loop lag load shedding keeps an overloaded node under (0 = never "
+                    "shed; the health zone is still exported)")(
+      "memory-limit-mb", po::value(&memory_limit_mb)->default_value(0),
+      "resident memory for the health zones (0 = the cgroup limit, else 80% of RAM): new "
+      "sessions are refused at 85%, new requests too at 95%")(
+      "linger-timeout-ms", po::value(&linger_ms)->default_value(linger_ms),
+      "after an error that closes the connection (400/408/413/431/501), how long what the client "
+      "still sends is read and dropped so that it reads the answer")(
+      "linger-bytes", po::value(&h.linger_bytes)->default_value(h.linger_bytes),
+      "most bytes read and dropped in such a lingering close")(
       "max-sessions", po::value(&s.max_sessions)->default_value(s.max_sessions),
       "sessions on this node before initialize gets 503")(
       "max-blocking-jobs", po::value(&s.max_blocking_jobs)->default_value(s.max_blocking_jobs),
@@ -96,10 +131,25 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
       "messages in one JSON-RPC batch (2025-03-26 sessions) before 400")(
       "max-subscriptions",
       po::value(&s.max_subscriptions_per_session)->default_value(s.max_subscriptions_per_session),
-      "resources/subscribe URIs per session before -32000")(
-      "max-inflight",
+      "resources/subscribe URIs per session before -32000 (with --replicas, times "
+      "--max-uri-bytes must fit a replicated session record: 224 KiB)")(
+      "max-uri-bytes", po::value(&s.max_uri_bytes)->default_value(s.max_uri_bytes),
+      "longest URI resources/subscribe and unsubscribe take before -32602")(
+      "max-inflight-per-session",
       po::value(&s.max_inflight_per_session)->default_value(s.max_inflight_per_session),
-      "concurrent requests per session before -32000")(
+      "requests of one session (any kind, ping included) not answered yet before -32000")(
+      "max-inflight", po::value(&s.max_inflight)->default_value(s.max_inflight),
+      "requests on the whole node (any kind) not answered yet before -32000")(
+      "init-timeout-ms", po::value(&init_ms)->default_value(init_ms),
+      "a session whose client has not sent notifications/initialized (or any later request) "
+      "this long after initialize is removed")(
+      "stdio-queue-messages",
+      po::value(&c.stdio_config.max_queued_messages)
+          ->default_value(c.stdio_config.max_queued_messages),
+      "--stdio: messages waiting for stdout before stdin is no longer read (backpressure)")(
+      "stdio-queue-bytes",
+      po::value(&c.stdio_config.max_queued_bytes)->default_value(c.stdio_config.max_queued_bytes),
+      "--stdio: bytes waiting for stdout before stdin is no longer read (backpressure)")(
       "read-timeout-ms", po::value(&read_ms)->default_value(read_ms),
       "time to receive one whole request once its first byte arrived")(
       "idle-timeout-ms", po::value(&idle_ms)->default_value(idle_ms),
@@ -192,6 +242,7 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
   h.max_json_depth = json_depth;
   c.stdio_config.max_line_bytes = max_body;
   c.stdio_config.max_json_depth = json_depth;
+  c.stdio_config.max_batch_size = h.max_batch_size;
   h.read_timeout = std::chrono::milliseconds(read_ms);
   h.idle_timeout = std::chrono::milliseconds(idle_ms);
   h.write_timeout = std::chrono::milliseconds(write_ms);
@@ -199,6 +250,7 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
   h.sse_retry = std::chrono::milliseconds(retry_ms);
   s.client_request_timeout = std::chrono::milliseconds(client_timeout_ms);
   s.session_idle_timeout = std::chrono::seconds(session_idle_s);
+  s.init_timeout = std::chrono::milliseconds(init_ms);
   c.drain_timeout = std::chrono::milliseconds(drain_ms);
   c.forward_timeout = std::chrono::milliseconds(forward_ms);
   if (drain_ms < 0 || forward_ms <= 0) throw std::runtime_error("timeouts must be positive");
@@ -221,7 +273,26 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
       }
     }
     if (c.replicas > 8) throw std::runtime_error("--replicas must be at most 8");
+    // A replica refuses a record over kMaxRecordBytes: a session's subscriptions (each URI
+    // with its quotes and comma) leave room for the rest of it.
+    if (c.replicas > 0 && s.max_subscriptions_per_session * (s.max_uri_bytes + 3) >
+                              mcp::kMaxRecordBytes - 32 * 1024) {
+      throw std::runtime_error(
+          "--max-subscriptions times --max-uri-bytes must fit a replicated session record "
+          "(224 KiB): lower one of them");
+    }
   }
+  a.trusted_proxies = split_list(trusted_proxies);
+  if (shed_lag_ms < 0 || linger_ms < 0) throw std::runtime_error("timeouts must not be negative");
+  a.shed = shed_lag_ms > 0;
+  if (a.shed) a.shed_lag = std::chrono::milliseconds(shed_lag_ms);
+  a.memory_limit_bytes = memory_limit_mb << 20;
+  h.linger_timeout = std::chrono::milliseconds(linger_ms);
+  if (a.client_request_rate < 0 || a.client_session_rate < 0 || a.node_request_rate < 0 ||
+      a.node_session_rate < 0) {
+    throw std::runtime_error("rate limits must not be negative");
+  }
+  if (a.max_clients < 1) throw std::runtime_error("--max-clients must be at least 1");
   h.allowed_origins = split_list(allowed_origins);
   h.allowed_hosts = split_list(allowed_hosts);
   c.seeds = split_list(seeds);
@@ -230,9 +301,17 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
   if (s.streams.queue_events < 16)
     throw std::runtime_error("--sse-queue-events must be at least 16");
   if (h.max_batch_size < 1) throw std::runtime_error("--max-batch-size must be at least 1");
+  if (s.max_inflight < 1 || s.max_inflight_per_session < 1) {
+    throw std::runtime_error("--max-inflight and --max-inflight-per-session must be at least 1");
+  }
+  if (s.max_uri_bytes < 8) throw std::runtime_error("--max-uri-bytes must be at least 8");
+  if (c.stdio_config.max_queued_messages < 2 || c.stdio_config.max_queued_bytes < 4096) {
+    throw std::runtime_error(
+        "--stdio-queue-messages must be at least 2 and --stdio-queue-bytes at least 4096");
+  }
   if (c.threads > 1024) throw std::runtime_error("--threads must be at most 1024");
   if (read_ms <= 0 || idle_ms <= 0 || write_ms <= 0 || retry_ms < 0 || client_timeout_ms <= 0 ||
-      session_idle_s <= 0) {
+      session_idle_s <= 0 || init_ms <= 0) {
     throw std::runtime_error("timeouts must be positive");
   }
   if (c.app != "demo" && c.app != "conformance") {

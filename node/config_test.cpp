@@ -15,7 +15,7 @@ namespace mcpmesh::node {
 namespace {
 
 /// parse_config over an argv built from `args` (argv[0] is added).
-std::optional<NodeConfig> parse(std::initializer_list<std::string> args) {
+std::optional<NodeConfig> parse(const std::vector<std::string>& args) {
   std::vector<std::string> storage{"mcpmesh-node"};
   storage.insert(storage.end(), args.begin(), args.end());
   std::vector<char*> argv;
@@ -146,9 +146,32 @@ TEST(ParseConfig, ListsSplitOnCommas) {
 }
 
 TEST(ParseConfig, LimitsReachTheirConfigs) {
-  auto c = parse_ok({"--max-body-bytes", "1000", "--max-json-depth", "8", "--read-timeout-ms",
-                     "250", "--session-idle-timeout-s", "30", "--page-size", "5", "--max-inflight",
-                     "3", "--sse-buffer-events", "7"});
+  auto c = parse_ok({"--max-body-bytes",
+                     "1000",
+                     "--max-json-depth",
+                     "8",
+                     "--read-timeout-ms",
+                     "250",
+                     "--session-idle-timeout-s",
+                     "30",
+                     "--page-size",
+                     "5",
+                     "--max-inflight-per-session",
+                     "3",
+                     "--max-inflight",
+                     "9",
+                     "--sse-buffer-events",
+                     "7",
+                     "--max-uri-bytes",
+                     "300",
+                     "--init-timeout-ms",
+                     "1500",
+                     "--stdio-queue-messages",
+                     "11",
+                     "--stdio-queue-bytes",
+                     "8192",
+                     "--max-batch-size",
+                     "4"});
   EXPECT_EQ(c.http_config.max_body_bytes, 1000u);
   EXPECT_EQ(c.stdio_config.max_line_bytes, 1000u);
   EXPECT_EQ(c.http_config.max_json_depth, 8u);
@@ -157,8 +180,30 @@ TEST(ParseConfig, LimitsReachTheirConfigs) {
   EXPECT_EQ(c.server.session_idle_timeout, std::chrono::seconds(30));
   EXPECT_EQ(c.server.page_size, 5u);
   EXPECT_EQ(c.server.max_inflight_per_session, 3u);
+  EXPECT_EQ(c.server.max_inflight, 9u);
   EXPECT_EQ(c.server.streams.buffer_events, 7u);
+  EXPECT_EQ(c.server.max_uri_bytes, 300u);
+  EXPECT_EQ(c.server.init_timeout, std::chrono::milliseconds(1500));
+  EXPECT_EQ(c.stdio_config.max_queued_messages, 11u);
+  EXPECT_EQ(c.stdio_config.max_queued_bytes, 8192u);
+  EXPECT_EQ(c.stdio_config.max_batch_size, 4u);
   EXPECT_THROW(parse({"--max-json-depth", "1"}), std::runtime_error);
+  EXPECT_THROW(parse({"--max-inflight", "0"}), std::runtime_error);
+  EXPECT_THROW(parse({"--init-timeout-ms", "0"}), std::runtime_error);
+}
+
+TEST(ParseConfig, ReplicatedSubscriptionsMustFitARecord) {
+  std::vector<std::string> cluster = {"--cluster", "127.0.0.1:0", "--cluster-secret-file", "s"};
+  auto with = [&](std::vector<std::string> more) {
+    more.insert(more.begin(), cluster.begin(), cluster.end());
+    return more;
+  };
+  EXPECT_NO_THROW(parse(with({})));  // the defaults fit: 100 URIs of 2,048 bytes
+  EXPECT_THROW(parse(with({"--max-subscriptions", "1000"})), std::runtime_error);
+  EXPECT_NO_THROW(parse(with({"--max-subscriptions", "1000", "--max-uri-bytes", "200"})));
+  // Nothing is replicated without replicas, or without a cluster.
+  EXPECT_NO_THROW(parse(with({"--max-subscriptions", "1000", "--replicas", "0"})));
+  EXPECT_NO_THROW(parse({"--max-subscriptions", "1000"}));
 }
 
 TEST(ParseConfig, HelpAndVersionReturnNothing) {

@@ -15,6 +15,8 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/signal_set.hpp>
 
+#include <sys/resource.h>
+
 #include <atomic>
 #include <csignal>
 #include <cstdio>
@@ -23,6 +25,26 @@
 
 using namespace mcpmesh;
 namespace asio = boost::asio;
+
+namespace {
+
+/// Raises the open-file limit to its hard limit and returns connections that fit under it: the
+/// rest stays for the node's own descriptors (listeners, the cluster's channels and streams,
+/// logs, the event loops' own).
+std::size_t connections_for_descriptors(bool cluster) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 1024;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  std::size_t files = limit.rlim_cur == RLIM_INFINITY ? std::size_t{1} << 20 : limit.rlim_cur;
+  std::size_t reserve = 64 + (cluster ? 192 : 0);
+  return files > 2 * reserve ? files - reserve : files / 2;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   // A peer that went away is an error code on its write, not a signal that ends the node.
@@ -39,6 +61,18 @@ int main(int argc, char** argv) {
   if (!parsed) return 0;
   auto& cfg = *parsed;
   spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+  {
+    auto fit = connections_for_descriptors(!cfg.cluster.empty());
+    auto& max = cfg.http_config.max_connections;
+    if (max == 0) {
+      max = fit;
+    } else if (max > fit) {
+      spdlog::warn(
+          "--max-connections {} is more than the open-file limit allows ({} with room for the "
+          "node's own files): past that, new connections get 503 when no descriptor is left",
+          max, fit);
+    }
+  }
 
   std::size_t threads =
       cfg.threads ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());

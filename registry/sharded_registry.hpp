@@ -181,6 +181,23 @@ class ShardedRegistry {
     }
   }
 
+  /// Thread-safe. The values for which pred(const std::string& key, const V& value) returns
+  /// true. pred runs UNDER THE SHARD'S SHARED LOCK: it must be short, must not block, and must
+  /// not call into this registry (deadlock). Unlike for_each, nothing is copied for entries
+  /// pred refuses: a scan that selects few allocates little.
+  template <class Pred>
+  [[nodiscard]] std::vector<std::shared_ptr<V>> select(Pred&& pred) const {
+    std::vector<std::shared_ptr<V>> selected;
+    for (std::size_t i = 0; i <= mask_; ++i) {
+      const Shard& shard = shards_[i];
+      std::shared_lock lock(shard.mutex);
+      for (const auto& [key, value] : shard.map) {
+        if (pred(key, std::as_const(*value))) selected.push_back(value);
+      }
+    }
+    return selected;
+  }
+
   /// Thread-safe. Erases every entry for which pred(const std::string& key, const V& value)
   /// returns true; returns how many were erased. pred runs UNDER THE SHARD'S EXCLUSIVE LOCK:
   /// it must be short, must not block, and must not call into this registry (deadlock).

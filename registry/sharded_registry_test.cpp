@@ -149,6 +149,23 @@ TEST(ShardedRegistryTest, EraseIfRemovesMatchingOnly) {
   EXPECT_EQ(reg.size(), 65u);
 }
 
+TEST(ShardedRegistryTest, SelectCopiesOnlyWhatItSelects) {
+  ShardedRegistry<Item> reg;
+  for (int i = 0; i < 1000; ++i) {
+    ASSERT_TRUE(reg.insert(std::to_string(i), std::make_shared<Item>(i)));
+  }
+  const std::size_t before = g_allocations.load();
+  auto none = reg.select([](const std::string&, const Item& item) { return item.value < 0; });
+  EXPECT_TRUE(none.empty());
+  EXPECT_EQ(g_allocations.load(), before) << "a scan selecting nothing allocates nothing";
+  auto some =
+      reg.select([](const std::string&, const Item& item) { return item.value % 100 == 7; });
+  std::set<int> values;
+  for (auto& item : some) values.insert(item->value);
+  EXPECT_EQ(values, (std::set<int>{7, 107, 207, 307, 407, 507, 607, 707, 807, 907}));
+  EXPECT_EQ(reg.size(), 1000u);  // nothing removed
+}
+
 // A value whose destructor re-enters the registry: proves destructors run with no lock held.
 struct Reentrant {
   Reentrant(ShardedRegistry<Reentrant>* r, std::string k) : reg(r), key(std::move(k)) {}

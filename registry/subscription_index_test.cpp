@@ -1,6 +1,7 @@
 #include "registry/subscription_index.hpp"
 
 #include <algorithm>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -77,6 +78,40 @@ TEST(SubscriptionIndexTest, UnsubscribeAllLeavesOtherSubscribers) {
   }
   EXPECT_EQ(index.unsubscribe_all("stays"), 25u);
   EXPECT_EQ(index.uri_count(), 0u);
+}
+
+TEST(SubscriptionIndexTest, AUriIsStoredOnceForAllItsSubscribers) {
+  SubscriptionIndex index;
+  const std::string uri = "file:///" + std::string(200, 'u');
+  auto first = index.subscribe(uri, "s1");
+  auto second = index.subscribe(uri, "s2");
+  auto again = index.subscribe(uri, "s1");
+  ASSERT_TRUE(first.added);
+  ASSERT_TRUE(second.added);
+  ASSERT_FALSE(again.added);
+  EXPECT_EQ(first.uri, uri);
+  // One text for the URI, whoever subscribed and whichever index holds it.
+  EXPECT_TRUE(first.uri.shares_text_with(second.uri));
+  EXPECT_TRUE(first.uri.shares_text_with(again.uri));
+  EXPECT_FALSE(first.uri.shares_text_with(SharedUri(uri)));
+  // A holder's handle outlives the index's entry, and a new entry gets a new text.
+  EXPECT_EQ(index.unsubscribe_all("s1"), 1u);
+  EXPECT_TRUE(index.unsubscribe(first.uri, "s2"));
+  EXPECT_EQ(index.uri_count(), 0u);
+  EXPECT_EQ(first.uri.view(), uri);
+  auto fresh = index.subscribe(uri, "s3");
+  EXPECT_FALSE(fresh.uri.shares_text_with(first.uri));
+  EXPECT_EQ(index.subscribers(uri), (Strings{"s3"}));
+}
+
+TEST(SubscriptionIndexTest, SharedUrisCompareByText) {
+  std::set<SharedUri, std::less<>> uris{"b://2", "a://1"};
+  EXPECT_TRUE(uris.contains(std::string_view("a://1")));
+  EXPECT_FALSE(uris.contains(std::string_view("c://3")));
+  EXPECT_EQ(uris.begin()->view(), "a://1");
+  EXPECT_TRUE(SharedUri("x") == SharedUri(std::string("x")));
+  EXPECT_TRUE(SharedUri("x") < std::string_view("y"));
+  EXPECT_EQ(SharedUri().view(), "");
 }
 
 TEST(SubscriptionIndexTest, SingleShardStillWorks) {

@@ -10,6 +10,10 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
 #include <charconv>
@@ -90,7 +94,17 @@ bool host_allowed(std::string_view host, const std::vector<std::string>& allowed
 
 struct HttpServer::Shared {
   Shared(std::vector<asio::io_context*> ctxs, mcp::Server& s, HttpConfig c)
-      : contexts(std::move(ctxs)), server(s), config(std::move(c)), acceptor(*contexts[0]) {}
+      : contexts(std::move(ctxs)),
+        server(s),
+        config(std::move(c)),
+        acceptor(*contexts[0]),
+        admission(std::make_shared<Admission>(config.admission, config.max_connections,
+                                              s.config().max_sessions, s.metrics())) {
+    reserve_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  }
+  ~Shared() {
+    if (reserve_fd >= 0) ::close(reserve_fd);
+  }
   std::vector<asio::io_context*> contexts;
   std::size_t next_context = 0;  // accept loop only
   asio::io_context& next() { return *contexts[next_context++ % contexts.size()]; }
@@ -104,7 +118,22 @@ struct HttpServer::Shared {
   SessionLocator* locator = nullptr;
   std::function<bool()> ready;
   std::function<void(std::string&)> extra_metrics;
+  std::shared_ptr<Admission> admission;
   mcp::Metrics& metrics() { return server.metrics(); }
+
+  /// /readyz: taking new work (the owner's readiness, not full, not shedding requests).
+  [[nodiscard]] bool taking_work() const {
+    bool owner = this->ready ? this->ready() : server.accepting();
+    auto& m = server.metrics();
+    bool full = server.session_count() >= server.config().max_sessions ||
+                m.connections_active.load(std::memory_order_relaxed) >= config.max_connections;
+    return owner && !full && admission->taking_work();
+  }
+
+  // Accept loop only (context 0).
+  int reserve_fd = -1;  // given up to accept (and refuse) a connection when out of descriptors
+  std::chrono::steady_clock::time_point accept_log_at{};
+  std::uint64_t accept_errors_unlogged = 0;
 };
 
 namespace {
@@ -134,6 +163,9 @@ class Exchange {
   Exchange(std::shared_ptr<HttpServer::Shared> shared, asio::io_context& context, unsigned hops)
       : context_(context), shared_(std::move(shared)), cfg_(shared_->config), hops_(hops) {}
 
+  /// The client admission control counts this exchange against; null for an exchange relayed
+  /// here (the node it arrived at admitted it).
+  virtual ClientRef client_of(const Request& req) = 0;
   /// Sends what `out_` holds without waiting; true when all of it went out.
   virtual bool write_now() = 0;
   /// Sends the rest of `out_`, waiting for the peer under its deadline; throws
@@ -241,6 +273,19 @@ class Exchange {
     out_ += body;
   }
 
+  /// Admission control said no: 429 or 503 with Retry-After and a JSON-RPC error.
+  void respond_refusal(const Refusal& refusal, const Request& req,
+                       const mcp::json::value& id = nullptr) {
+    auto body = mcp::make_error(id, RpcError(ErrorCode::kServerBusy, refusal.message));
+    std::array<char, 24> num;
+    auto [end, ec] =
+        std::to_chars(num.data(), num.data() + num.size(), refusal.retry_after.count());
+    respond(static_cast<http::status>(refusal.status), req.version(), req.keep_alive(),
+            "application/json", *body,
+            {{"Retry-After",
+              std::string_view(num.data(), static_cast<std::size_t>(end - num.data()))}});
+  }
+
   void respond_error(http::status status, unsigned version, bool keep, const RpcError& error,
                      const mcp::json::value& id = nullptr) {
     auto body = mcp::make_error(id, error);
@@ -286,13 +331,16 @@ class Exchange {
       return after(keep);
     }
     if (target == "/readyz" && req.method() == http::verb::get) {
-      bool ready = shared_->ready ? shared_->ready() : shared_->server.accepting();
+      bool ready = shared_->taking_work();
+      auto body = std::string(ready ? "ready" : "not ready") + " (zone " +
+                  std::string(to_string(shared_->admission->zone())) + ")\n";
       respond(ready ? http::status::ok : http::status::service_unavailable, version, keep,
-              "text/plain", ready ? "ready\n" : "not ready\n");
+              "text/plain", body);
       return after(keep);
     }
     if (target == "/metrics" && req.method() == http::verb::get) {
       auto text = shared_->metrics().render_prometheus();
+      shared_->admission->render_metrics(text);
       if (shared_->extra_metrics) shared_->extra_metrics(text);
       respond(http::status::ok, version, keep, "text/plain; version=0.0.4", text);
       return after(keep);
@@ -325,6 +373,17 @@ class Exchange {
       }
       if (where.verdict == SessionLocator::Verdict::kElsewhere) {
         if (hops_ < cfg_.max_forward_hops) {
+          // The client's limits are this node's to apply (the holder sheds by its own load).
+          // The body is not parsed here: a POST naming a method counts as one request.
+          if (req.method() == http::verb::post &&
+              req.body().find("\"method\"") != std::string::npos) {
+            if (auto client = client_of(req)) {
+              if (auto refused = shared_->admission->limit_requests(client, 1)) {
+                respond_refusal(*refused, req);
+                return after(keep);
+              }
+            }
+          }
           remote_ = std::move(where.target);
           return Next::kRelay;
         }
@@ -421,6 +480,24 @@ class Exchange {
     }
     bool opens = std::any_of(frame.messages.begin(), frame.messages.end(),
                              [](auto& m) { return mcp::Server::opens_session(m); });
+    std::size_t requests = 0;
+    for (auto& m : frame.messages) requests += m.is_request() ? 1 : 0;
+    for (auto& e : frame.errors) requests += e.first.is_null() ? 0 : 1;
+    auto& admission = *shared_->admission;
+    auto client = client_of(req);  // null when relayed here
+    if (!opens && requests > 0) {
+      // New work: the client's rate first (a client over it does not take others' share of
+      // what the shedder admits), then the node's load. A POST carrying only answers and
+      // notifications is never refused: the node asked for those answers.
+      std::optional<Refusal> refused;
+      if (client) refused = admission.limit_requests(client, requests);
+      if (!refused) refused = admission.shed_request();
+      if (refused) {
+        bool single = !frame.is_batch && !frame.messages.empty();
+        respond_refusal(*refused, req, single ? frame.messages[0].id : mcp::json::value());
+        return after(keep);
+      }
+    }
     std::shared_ptr<mcp::Session> session;
     std::shared_ptr<SessionStreams> streams;
     bool created = false;
@@ -438,7 +515,16 @@ class Exchange {
             frame.messages[0].id);
         return after(keep);
       }
-      auto made = shared_->server.create_streamed_session(&context_);
+      std::shared_ptr<void> hold;
+      if (client) {
+        Refusal refusal;
+        hold = admission.admit_session(client, refusal);
+        if (!hold) {
+          respond_refusal(refusal, req, frame.messages[0].id);
+          return after(keep);
+        }
+      }
+      auto made = shared_->server.create_streamed_session(&context_, std::move(hold));
       if (!made) {
         respond(http::status::service_unavailable, version, keep, "application/json",
                 *mcp::make_error(frame.messages[0].id, made.error()), {{"Retry-After", "5"}});
@@ -460,9 +546,6 @@ class Exchange {
         return after(keep);
       }
     }
-    std::size_t requests = 0;
-    for (auto& m : frame.messages) requests += m.is_request() ? 1 : 0;
-    for (auto& e : frame.errors) requests += e.first.is_null() ? 0 : 1;
     if (requests == 0) {
       session->post_frame(std::move(frame.messages), streams);
       respond(http::status::accepted, version, keep, {}, {});
@@ -789,11 +872,16 @@ class Exchange {
 /// long as its coroutine (shared_from_this). Runs on one single-threaded io_context.
 class Connection final : public Exchange, public std::enable_shared_from_this<Connection> {
  public:
+  /// `client`: who is on the other end (`proxy`: a trusted proxy, whose requests name their
+  /// client); `hold`: its share of connections, released with the connection.
   Connection(std::shared_ptr<HttpServer::Shared> shared, tcp::socket socket,
-             asio::io_context& context)
+             asio::io_context& context, ClientRef client, bool proxy, std::shared_ptr<void> hold)
       : Exchange(std::move(shared), context, 0),
         socket_(std::move(socket)),
-        watchdog_(socket_.get_executor()) {}
+        watchdog_(socket_.get_executor()),
+        client_(std::move(client)),
+        hold_(std::move(hold)),
+        proxy_(proxy) {}
 
   asio::awaitable<void> run() {
     try {
@@ -816,6 +904,11 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   using Clock = std::chrono::steady_clock;
 
   asio::any_io_executor executor() override { return socket_.get_executor(); }
+
+  ClientRef client_of(const Request& req) override {
+    if (!proxy_) return client_;
+    return shared_->admission->forwarded_client(req["X-Forwarded-For"], client_);
+  }
 
   void fail(boost::system::error_code ec) {
     // Expected ends of a connection are not worth a log line.
@@ -920,12 +1013,22 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
           Metrics::inc(shared_->metrics().read_timeouts_total);
           respond_error(http::status::request_timeout, 11, false,
                         RpcError(ErrorCode::kInvalidRequest, "request not received in time"));
+        } else if (ec == http::error::bad_transfer_encoding) {
+          reject_transfer_coding();
         } else if (ec != http::error::end_of_stream && ec != asio::error::eof &&
                    ec != asio::error::connection_reset) {
           respond_error(http::status::bad_request, 11, false,
                         RpcError(ErrorCode::kInvalidRequest, "malformed HTTP request"));
         }
+        if (out_.empty()) co_return;  // the client is gone: nothing to say
         if (!write_now()) co_await write_rest();
+        co_await linger();
+        co_return;
+      }
+      if (auto te = request_[http::field::transfer_encoding]; !te.empty() && !only_chunked(te)) {
+        reject_transfer_coding();
+        if (!write_now()) co_await write_rest();
+        co_await linger();
         co_return;
       }
       Metrics::inc(shared_->metrics().http_requests_total);
@@ -940,6 +1043,41 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
         request_.body().shrink_to_fit();
       }
     }
+  }
+
+  /// Transfer codings other than chunked (gzip, deflate, ...) are not implemented: 501.
+  void reject_transfer_coding() {
+    Metrics::inc(shared_->metrics().transfer_coding_rejected_total);
+    respond_error(
+        http::status::not_implemented, 11, false,
+        RpcError(ErrorCode::kInvalidRequest, "Transfer-Encoding: only chunked is supported"));
+  }
+
+  static bool only_chunked(std::string_view te) {
+    while (!te.empty() && (te.front() == ' ' || te.front() == '\t')) te.remove_prefix(1);
+    while (!te.empty() && (te.back() == ' ' || te.back() == '\t')) te.remove_suffix(1);
+    return beast::iequals(te, "chunked");
+  }
+
+  /// After an answer that ends the connection early: stop sending, then read and drop what
+  /// the client still sends (bounded in time and bytes) before closing, so a client that
+  /// writes its whole request before it reads gets the answer rather than a reset (closing a
+  /// socket with unread data resets it). nginx's lingering close works the same way.
+  asio::awaitable<void> linger() {
+    Metrics::inc(shared_->metrics().lingering_closes_total);
+    boost::system::error_code ec;
+    socket_.shutdown(tcp::socket::shutdown_send, ec);
+    if (ec) co_return;
+    buffer_.clear();
+    set_deadline(cfg_.linger_timeout);
+    std::size_t dropped = 0;
+    while (dropped < cfg_.linger_bytes) {
+      auto n = co_await socket_.async_read_some(buffer_.prepare(8 * kReadChunk),
+                                                asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;
+      dropped += n;  // never committed: the same space takes the next read
+    }
+    clear_deadline();
   }
 
   // -- writing --------------------------------------------------------------------------------
@@ -995,6 +1133,9 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   bool timed_out_ = false;
   std::uint64_t watchdog_gen_ = 0;
   std::size_t out_sent_ = 0;
+  ClientRef client_;
+  std::shared_ptr<void> hold_;  // the client's share of connections (null for a proxy)
+  bool proxy_;
 };
 
 /// An exchange another node relayed here: one request, its answer sent back part by part
@@ -1024,6 +1165,7 @@ class ForwardedExchange final : public Exchange,
 
  private:
   asio::any_io_executor executor() override { return waiter_.get_executor(); }
+  ClientRef client_of(const Request&) override { return nullptr; }
 
   bool write_now() override {
     if (failed_) throw boost::system::system_error(asio::error::connection_aborted);
@@ -1057,37 +1199,113 @@ class ForwardedExchange final : public Exchange,
   bool failed_ = false;
 };
 
+constexpr std::string_view kTooManyConnections =
+    "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\n"
+    "Content-Length: 99\r\nConnection: close\r\n\r\n"
+    R"({"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"too many connections; retry shortly"}})";
+static_assert(kTooManyConnections.size() - kTooManyConnections.find("\r\n\r\n") - 4 == 99);
+
+/// Answers a connection that will not be served with 503 and closes it, without waiting: what
+/// the client already sent is read first, so the close does not reset the connection before
+/// the client reads the answer.
+void refuse_connection(int fd) {
+  std::array<char, 4096> sink;
+  while (::recv(fd, sink.data(), sink.size(), MSG_DONTWAIT) > 0) {
+  }
+  (void)::send(fd, kTooManyConnections.data(), kTooManyConnections.size(),
+               MSG_DONTWAIT | MSG_NOSIGNAL);
+  ::shutdown(fd, SHUT_WR);
+}
+
+/// Out of descriptors: accept() fails while connections wait in the backlog, and would fail
+/// again at once. Gives up the reserved descriptor to take them one at a time, each answered
+/// 503 and closed, then takes the reserve back. Returns how many were answered.
+std::size_t refuse_backlog(HttpServer::Shared& shared) {
+  std::size_t refused = 0;
+  for (; refused < 256; ++refused) {
+    if (shared.reserve_fd >= 0) {
+      ::close(shared.reserve_fd);
+      shared.reserve_fd = -1;
+    }
+    int fd =
+        ::accept4(shared.acceptor.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) break;
+    refuse_connection(fd);
+    ::close(fd);
+    Metrics::inc(shared.metrics().connections_rejected_total);
+  }
+  shared.reserve_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  return refused;
+}
+
+/// Whether an accept error means the process or system is out of a resource (as opposed to
+/// one connection that went away before it was accepted).
+bool out_of_resources(boost::system::error_code ec) {
+  return ec == asio::error::no_descriptors || ec == asio::error::no_buffer_space ||
+         ec == asio::error::no_memory || ec == boost::system::errc::too_many_files_open_in_system;
+}
+
 asio::awaitable<void> accept_loop(std::shared_ptr<HttpServer::Shared> shared) {
+  using namespace std::chrono_literals;
+  auto backoff = 0ms;
+  auto& admission = *shared->admission;
   for (;;) {
     boost::system::error_code ec;
     auto& context = shared->next();
     auto socket = co_await shared->acceptor.async_accept(
         context, asio::redirect_error(asio::use_awaitable, ec));
     if (ec == asio::error::operation_aborted || !shared->acceptor.is_open()) co_return;
+    auto& m = shared->metrics();
     if (ec) {
-      // EMFILE and friends: back off briefly rather than spin.
-      spdlog::warn("accept failed: {}", ec.message());
-      asio::steady_timer t(shared->acceptor.get_executor(), std::chrono::milliseconds(50));
-      co_await t.async_wait(asio::use_awaitable);
+      if (!out_of_resources(ec)) continue;  // that one client gave up; the next may not
+      Metrics::inc(m.accept_errors_total);
+      auto refused = refuse_backlog(*shared);
+      // At most one line a second, however often it happens.
+      ++shared->accept_errors_unlogged;
+      auto now = std::chrono::steady_clock::now();
+      if (now - shared->accept_log_at >= 1s) {
+        spdlog::warn(
+            "accept failed: {} ({} times since the last report; {} waiting connections answered "
+            "503); --max-connections {} may be above what the descriptor limit allows",
+            ec.message(), shared->accept_errors_unlogged, refused, shared->config.max_connections);
+        shared->accept_log_at = now;
+        shared->accept_errors_unlogged = 0;
+      }
+      // Descriptors come back as connections close: pause accepting, longer while it lasts.
+      backoff = std::clamp(backoff * 2, 10ms, 1000ms);
+      asio::steady_timer t(shared->acceptor.get_executor(), backoff);
+      co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       continue;
     }
-    auto& m = shared->metrics();
+    backoff = 0ms;
     Metrics::inc(m.connections_total);
+    auto peer = socket.remote_endpoint(ec);
+    if (ec) continue;  // already gone
+    auto refuse = [&] {
+      refuse_connection(socket.native_handle());
+      boost::system::error_code ignored;
+      socket.close(ignored);
+    };
     if (m.connections_active.load(std::memory_order_relaxed) >= shared->config.max_connections) {
       Metrics::inc(m.connections_rejected_total);
-      static constexpr std::string_view kBusy =
-          "HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Length: 0\r\n"
-          "Connection: close\r\n\r\n";
-      boost::system::error_code ignored;
-      socket.non_blocking(true, ignored);
-      socket.write_some(asio::buffer(kBusy), ignored);
-      socket.close(ignored);
+      refuse();
       continue;
+    }
+    auto client = admission.client(peer.address());
+    bool proxy = admission.trusted_proxy(peer.address());
+    std::shared_ptr<void> hold;
+    if (!proxy) {
+      hold = admission.open_connection(client);
+      if (!hold) {
+        refuse();  // counted by open_connection
+        continue;
+      }
     }
     Metrics::inc(m.connections_active);
     socket.set_option(tcp::no_delay(true), ec);
     auto ex = socket.get_executor();
-    auto conn = std::make_shared<Connection>(shared, std::move(socket), context);
+    auto conn = std::make_shared<Connection>(shared, std::move(socket), context, std::move(client),
+                                             proxy, std::move(hold));
     asio::co_spawn(
         ex, [conn]() { return conn->run(); }, asio::detached);
   }
@@ -1127,13 +1345,19 @@ HttpServer::HttpServer(std::vector<asio::io_context*> contexts, mcp::Server& ser
 HttpServer::~HttpServer() { stop(); }
 
 void HttpServer::start() {
+  boost::system::error_code ec;
+  shared_->acceptor.non_blocking(true, ec);  // refuse_backlog's accept4 must never wait
+  shared_->admission->start(shared_->contexts);
   asio::co_spawn(shared_->acceptor.get_executor(), accept_loop(shared_), asio::detached);
 }
 
 void HttpServer::stop() {
   boost::system::error_code ec;
   shared_->acceptor.close(ec);
+  shared_->admission->stop();
 }
+
+Admission& HttpServer::admission() { return *shared_->admission; }
 
 asio::ip::tcp::endpoint HttpServer::local_endpoint() const {
   return shared_->acceptor.local_endpoint();

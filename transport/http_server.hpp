@@ -2,15 +2,17 @@
 /// \file
 /// Streamable HTTP transport (MCP 2025-11-25) on Boost.Beast: POST/GET/DELETE on one endpoint,
 /// JSON or SSE answers, session ids, resumable SSE streams, Origin/Host checks, limits and
-/// deadlines. Also serves `/healthz`, `/readyz` and `/metrics`. Exchanges of sessions another
-/// node holds are relayed there (`session_target.hpp`), and exchanges another node relays here
-/// are served by `serve_forwarded` exactly as if they had arrived on a socket.
+/// deadlines, admission control (`admission.hpp`). Also serves `/healthz`, `/readyz` and
+/// `/metrics`. Exchanges of sessions another node holds are relayed there (`session_target.hpp`),
+/// and exchanges another node relays here are served by `serve_forwarded` exactly as if they had
+/// arrived on a socket.
 ///
 /// Threading: every connection runs as one coroutine on one io_context, which must be run by
 /// a single thread (IoPool: one per thread), so connections need no strand; sessions are
 /// reached only through `mcp::Session`'s thread-safe entry points.
 
 #include "mcp/server.hpp"
+#include "transport/admission.hpp"
 #include "transport/io_pool.hpp"
 #include "transport/session_target.hpp"
 
@@ -34,7 +36,15 @@ struct HttpConfig {
   /// Messages in one JSON-RPC batch (2025-03-26 sessions); the stream queue (--sse-queue-events)
   /// caps it too.
   std::size_t max_batch_size = 100;
+  /// Open connections before new ones get 503 (the node sets it from RLIMIT_NOFILE).
   std::size_t max_connections = 19000;
+  /// Per-client caps, token buckets and load shedding.
+  AdmissionConfig admission;
+  /// After an error that ends the connection (400, 408, 413, 431, 501) the rest of what the
+  /// client sends is read and dropped for up to this long and this many bytes, so a client
+  /// that writes its whole request before reading gets the answer, not a reset.
+  std::chrono::milliseconds linger_timeout{5000};
+  std::size_t linger_bytes = 16 * 1024 * 1024;
   /// From the first byte of a request to its last (slowloris bound).
   std::chrono::milliseconds read_timeout{10000};
   /// How long a keep-alive connection may wait for its next request.
@@ -73,8 +83,11 @@ class HttpServer {
 
   /// Set before start(); null = a single node (sessions not held here are unknown: 404).
   void set_locator(SessionLocator* locator);
-  /// `/readyz` answers 200 while this holds (default: the server takes new sessions).
+  /// `/readyz` answers 200 while this holds (default: the server takes new sessions) and the
+  /// node is not full (sessions, connections) and not shedding requests (zone red).
   void set_readiness(std::function<bool()> ready);
+  /// The admission control of this server (zone, clients); lives as long as the server.
+  [[nodiscard]] Admission& admission();
   /// Appends more Prometheus text (the cluster's figures) to every `/metrics` answer.
   void set_extra_metrics(std::function<void(std::string&)> render);
 

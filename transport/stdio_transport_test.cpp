@@ -26,10 +26,13 @@ class StdioTransportTest : public ::testing::Test {
     cfg.in_fd = to_node_[0];
     cfg.out_fd = from_node_[1];
     cfg.max_line_bytes = 256;
+    configure(cfg);
     stdio_ = std::make_unique<StdioTransport>(io_, *server_, cfg);
     stdio_->start([this] { eof_seen_ = true; });
     thread_ = std::thread([this] { io_.run_for(20s); });
   }
+
+  virtual void configure(StdioConfig&) {}
 
   void TearDown() override {
     if (to_node_[1] >= 0) ::close(to_node_[1]);
@@ -116,6 +119,55 @@ TEST_F(StdioTransportTest, EndOfInputEndsTheSessionAfterPendingOutput) {
   }
   EXPECT_TRUE(eof_seen_);
   EXPECT_EQ(server_->session_count(), 0u);
+}
+
+class StdioBackpressureTest : public StdioTransportTest {
+ protected:
+  static constexpr std::size_t kMaxMessages = 32;
+  static constexpr std::size_t kMaxBytes = 4096;
+  void configure(StdioConfig& cfg) override {
+    cfg.max_queued_messages = kMaxMessages;
+    cfg.max_queued_bytes = kMaxBytes;
+  }
+};
+
+TEST_F(StdioBackpressureTest, AnUnreadStdoutStopsReadingAndEveryAnswerArrivesLater) {
+  constexpr int kPings = 20000;  // ~0.9 MB of requests: far more than the pipes hold
+  std::atomic<int> written{0};
+  int fd = to_node_[1];
+  // The client writes without reading: its writes block once the node stops reading stdin.
+  std::thread writer([&] {
+    for (int i = 0; i < kPings; ++i) {
+      std::string line = R"({"jsonrpc":"2.0","id":)" + std::to_string(i) + R"(,"method":"ping"})";
+      line += '\n';
+      if (::write(fd, line.data(), line.size()) != static_cast<ssize_t>(line.size())) return;
+      ++written;
+    }
+  });
+  auto& metrics = server_->metrics();
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (metrics.stdio_read_pauses_total == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(5ms);  // polling a counter the node sets, bounded
+  }
+  ASSERT_GE(metrics.stdio_read_pauses_total.load(), 1u);
+  // While nobody reads, what waits for stdout stays within its bounds (plus the answers to
+  // requests already handed to the session: at most its in-flight bound, and the line read).
+  const std::size_t slack = mcp::ServerConfig{}.max_inflight_per_session + 1;
+  for (int sample = 0; sample < 50; ++sample) {
+    EXPECT_LE(metrics.stdio_queued_messages.load(), kMaxMessages + slack);
+    EXPECT_LE(metrics.stdio_queued_bytes.load(), kMaxBytes + slack * 64);
+    std::this_thread::sleep_for(5ms);  // samples over a quarter second, not a synchronisation
+  }
+  EXPECT_LT(written.load(), kPings) << "the node kept reading";
+  // Once the client reads, every answer arrives, once and in order.
+  for (int i = 0; i < kPings; ++i) {
+    auto m = read_message();
+    ASSERT_TRUE(m.is_object()) << "answer " << i;
+    ASSERT_EQ(m.at("id"), i);
+  }
+  writer.join();
+  EXPECT_EQ(written.load(), kPings);
+  EXPECT_EQ(metrics.stdio_dropped_total.load(), 0u);
 }
 
 }  // namespace

@@ -4,7 +4,7 @@
 #
 # Usage:
 #   cluster.sh up --nodes N --port P --dir D [--app NAME] [--profile lan|fast] [--detach]
-#                 [--bin PATH] [--nginx PATH]
+#                 [--bin PATH] [--nginx PATH] [--node-arg ARG]...
 #   cluster.sh down --dir D
 #   cluster.sh status --dir D
 #
@@ -15,7 +15,9 @@
 #         `url http://127.0.0.1:P/mcp` as its last line. Without --detach it stays in the
 #         foreground and SIGINT/SIGTERM (Ctrl-C) stop everything it started; with --detach it
 #         returns and `down` stops the cluster. Anything that does not come up stops the whole
-#         start with the tail of that process's log.
+#         start with the tail of that process's log. Every node trusts nginx (127.0.0.1) to name
+#         its clients in X-Forwarded-For (--trusted-proxies); each --node-arg is passed to every
+#         node as is (e.g. --node-arg --client-rate-limit --node-arg 0).
 # down    SIGTERM to nginx, then to the nodes; SIGKILL for what is still running after a bounded
 #         wait; removes the pid files (logs stay).
 # status  one line per process (pid, running or not, addresses, /healthz and /readyz), the
@@ -189,7 +191,7 @@ start_node() {
   cluster_addrs[i]=127.0.0.1:${ports[1]}
   args=(--node-id "$id" --app "$app" --http "${http_addrs[i]}"
     --cluster "${cluster_addrs[i]}" --cluster-profile "$profile"
-    --cluster-secret-file "$dir/cluster.secret")
+    --cluster-secret-file "$dir/cluster.secret" --trusted-proxies 127.0.0.1 "${node_args[@]}")
   ((i == 0)) || args+=(--seeds "${cluster_addrs[0]}")
   echo "# $(date -u +%FT%TZ) $node_bin ${args[*]}" >>"$dir/$id.log"
   launch "$dir/$id.log" "$node_bin" "${args[@]}"
@@ -412,6 +414,7 @@ case $cmd in
   *) usage >&2; exit 2 ;;
 esac
 node_bin=${MCPMESH_NODE:-$repo/build/bin/mcpmesh-node}
+node_args=()
 nginx_bin=${MCPMESH_NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 while (($#)); do
   case $1 in
@@ -423,6 +426,7 @@ while (($#)); do
     --bin) node_bin=${2-}; shift 2 || die "--bin needs a value" ;;
     --nginx) nginx_bin=${2-}; shift 2 || die "--nginx needs a value" ;;
     --detach) detach=1; shift ;;
+    --node-arg) node_args+=("${2-}"); shift 2 || die "--node-arg needs a value" ;;
     *) die "unknown argument '$1' (see $0 --help)" ;;
   esac
 done

@@ -1,6 +1,8 @@
 // The bad-input battery: one mcpmesh-node (`--app demo`, small limits) gets malformed,
-// oversize, unauthorised and abusive input on raw HTTP, and after each case a healthy
-// session A must still answer, with its standalone GET SSE stream still alive at the end.
+// oversize, unauthorised and abusive input on raw HTTP (and results JSON cannot carry, wrong
+// argument types, bad subscription URIs, abandoned sessions, too much in flight), and after
+// each case a healthy session A must still answer, with its standalone GET SSE stream still
+// alive at the end.
 //
 // env MCPMESH_NODE = path to the mcpmesh-node binary (required)
 // Only Node built-ins: node:test, node:assert, node:http, node:net, node:child_process.
@@ -12,12 +14,20 @@ import net from 'node:net';
 
 const PROTOCOL = '2025-11-25';
 const READ_TIMEOUT_MS = 1500;
+const INIT_TIMEOUT_MS = 1500;
+const MAX_URI_BYTES = 50_000; // case 13 subscribes to a ~48 KB URI
+const MAX_INFLIGHT_PER_SESSION = 12;
+const MAX_INFLIGHT = 16;
 const LIMITS = [
   '--max-body-bytes', '65536',
   '--max-json-depth', '32',
   '--read-timeout-ms', String(READ_TIMEOUT_MS),
   '--write-timeout-ms', '2000',
   '--sse-queue-events', '64',
+  '--init-timeout-ms', String(INIT_TIMEOUT_MS),
+  '--max-uri-bytes', String(MAX_URI_BYTES),
+  '--max-inflight-per-session', String(MAX_INFLIGHT_PER_SESSION),
+  '--max-inflight', String(MAX_INFLIGHT),
 ];
 const START_DEADLINE_MS = 20_000;
 const CALL_DEADLINE_MS = 5_000;
@@ -560,6 +570,125 @@ describe('bad-input battery', { timeout: 120_000 }, () => {
     await assertAAlive();
   });
 
+  it('16. a result JSON cannot carry (1.7e308 + 1.7e308) → -32603, never Infinity on the wire', async () => {
+    const before = (await metrics()).mcpmesh_non_finite_numbers_total ?? 0;
+    // rpc() parses the body: text with a bare Infinity would already fail here.
+    const r = await rpc(B, 'tools/call', { name: 'add', arguments: { a: 1.7e308, b: 1.7e308 } });
+    assert.equal(r.status, 200, r.body);
+    assert.doesNotMatch(r.body, /[:[,]-?(Infinity|NaN)[,}\]]/);
+    assert.equal(r.msg?.error?.code, -32603, r.body);
+    assert.match(r.msg.error.message, /infinity or NaN/);
+    assert.equal((await metrics()).mcpmesh_non_finite_numbers_total, before + 1);
+    // The same tool with a sum JSON can carry still answers.
+    const ok = await rpc(B, 'tools/call', { name: 'add', arguments: { a: 1.5, b: 2 } });
+    assert.equal(ok.msg?.result?.structuredContent?.sum, 3.5, ok.body);
+    await assertAAlive();
+  });
+
+  it('17. wrong argument types get clear messages naming no source file', async () => {
+    const sourceLocation = /\.(hpp|cpp|ipp|h):\d+|\/usr\/|\[boost/;
+    const raw = (id, name, args) =>
+      `{"jsonrpc":"2.0","id":${id},"method":"tools/call","params":{"name":"${name}","arguments":${args}}}`;
+    const cases = [
+      ['add', '{"a":"x","b":1}', /'a' must be of type number/],
+      ['add', '{"a":1e400,"b":1}', /'a' must be a finite number/],
+      ['slow', '{"seconds":0,"steps":18446744073709551615}', /'steps' must be an integer/],
+      ['slow', '{"seconds":"soon","steps":1}', /'seconds' must be of type number/],
+      ['echo', '{"text":5}', /'text' must be of type string/],
+      ['note_set', '{"name":["n"],"text":"t"}', /'name' must be of type string/],
+      ['log', '{"level":3,"message":"m"}', /'level' must be of type string/],
+      ['echo', '{}', /missing required argument 'text'/],
+    ];
+    let id = 1700;
+    for (const [name, args, expected] of cases) {
+      const res = await post(B, raw(++id, name, args));
+      assert.equal(res.status, 200, res.body);
+      const msg = res.messages.find((m) => m.id === id);
+      const text = msg?.error?.message ?? msg?.result?.content?.[0]?.text ?? '';
+      assert.equal(msg?.result?.isError, true, `${name} ${args}: ${res.body}`);
+      assert.match(text, expected, `${name} ${args}`);
+      assert.doesNotMatch(res.body, sourceLocation, `${name} ${args}`);
+    }
+    await assertAAlive();
+  });
+
+  it('18. subscription URIs are validated and bounded → -32602, counted', async () => {
+    const before = (await metrics()).mcpmesh_uris_rejected_total ?? 0;
+    const bad = ['no-scheme', 'note://with space', 'note://ctl\u0001x', 'note://del\u007f',
+      '1x://digit-first', `note://${'l'.repeat(MAX_URI_BYTES)}`, ''];
+    for (const uri of bad) {
+      for (const method of ['resources/subscribe', 'resources/unsubscribe']) {
+        const r = await rpc(B, method, { uri });
+        assert.equal(r.msg?.error?.code, -32602, `${method} ${uri.slice(0, 40)}: ${r.body.slice(0, 300)}`);
+        assert.match(r.msg.error.message, /params\.uri/);
+      }
+    }
+    assert.equal((await metrics()).mcpmesh_uris_rejected_total, before + 2 * bad.length);
+    const ok = await rpc(B, 'resources/subscribe', { uri: 'note://b-valid' });
+    assert.deepEqual(ok.msg?.result, {}, ok.body);
+    await assertAAlive();
+  });
+
+  it('19. a session that never completes initialization expires; initialized ones stay', async () => {
+    const before = (await metrics()).mcpmesh_sessions_init_expired_total ?? 0;
+    const res = await post(undefined, {
+      jsonrpc: '2.0', id: 1, method: 'initialize',
+      params: { protocolVersion: PROTOCOL, capabilities: {}, clientInfo: { name: 'gone', version: '1' } },
+    });
+    const sid = res.headers['mcp-session-id'];
+    assert.ok(sid, res.body);
+    // No notifications/initialized and no other request: removed within the timeout and a tick.
+    await pollUntil(async () => ((await metrics()).mcpmesh_sessions_init_expired_total ?? 0) > before,
+      { deadlineMs: INIT_TIMEOUT_MS + 5_000, intervalMs: 100, what: 'uninitialized session expiry' });
+    assert.equal((await post(sid, { jsonrpc: '2.0', id: 2, method: 'ping' })).status, 404);
+    // B was initialized long before: still there.
+    assert.equal((await post(B, { jsonrpc: '2.0', id: 3, method: 'ping' })).status, 200);
+    await assertAAlive();
+  });
+
+  it('20. in-flight bounds, per session and per node → -32000 at once, never a hang', async () => {
+    const D = await openSession('busy-D');
+    const slow = async (sid) => {
+      const id = nextId++;
+      const res = await request({
+        headers: mcpHeaders(sid), deadlineMs: 20_000,
+        body: JSON.stringify({ jsonrpc: '2.0', id, method: 'tools/call',
+          params: { name: 'slow', arguments: { seconds: 4, steps: 1 } } }),
+      });
+      return { ...res, msg: res.messages.find((m) => m.id === id) };
+    };
+    const inflight = async () => (await metrics()).mcpmesh_inflight_requests ?? 0;
+    const running = [];
+    for (let i = 0; i < MAX_INFLIGHT_PER_SESSION; i++) running.push(slow(D));
+    await pollUntil(async () => (await inflight()) >= MAX_INFLIGHT_PER_SESSION,
+      { deadlineMs: CALL_DEADLINE_MS, intervalMs: 20, what: "D's slow calls in flight" });
+    const perSession = (await metrics()).mcpmesh_inflight_rejected_total ?? 0;
+    const p = await rpc(D, 'ping'); // a ping too: every kind of request counts
+    assert.equal(p.msg?.error?.code, -32000, p.body);
+    assert.match(p.msg.error.message, /this session/);
+    assert.equal((await metrics()).mcpmesh_inflight_rejected_total, perSession + 1);
+    await echoA('while D is at its bound'); // other sessions are not limited by D's bound
+
+    const E = await openSession('busy-E');
+    for (let i = 0; i < MAX_INFLIGHT - MAX_INFLIGHT_PER_SESSION; i++) running.push(slow(E));
+    await pollUntil(async () => (await inflight()) >= MAX_INFLIGHT,
+      { deadlineMs: CALL_DEADLINE_MS, intervalMs: 20, what: 'the node at its bound' });
+    const perNode = (await metrics()).mcpmesh_inflight_node_rejected_total ?? 0;
+    const n = await rpc(E, 'ping');
+    assert.equal(n.msg?.error?.code, -32000, n.body);
+    assert.match(n.msg.error.message, /this node/);
+    assert.equal((await metrics()).mcpmesh_inflight_node_rejected_total, perNode + 1);
+
+    // Every slow call still completes, and then everyone is served again.
+    for (const r of await Promise.all(running)) {
+      assert.match(r.msg?.result?.content?.[0]?.text ?? '', /completed 1 steps/, r.body);
+    }
+    await pollUntil(async () => (await inflight()) === 0,
+      { deadlineMs: CALL_DEADLINE_MS, intervalMs: 20, what: 'nothing in flight' });
+    assert.deepEqual((await rpc(E, 'ping')).msg?.result, {});
+    await assertAAlive();
+  });
+
   it("finally: A's GET stream still delivers, and /metrics counted every refusal", async () => {
     const uri = 'note://a-check';
     const sub = await rpc(A, 'resources/subscribe', { uri });
@@ -574,7 +703,10 @@ describe('bad-input battery', { timeout: 120_000 }, () => {
     const m = await metrics();
     for (const k of ['mcpmesh_body_too_large_total', 'mcpmesh_origin_rejected_total',
       'mcpmesh_host_rejected_total', 'mcpmesh_parse_errors_total', 'mcpmesh_json_too_deep_total',
-      'mcpmesh_read_timeouts_total', 'mcpmesh_header_too_large_total', 'mcpmesh_slow_consumers_total']) {
+      'mcpmesh_read_timeouts_total', 'mcpmesh_header_too_large_total', 'mcpmesh_slow_consumers_total',
+      'mcpmesh_non_finite_numbers_total', 'mcpmesh_uris_rejected_total',
+      'mcpmesh_sessions_init_expired_total', 'mcpmesh_inflight_rejected_total',
+      'mcpmesh_inflight_node_rejected_total']) {
       assert.ok(m[k] >= 1, `${k} = ${m[k]}`);
     }
   });
