@@ -289,3 +289,78 @@ if [[ "$(total mcpmesh 4)" != 0 || "${WRONG[mcpmesh]}" != 0 || "$(total sdk 4)" 
   echo "bench: failed responses during the run (see non-2xx / wrong)" >&2
   exit 1
 fi
+
+# ---------------------------------------------------------------------------------------------
+# The same two servers driven by mcpmesh-bench (bench/mcpmesh_bench/), closed loop: one
+# session per connection (opened with initialize + notifications/initialized, closed with
+# DELETE), tools/call echo, every answer judged (status, JSON or SSE body, the response with
+# the request's id). Interleaved rounds and medians as above; the servers' CPU per request
+# counts the warm-up's requests too (the whole run of the bench).
+# env:
+#   MCPMESH_BENCH   path to mcpmesh-bench (default: <repo>/build/bin/mcpmesh-bench)
+#   BENCH_WARMUP    mcpmesh-bench --warmup per run (default 1s)
+#   BENCH_SKIP_MB   1 = skip these rows
+if [[ "${BENCH_SKIP_MB:-0}" == 1 ]]; then exit 0; fi
+MCPMESH_BENCH=${MCPMESH_BENCH:-$REPO_ROOT/build/bin/mcpmesh-bench}
+MB_WARMUP=${BENCH_WARMUP:-1s}
+[[ -x "$MCPMESH_BENCH" ]] || { echo "bench: mcpmesh-bench not found at $MCPMESH_BENCH (set MCPMESH_BENCH)" >&2; exit 2; }
+
+# mb_fields <report.json>: "rate p50 p99 p999 failures requests_incl_warmup bench_cpu_us"
+mb_fields() {
+  "$NODE22" -e '
+    const j = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+    if (!j.ok) { console.error("mcpmesh-bench: " + j.error); process.exit(1); }
+    const op = j.ops.tools_call, e = j.errors, s = j.status;
+    const failures = e.http + e.jsonrpc + e.tool + e.bad_answer + e.socket + e.timeout +
+      s["429"] + s["503"] + s.other;
+    console.log([j.rate, op.latency_ms.p50, op.latency_ms.p99, op.latency_ms.p999, failures,
+      j.requests + j.warmup_requests, j.cpu.us_per_request].join(" "));' "$1"
+}
+
+# mb_bench <name> <url> <round>: one timed mcpmesh-bench run; appends
+# "rps p50 p99 p999 failures server_cpu_us_per_request bench_cpu_us_per_request" to <name>.mb
+mb_bench() {
+  local name=$1 url=$2 round=$3 out="$WORK/$1.$3.mb.json" before after fields
+  local rps p50 p99 p999 failures requests bench_us cpu_us
+  before=$(cpu_ticks "${SERVER_PID[$name]}")
+  "$MCPMESH_BENCH" --url "$url" --connections "$CONNS" --sessions "$CONNS" --threads "$THREADS" \
+    --duration "$DURATION" --warmup "$MB_WARMUP" --mix tools_call=100 --quiet >"$out" \
+    2>"$out.stderr" || { echo "bench: mcpmesh-bench failed on $name:" >&2; cat "$out.stderr" >&2; exit 1; }
+  after=$(cpu_ticks "${SERVER_PID[$name]}")
+  fields=$(mb_fields "$out") || { echo "bench: unreadable mcpmesh-bench report for $name" >&2; exit 1; }
+  read -r rps p50 p99 p999 failures requests bench_us <<<"$fields"
+  cpu_us=$(awk -v t=$((after - before)) -v hz="$HZ" -v n="$requests" 'BEGIN { printf "%.2f", (n > 0 ? t / hz * 1e6 / n : 0) }')
+  printf '  round %d %-8s %10.1f req/s  p50 %7.3f ms  p99 %7.3f ms  p99.9 %7.3f ms  server cpu %6.2f us/req  bench cpu %6.2f us/req\n' \
+    "$round" "$name" "$rps" "$p50" "$p99" "$p999" "$cpu_us" "$bench_us"
+  [[ "$failures" == 0 ]] || { echo "bench: $name: $failures failed requests under mcpmesh-bench (see $out)" >&2; exit 1; }
+  echo "$rps $p50 $p99 $p999 $failures $cpu_us $bench_us" >>"$WORK/$name.mb"
+}
+
+# mb_median <name> <column 1..7>
+mb_median() {
+  sort -g -k"$2,$2" "$WORK/$1.mb" | awk -v c="$2" '{v[NR] = $c} END {
+    if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
+printf '\nmcpmesh-bench: closed loop, %s connections and sessions, %s thread(s), %s per run (+%s warm-up) x %d interleaved rounds\n' \
+  "$CONNS" "$THREADS" "$DURATION" "$MB_WARMUP" "$ROUNDS"
+for round in $(seq 1 "$ROUNDS"); do
+  mb_bench mcpmesh "$MESH_URL" "$round"
+  mb_bench sdk "$SDK_URL" "$round"
+done
+printf '\nmcpmesh-bench, medians of %d rounds\n' "$ROUNDS"
+printf '%-10s %12s %10s %10s %10s %9s %12s %13s\n' server req/s p50_ms p99_ms p999_ms failed cpu_us/req bench_us/req
+for name in mcpmesh sdk; do
+  printf '%-10s %12.1f %10.3f %10.3f %10.3f %9d %12.2f %13.2f\n' "$name" "$(mb_median "$name" 1)" \
+    "$(mb_median "$name" 2)" "$(mb_median "$name" 3)" "$(mb_median "$name" 4)" \
+    "$(awk '{s += $5} END {print s + 0}' "$WORK/$name.mb")" \
+    "$(mb_median "$name" 6)" "$(mb_median "$name" 7)"
+done
+awk -v mr="$(mb_median mcpmesh 1)" -v sr="$(mb_median sdk 1)" -v mp="$(mb_median mcpmesh 3)" \
+  -v sp="$(mb_median sdk 3)" -v mc="$(mb_median mcpmesh 6)" -v sc="$(mb_median sdk 6)" 'BEGIN {
+  printf "\nthroughput ratio mcpmesh/sdk (mcpmesh-bench): %.2fx\n", (sr > 0 ? mr / sr : 0)
+  printf "p99 ratio      mcpmesh/sdk (mcpmesh-bench): %.2fx (lower is better)\n", (sp > 0 ? mp / sp : 0)
+  printf "server CPU per request sdk/mcpmesh (mcpmesh-bench): %.2fx\n", (mc > 0 ? sc / mc : 0) }'
+for pid in "${PIDS[@]}"; do
+  kill -0 "$pid" 2>/dev/null || { echo "bench: a server exited during the mcpmesh-bench runs" >&2; exit 1; }
+done

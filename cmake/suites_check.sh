@@ -9,7 +9,8 @@ expected=(format_check suites_check registry_test registry_tsan_test mcp_test tr
   cluster_mesh_test node_test bench_smoke integration_bad_input conformance_suite
   interop_sdk_v1 cluster_process_test cluster_nginx_routing conformance_cluster
   interop_sdk_v1_cluster cluster_sessions cluster_failover cluster_drain
-  cluster_security_test)
+  cluster_security_test mcpmesh_bench_test mcpmesh_bench_smoke mcpmesh_bench_sdk
+  integration_admission integration_stdio_backpressure)
 listed=$(cd "$build" && ctest -N)
 missing=()
 for t in "${expected[@]}"; do
