@@ -60,6 +60,10 @@ bool ClusterView::set_member(Member member) {
     auto id = member.id;
     members_.emplace(std::move(id), std::move(member));
   } else {
+    if (it->second.epoch != 0 && member.epoch > it->second.epoch) {
+      // A restart: remember the life before (see resolve).
+      previous_[member.id] = {it->second.epoch, std::move(it->second.replicas)};
+    }
     it->second = std::move(member);
   }
   return true;
@@ -68,6 +72,7 @@ bool ClusterView::set_member(Member member) {
 void ClusterView::remove_member(std::string_view id) {
   std::unique_lock lock(mutex_);
   if (auto it = members_.find(id); it != members_.end()) members_.erase(it);
+  if (auto it = previous_.find(id); it != previous_.end()) previous_.erase(it);
 }
 
 std::optional<ClusterView::Member> ClusterView::member(std::string_view id) const {
@@ -107,14 +112,18 @@ std::vector<std::string> ClusterView::rendezvous(std::string_view key,
 
 std::optional<std::string> ClusterView::heir_locked(std::string_view node) const {
   auto it = members_.find(node);
-  if (it != members_.end()) {
-    for (auto& r : it->second.replicas) {
-      if (r == node) continue;
-      auto m = members_.find(r);
-      if (m != members_.end() && live(m->second.state)) return r;
-    }
-    if (!it->second.replicas.empty()) return std::nullopt;  // its replicas are all gone too
+  static const std::vector<std::string> kNone;
+  return heir_locked(node, it == members_.end() ? kNone : it->second.replicas);
+}
+
+std::optional<std::string> ClusterView::heir_locked(
+    std::string_view node, const std::vector<std::string>& replicas) const {
+  for (auto& r : replicas) {
+    if (r == node) continue;
+    auto m = members_.find(r);
+    if (m != members_.end() && live(m->second.state)) return r;
   }
+  if (!replicas.empty()) return std::nullopt;  // its replicas are all gone too
   // No announcement heard: the rendezvous choice, which is where the node replicates first.
   std::vector<std::string> candidates;
   for (auto& [id, m] : members_) {
@@ -207,10 +216,18 @@ ClusterView::Route ClusterView::resolve(std::string_view owner, std::uint64_t ep
     }
     const Member& m = it->second;
     if (live(m.state)) {
-      // The owner restarted (a later epoch) and nobody continued the old one: gone. (A
-      // restarted owner may hold its earlier sessions again if it inherited them.)
-      if (!inherited && m.epoch > epoch) return {Kind::kHere, {}, {}};
-      return {Kind::kRemote, holder, m.address};
+      // (A restarted owner may hold its earlier sessions again if it inherited them.)
+      if (inherited || m.epoch <= epoch) return {Kind::kRemote, holder, m.address};
+      // The owner restarted since this session's life. Its sessions of the life just before
+      // live on if that life's heir continued them, and the news of it (an adoption) may not
+      // have reached this node yet: the heir is asked, and answers or says they are gone.
+      // Without an heir other than this node (which does not hold it), or of an earlier life:
+      // gone.
+      auto prev = previous_.find(holder);
+      if (prev == previous_.end() || prev->second.epoch != epoch) return {Kind::kHere, {}, {}};
+      auto heir = heir_locked(holder, prev->second.replicas);
+      if (!heir || *heir == self_) return {Kind::kHere, {}, {}};
+      return {Kind::kRemote, *heir, members_.find(*heir)->second.address};
     }
     auto heir = heir_locked(holder);
     if (!heir) return {Kind::kHere, {}, {}};  // nobody holds a copy: gone

@@ -150,6 +150,10 @@ class ClusterView {
   using AdoptionKey = std::pair<std::string, std::uint64_t>;
 
   std::optional<std::string> heir_locked(std::string_view node) const;
+  /// The first live member of `replicas` (other than `node`); without any announced, the
+  /// rendezvous choice among the other alive members.
+  std::optional<std::string> heir_locked(std::string_view node,
+                                         const std::vector<std::string>& replicas) const;
   void index_add_locked(const std::string& node, const std::string& uri);
   void index_remove_locked(const std::string& node, const std::string& uri);
   bool uri_ok(std::string_view uri) const;
@@ -164,6 +168,13 @@ class ClusterView {
   std::map<AdoptionKey, AdoptionEntry> adoptions_;
   std::uint64_t max_version_ = 0;
   std::set<AdoptionKey> adopted_here_;
+  /// The life before the current one of members seen restarting: its epoch and the replicas
+  /// it announced. One per member, so bounded with the members.
+  struct PreviousLife {
+    std::uint64_t epoch = 0;
+    std::vector<std::string> replicas;
+  };
+  std::unordered_map<std::string, PreviousLife, Hash, std::equal_to<>> previous_;
 
   mutable std::shared_mutex interest_mutex_;
   std::unordered_map<std::string, Interest, Hash, std::equal_to<>> interest_;

@@ -90,13 +90,30 @@ TEST_F(ClusterViewTest, WithoutAnnouncementTheHeirIsTheRendezvousChoice) {
   EXPECT_EQ(view.heir_of("n5"), ClusterView::rendezvous("n5", live, 1).front());
 }
 
-TEST_F(ClusterViewTest, RestartedOwnerWithoutAdoptionMeansGone) {
-  add("n2", State::kAlive, 250, {"n3"});  // n2 restarted: a later epoch
-  EXPECT_EQ(view.resolve("n2", 200).kind, Kind::kHere);
-  EXPECT_EQ(view.resolve("n2", 250).kind, Kind::kRemote);
+TEST_F(ClusterViewTest, ARestartedOwnersEarlierSessionsAreAskedOfItsHeirUntilTheAdoptionIsKnown) {
+  add("n2", State::kAlive, 250, {"n4"});  // n2 restarted: a later epoch, and new replicas
+  EXPECT_EQ(view.resolve("n2", 250).node, "n2");
+  // The life before (200) announced n3: n3 has continued its sessions or says they are gone,
+  // whether or not the news of an adoption has reached this node yet.
+  auto r = view.resolve("n2", 200);
+  EXPECT_EQ(r.kind, Kind::kRemote);
+  EXPECT_EQ(r.node, "n3");
+  EXPECT_EQ(r.address, "n3:7000");
+  // An older life: gone.
+  EXPECT_EQ(view.resolve("n2", 150).kind, Kind::kHere);
   // With an adoption, the old epoch's sessions live on with their holder.
-  view.apply_adoption({"n2", 200, "n3", 1});
-  EXPECT_EQ(view.resolve("n2", 200).node, "n3");
+  view.apply_adoption({"n2", 200, "n4", 1});
+  EXPECT_EQ(view.resolve("n2", 200).node, "n4");
+}
+
+TEST_F(ClusterViewTest, ARestartedOwnersEarlierSessionsAreGoneWhenTheirHeirIsThisNode) {
+  // n3's life 300 announced n1 (this node), which does not hold the session asked about.
+  add("n3", State::kAlive, 350, {"n1"});
+  EXPECT_EQ(view.resolve("n3", 300).kind, Kind::kHere);
+  // n2's life 200 announced n3; with n3 gone as well, nobody holds a copy.
+  add("n2", State::kAlive, 250, {"n1"});
+  set_state("n3", State::kDead);
+  EXPECT_EQ(view.resolve("n2", 200).kind, Kind::kHere);
 }
 
 TEST_F(ClusterViewTest, ARestartedOwnerThatInheritedItsEarlierSessionsServesThem) {
