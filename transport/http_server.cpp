@@ -121,13 +121,17 @@ struct HttpServer::Shared {
   std::shared_ptr<Admission> admission;
   mcp::Metrics& metrics() { return server.metrics(); }
 
-  /// /readyz: taking new work (the owner's readiness, not full, not shedding requests).
-  [[nodiscard]] bool taking_work() const {
-    bool owner = this->ready ? this->ready() : server.accepting();
-    auto& m = server.metrics();
-    bool full = server.session_count() >= server.config().max_sessions ||
-                m.connections_active.load(std::memory_order_relaxed) >= config.max_connections;
-    return owner && !full && admission->taking_work();
+  /// /readyz: why the node is not taking new work (not ready or draining, full, shedding
+  /// requests), or "" when it is.
+  [[nodiscard]] std::string_view not_ready_because() const {
+    if (!(this->ready ? this->ready() : server.accepting())) return "not accepting new sessions";
+    if (server.session_count() >= server.config().max_sessions) return "sessions at max_sessions";
+    if (server.metrics().connections_active.load(std::memory_order_relaxed) >=
+        config.max_connections) {
+      return "connections at max_connections";
+    }
+    if (!admission->taking_work()) return "shedding load";
+    return "";
   }
 
   // Accept loop only (context 0).
@@ -331,8 +335,9 @@ class Exchange {
       return after(keep);
     }
     if (target == "/readyz" && req.method() == http::verb::get) {
-      bool ready = shared_->taking_work();
-      auto body = std::string(ready ? "ready" : "not ready") + " (zone " +
+      auto why = shared_->not_ready_because();
+      bool ready = why.empty();
+      auto body = std::string(ready ? "ready" : "not ready: ") + std::string(why) + " (zone " +
                   std::string(to_string(shared_->admission->zone())) + ")\n";
       respond(ready ? http::status::ok : http::status::service_unavailable, version, keep,
               "text/plain", body);

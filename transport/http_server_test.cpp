@@ -767,7 +767,7 @@ TEST_F(FullNodeTest, ReadyzIs503WhileFullHealthzStays200) {
   auto session = open_session();
   auto full = send(get("/readyz"));
   EXPECT_EQ(full.result_int(), 503u);
-  EXPECT_EQ(full.body(), "not ready (zone green)\n");
+  EXPECT_EQ(full.body(), "not ready: sessions at max_sessions (zone green)\n");
   EXPECT_EQ(send(get("/healthz")).result_int(), 200u) << "full is not sick";
   auto refused = send(post(kInitialize));
   EXPECT_EQ(refused.result_int(), 503u);
