@@ -18,20 +18,12 @@ import { spawn } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
 
+import { delay, withDeadline } from '../lib/util.mjs';
+
 const PROTOCOL = '2025-11-25';
 const START_DEADLINE_MS = 20_000;
 const ANSWER_DEADLINE_MS = 10_000;
 const SOURCES = Array.from({ length: 8 }, (_, i) => `127.0.0.${i + 2}`);
-
-const delay = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function withDeadline(promise, ms, what) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 const nodes = [];
 

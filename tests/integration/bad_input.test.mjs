@@ -5,12 +5,15 @@
 // alive at the end.
 //
 // env MCPMESH_NODE = path to the mcpmesh-node binary (required)
-// Only Node built-ins: node:test, node:assert, node:http, node:net, node:child_process.
+// Only Node built-ins (node:test, node:assert, node:http, node:net, node:child_process) and
+// tests/lib/util.mjs.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import http from 'node:http';
 import net from 'node:net';
+
+import { delay, pollUntil, SseParser, withDeadline } from '../lib/util.mjs';
 
 const PROTOCOL = '2025-11-25';
 const READ_TIMEOUT_MS = 1500;
@@ -34,57 +37,6 @@ const CALL_DEADLINE_MS = 5_000;
 
 // ---------------------------------------------------------------------------------------------
 // small utilities
-
-function withDeadline(promise, ms, what) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-const delay = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Polls `fn` (async, returns truthy when done) until it succeeds or the deadline passes. */
-async function pollUntil(fn, { deadlineMs, intervalMs = 100, what }) {
-  const end = Date.now() + deadlineMs;
-  let last;
-  while (Date.now() < end) {
-    last = await fn();
-    if (last) return last;
-    await delay(intervalMs);
-  }
-  throw new Error(`${what}: not reached within ${deadlineMs} ms`);
-}
-
-/** Incremental text/event-stream parser: feed() chunks, get {event,id,data} objects. */
-class SseParser {
-  constructor(onEvent) {
-    this.buf = '';
-    this.onEvent = onEvent;
-  }
-  feed(text) {
-    this.buf += text.replace(/\r\n?/g, '\n');
-    let at;
-    while ((at = this.buf.indexOf('\n\n')) >= 0) {
-      const block = this.buf.slice(0, at);
-      this.buf = this.buf.slice(at + 2);
-      const ev = { event: 'message', id: undefined, data: [] };
-      let any = false;
-      for (const line of block.split('\n')) {
-        if (line === '' || line.startsWith(':')) continue;
-        const colon = line.indexOf(':');
-        const field = colon < 0 ? line : line.slice(0, colon);
-        let value = colon < 0 ? '' : line.slice(colon + 1);
-        if (value.startsWith(' ')) value = value.slice(1);
-        if (field === 'data') { ev.data.push(value); any = true; }
-        else if (field === 'event') ev.event = value;
-        else if (field === 'id') { ev.id = value; any = true; }
-      }
-      if (any) this.onEvent({ ...ev, data: ev.data.join('\n') });
-    }
-  }
-}
 
 /** JSON-RPC messages carried by an SSE body (events with non-empty data). */
 function sseMessages(text) {

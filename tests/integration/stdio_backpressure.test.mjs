@@ -5,12 +5,15 @@
 // in order.
 //
 // env MCPMESH_NODE = path to the mcpmesh-node binary (required)
-// Only Node built-ins: node:test, node:assert, node:http, node:child_process, node:fs.
+// Only Node built-ins (node:test, node:assert, node:http, node:child_process, node:fs) and
+// tests/lib/util.mjs.
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import http from 'node:http';
+
+import { delay, pollUntil, withDeadline } from '../lib/util.mjs';
 
 const PROTOCOL = '2025-11-25';
 const PINGS = 200_000; // ~9 MB of requests, ~9 MB of answers
@@ -20,26 +23,6 @@ const MAX_INFLIGHT_PER_SESSION = 64; // the node's default: answers still owed w
 const START_DEADLINE_MS = 20_000;
 const CALL_DEADLINE_MS = 5_000;
 const ANSWERS_DEADLINE_MS = 120_000;
-
-function withDeadline(promise, ms, what) {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
-const delay = (ms) => new Promise((r) => setTimeout(r, ms));
-
-async function pollUntil(fn, { deadlineMs, intervalMs = 50, what }) {
-  const end = Date.now() + deadlineMs;
-  while (Date.now() < end) {
-    const v = await fn();
-    if (v) return v;
-    await delay(intervalMs);
-  }
-  throw new Error(`${what}: not reached within ${deadlineMs} ms`);
-}
 
 let node; // { proc, port }
 

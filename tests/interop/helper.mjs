@@ -11,6 +11,10 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
 
+import { withDeadline } from '../lib/util.mjs';
+
+export { withDeadline };
+
 /** The MCP endpoint under test when it is not a node started here (see MCPMESH_URL). */
 export const EXTERNAL_URL = process.env.MCPMESH_URL || undefined;
 export const TRANSPORTS = EXTERNAL_URL ? ['http'] : ['http', 'stdio'];
@@ -127,15 +131,6 @@ export async function createFixture(kind, { app = 'demo' } = {}) {
   }
 
   return { kind, server, connect, close };
-}
-
-/** Reject if `promise` does not settle within `ms`. */
-export function withDeadline(promise, ms, what = 'operation') {
-  let timer;
-  const timeout = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /**
