@@ -610,6 +610,41 @@ TEST_F(MaxSessionsTest, CreateSessionFailsAtTheLimit) {
   EXPECT_EQ(harness_.metrics().sessions_rejected_total.load(), 1u);
 }
 
+class SessionCapRaceTest : public SessionTest {
+ protected:
+  SessionCapRaceTest() : SessionTest(ServerConfig{.max_sessions = 100}) {}
+};
+
+TEST_F(SessionCapRaceTest, TheCapIsExactWhenThreadsCreateSessionsAtOnce) {
+  // 8 threads x 50 attempts, released together: exactly max_sessions succeed.
+  constexpr int kThreads = 8, kEach = 50;
+  std::atomic<bool> go{false};
+  std::atomic<int> created{0}, refused{0};
+  std::vector<std::shared_ptr<Session>> kept[kThreads];
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+      for (int i = 0; i < kEach; ++i) {
+        auto s = harness_.server().create_session(std::make_shared<RecordingChannel>());
+        if (s) {
+          kept[t].push_back(*s);
+          created.fetch_add(1);
+        } else {
+          refused.fetch_add(1);
+        }
+      }
+    });
+  }
+  go.store(true, std::memory_order_release);
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(created.load(), 100);
+  EXPECT_EQ(refused.load(), kThreads * kEach - 100);
+  EXPECT_EQ(harness_.server().session_count(), 100u);
+  EXPECT_EQ(harness_.metrics().sessions_rejected_total.load(),
+            static_cast<std::uint64_t>(kThreads * kEach - 100));
+}
+
 }  // namespace
 }  // namespace mcpmesh::mcp
 
