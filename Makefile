@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 HTTP ?= 127.0.0.1:8080
 APP ?= demo
 
-.PHONY: all deps deps-test configure build run cluster test bench bench-cluster lsan-drain format tidy clean
+.PHONY: all deps deps-test configure build node run cluster test bench bench-cluster lsan-drain format tidy clean
 
 all: build
 
@@ -20,13 +20,17 @@ configure: deps
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
-run: build
+# Builds only what it starts.
+node: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS) --target mcpmesh-node
+
+run: node
 	$(BUILD_DIR)/bin/mcpmesh-node --http $(HTTP) --app $(APP)
 
 # 4 nodes + nginx on 127.0.0.1:$(CLUSTER_PORT), in the foreground (Ctrl-C stops all of it).
 cluster: CLUSTER_PORT ?= 8080
 cluster: CLUSTER_DIR ?= build/cluster
-cluster: build
+cluster: node
 	deploy/local/cluster.sh up --nodes 4 --port $(CLUSTER_PORT) --dir $(CLUSTER_DIR) --bin $(BUILD_DIR)/bin/mcpmesh-node
 
 test: deps-test configure

@@ -195,7 +195,8 @@ int main(int argc, char** argv) {
       "                  requests in flight finish, leaves the cluster and exits\n\n"
       "exit status: 0 done, 1 the call failed, 2 usage or configuration error\n\noptions");
   desc.add_options()("help,h", "show help")(
-      "node", po::value(&node)->default_value("127.0.0.1:7946"), "node gRPC address HOST:PORT")(
+      "node", po::value(&node)->default_value("127.0.0.1:7001"),
+      "a node's --cluster address HOST:PORT (the default is the first node of the README)")(
       "json", po::bool_switch(&as_json), "machine-readable output")(
       "timeout-ms", po::value(&timeout_ms)->default_value(timeout_ms), "RPC deadline")(
       "cluster-secret-file", po::value(&secret_file),

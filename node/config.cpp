@@ -1,7 +1,11 @@
 #include "node/config.hpp"
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/program_options.hpp>
 
+#include <algorithm>
+#include <array>
 #include <fstream>
 #include <iostream>
 
@@ -28,6 +32,24 @@ std::pair<std::string, std::uint16_t> split_host_port(const std::string& text) {
   }
   if (port > 65535) throw std::runtime_error("port out of range in '" + text + "'");
   return {host.empty() ? "127.0.0.1" : host, static_cast<std::uint16_t>(port)};
+}
+
+std::string resolve_listen_host(const std::string& host, std::string_view flag) {
+  boost::system::error_code ec;
+  auto numeric = boost::asio::ip::make_address(host, ec);
+  if (!ec) return numeric.to_string();
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::resolver resolver(io);
+  auto found = resolver.resolve(host, "", boost::asio::ip::resolver_base::passive, ec);
+  if (ec || found.empty()) {
+    throw std::runtime_error(std::string(flag) + ": cannot resolve '" + host +
+                             "': " + (ec ? ec.message() : std::string("no address")));
+  }
+  // IPv4 first: "localhost" is 127.0.0.1 to most clients.
+  for (const auto& entry : found) {
+    if (entry.endpoint().address().is_v4()) return entry.endpoint().address().to_string();
+  }
+  return found.begin()->endpoint().address().to_string();
 }
 
 namespace {
@@ -78,7 +100,7 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
       "worker-threads", po::value(&c.worker_threads)->default_value(c.worker_threads),
       "threads of the pool that runs blocking handler work")(
       "log-level", po::value(&c.log_level)->default_value(c.log_level),
-      "trace | debug | info | warn | error | off")(
+      "trace | debug | info | warn | error | critical | off")(
       "drain-timeout-ms", po::value(&drain_ms)->default_value(drain_ms),
       "on SIGTERM or `mcpmesh-ctl drain`: time requests in flight get to finish before they "
       "are answered with an error and the node exits");
@@ -236,7 +258,20 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
   }
   if (vm.count("http")) c.http = vm["http"].as<std::string>();
   if (!c.http && !c.stdio) c.http = "127.0.0.1:8080";
-  if (c.http) std::tie(h.host, h.port) = split_host_port(*c.http);
+  if (c.http) {
+    std::tie(h.host, h.port) = split_host_port(*c.http);
+    h.host = resolve_listen_host(h.host, "--http");
+  }
+  static constexpr std::array<std::string_view, 7> kLogLevels = {
+      "trace", "debug", "info", "warn", "error", "critical", "off"};
+  if (std::find(kLogLevels.begin(), kLogLevels.end(), c.log_level) == kLogLevels.end()) {
+    throw std::runtime_error(
+        "--log-level '" + c.log_level +
+        "' is not one of trace | debug | info | warn | error | critical | off");
+  }
+  if (c.cluster_profile != "lan" && c.cluster_profile != "fast") {
+    throw std::runtime_error("--cluster-profile '" + c.cluster_profile + "' is not lan | fast");
+  }
   h.max_body_bytes = max_body;
   h.max_header_bytes = max_header;
   h.max_json_depth = json_depth;

@@ -42,6 +42,10 @@ struct NodeConfig {
 /// Throws std::runtime_error with a readable message on bad input.
 std::optional<NodeConfig> parse_config(int argc, char** argv);
 
+/// A listening address's host, numeric or a name ("localhost"), as a numeric address (IPv4
+/// first). Throws naming `flag` when it does not resolve.
+std::string resolve_listen_host(const std::string& host, std::string_view flag);
+
 /// "HOST:PORT" or "[v6]:PORT" → host, port. Throws on malformed input.
 std::pair<std::string, std::uint16_t> split_host_port(const std::string& text);
 

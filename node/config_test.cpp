@@ -244,5 +244,41 @@ TEST(ParseConfig, ClusterNeedsASecretFileAndSaneAdvertisedAddresses) {
       std::runtime_error);
 }
 
+/// The message parse() throws for `args`, or "" when it does not throw.
+std::string refusal(const std::vector<std::string>& args) {
+  try {
+    parse(args);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(ParseConfig, LogLevelsAreCheckedNotSilentlyTurnedOff) {
+  for (const char* level : {"trace", "debug", "info", "warn", "error", "critical", "off"}) {
+    EXPECT_EQ(parse_ok({"--log-level", level}).log_level, level);
+  }
+  for (const char* bad : {"verbose", "INFO", "", "warning2"}) {
+    auto why = refusal({"--log-level", bad});
+    EXPECT_NE(why.find("--log-level"), std::string::npos) << bad << ": " << why;
+    EXPECT_NE(why.find("trace | debug"), std::string::npos) << why;
+  }
+}
+
+TEST(ParseConfig, AnUnknownClusterProfileIsRefusedWhileParsing) {
+  EXPECT_EQ(parse_ok({"--cluster-profile", "fast"}).cluster_profile, "fast");
+  auto why = refusal({"--cluster", "127.0.0.1:7001", "--cluster-secret-file", "/run/s",
+                      "--cluster-profile", "bogus"});
+  EXPECT_NE(why.find("--cluster-profile 'bogus'"), std::string::npos) << why;
+}
+
+TEST(ParseConfig, HttpHostNamesResolve) {
+  auto c = parse_ok({"--http", "localhost:0"});
+  EXPECT_EQ(c.http_config.host, "127.0.0.1");
+  EXPECT_EQ(c.http_config.port, 0);
+  EXPECT_EQ(parse_ok({"--http", "[::1]:0"}).http_config.host, "::1");
+  // (A name that does not resolve is not tried here: that would ask a DNS server.)
+}
+
 }  // namespace
 }  // namespace mcpmesh::node

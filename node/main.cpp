@@ -21,6 +21,8 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
+#include <optional>
+#include <string>
 #include <thread>
 
 using namespace mcpmesh;
@@ -42,6 +44,37 @@ std::size_t connections_for_descriptors(bool cluster) {
   std::size_t files = limit.rlim_cur == RLIM_INFINITY ? std::size_t{1} << 20 : limit.rlim_cur;
   std::size_t reserve = 64 + (cluster ? 192 : 0);
   return files > 2 * reserve ? files - reserve : files / 2;
+}
+
+/// An exception's message for people: a system error's own message (what() would carry a
+/// library source location).
+std::string message_of(const std::exception& e) {
+  if (auto* se = dynamic_cast<const boost::system::system_error*>(&e)) return se->code().message();
+  return e.what();
+}
+
+/// Why the TCP address HOST:PORT cannot be bound now, or nothing (also when it cannot tell:
+/// the real bind then says). A check before anything binds, so that a taken cluster port does
+/// not leave the HTTP port bound first.
+std::optional<std::string> port_taken(const std::string& address) {
+  try {
+    auto [host, port] = node::split_host_port(address);
+    if (port == 0) return std::nullopt;
+    asio::io_context io;
+    asio::ip::tcp::endpoint ep(asio::ip::make_address(node::resolve_listen_host(host, "--cluster")),
+                               port);
+    asio::ip::tcp::acceptor probe(io);
+    boost::system::error_code ec;
+    probe.open(ep.protocol(), ec);
+    if (!ec) probe.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) probe.bind(ep, ec);
+    if (ec == boost::system::errc::address_in_use ||
+        ec == boost::system::errc::address_not_available) {
+      return ec.message();
+    }
+  } catch (const std::exception&) {
+  }
+  return std::nullopt;
 }
 
 }  // namespace
@@ -74,6 +107,24 @@ int main(int argc, char** argv) {
     }
   }
 
+#ifdef MCPMESH_WITH_CLUSTER
+  // What can be wrong with the cluster's secret and port is found before anything binds.
+  std::string cluster_secret;
+  if (!cfg.cluster.empty()) {
+    try {
+      cluster_secret = cluster::load_cluster_secret(cfg.cluster_secret_file);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "mcpmesh-node: --cluster-secret-file: %s\n", e.what());
+      return 2;
+    }
+    if (auto taken = port_taken(cfg.cluster)) {
+      std::fprintf(stderr, "mcpmesh-node: cannot listen on %s (--cluster): %s\n",
+                   cfg.cluster.c_str(), taken->c_str());
+      return 1;
+    }
+  }
+#endif
+
   std::size_t threads =
       cfg.threads ? cfg.threads : std::max(1u, std::thread::hardware_concurrency());
   transport::IoPool pool(threads);
@@ -94,7 +145,14 @@ int main(int argc, char** argv) {
   std::unique_ptr<transport::StdioTransport> stdio;
   try {
     if (cfg.http) {
-      http = std::make_unique<transport::HttpServer>(pool, server, cfg.http_config);
+      try {
+        http = std::make_unique<transport::HttpServer>(pool, server, cfg.http_config);
+      } catch (const boost::system::system_error& e) {
+        // The code's message only: what() would carry a library source location.
+        std::fprintf(stderr, "mcpmesh-node: cannot listen on %s (--http): %s\n", cfg.http->c_str(),
+                     e.code().message().c_str());
+        return 1;
+      }
       http->start();
       auto ep = http->local_endpoint();
       std::string host =
@@ -114,7 +172,7 @@ int main(int argc, char** argv) {
       });
     }
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "mcpmesh-node: cannot start: %s\n", e.what());
+    std::fprintf(stderr, "mcpmesh-node: cannot start: %s\n", message_of(e).c_str());
     return 1;
   }
 
@@ -136,7 +194,7 @@ int main(int argc, char** argv) {
               .cluster_name = cfg.cluster_name,
               .profile = cfg.cluster_profile,
               .version = cfg.server.server_version,
-              .secret = cluster::load_cluster_secret(cfg.cluster_secret_file),
+              .secret = std::move(cluster_secret),
               .tls = tls,
               .replicas = cfg.replicas,
               .forward_timeout = cfg.forward_timeout,
@@ -153,7 +211,7 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "cluster listening on %s\n", cluster_node->bound_address().c_str());
       std::fflush(stderr);
     } catch (const std::exception& e) {
-      std::fprintf(stderr, "mcpmesh-node: cannot join the cluster: %s\n", e.what());
+      std::fprintf(stderr, "mcpmesh-node: cannot join the cluster: %s\n", message_of(e).c_str());
       return 1;
     }
   }

@@ -585,7 +585,8 @@ std::unique_ptr<ClusterNode> ClusterNode::start(const ClusterNodeConfig& cfg,
   impl->server = builder.BuildAndStart();
   if (!impl->server || bound_port == 0) {
     impl->transport->shutdown();
-    throw std::runtime_error("cluster: cannot listen on " + cfg.listen + " (address in use?)");
+    throw std::runtime_error("cannot listen on " + cfg.listen +
+                             " (--cluster): the address is in use or not this host's");
   }
   impl->bound = advertise.empty() ? host + ":" + std::to_string(bound_port) : advertise;
 
