@@ -126,6 +126,8 @@ class Server {
   /// new ones no longer find it here (a drain hands it to another node).
   std::shared_ptr<Session> release_session(std::string_view id);
   [[nodiscard]] std::size_t session_count() const;
+  /// Any thread. Shards of the session registry.
+  [[nodiscard]] std::size_t session_shards() const { return sessions_.shard_count(); }
   /// Every session (a snapshot).
   [[nodiscard]] std::vector<std::shared_ptr<Session>> sessions() const;
   /// Closes every session (shutdown).

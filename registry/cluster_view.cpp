@@ -339,6 +339,16 @@ std::vector<std::pair<std::string, std::uint64_t>> ClusterView::interest_version
   return out;
 }
 
+std::vector<ClusterView::InterestSummary> ClusterView::interest_summary() const {
+  std::shared_lock lock(interest_mutex_);
+  std::vector<InterestSummary> out;
+  out.reserve(interest_.size());
+  for (auto& [node, i] : interest_) out.push_back({node, i.version, i.uris.size()});
+  std::sort(out.begin(), out.end(),
+            [](const InterestSummary& a, const InterestSummary& b) { return a.node < b.node; });
+  return out;
+}
+
 std::vector<std::string> ClusterView::interested(std::string_view uri) const {
   std::shared_lock lock(interest_mutex_);
   auto it = by_uri_.find(uri);

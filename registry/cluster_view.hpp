@@ -125,6 +125,13 @@ class ClusterView {
   void drop_interest(std::string_view node);
   [[nodiscard]] std::uint64_t interest_version(std::string_view node) const;
   [[nodiscard]] std::vector<std::pair<std::string, std::uint64_t>> interest_versions() const;
+  struct InterestSummary {
+    std::string node;
+    std::uint64_t version = 0;
+    std::size_t uris = 0;
+  };
+  /// Every other node's interest set: its version and how many URIs it holds.
+  [[nodiscard]] std::vector<InterestSummary> interest_summary() const;
   /// Nodes (other than this one) with a subscriber to `uri`.
   [[nodiscard]] std::vector<std::string> interested(std::string_view uri) const;
   [[nodiscard]] std::size_t interest_uri_count() const;

@@ -121,6 +121,14 @@ struct HttpServer::Shared {
   std::shared_ptr<Admission> admission;
   mcp::Metrics& metrics() { return server.metrics(); }
 
+  /// /metrics: the server's, admission's and (in a cluster) the cluster's figures.
+  [[nodiscard]] std::string render_metrics() {
+    auto text = server.metrics().render_prometheus();
+    admission->render_metrics(text);
+    if (extra_metrics) extra_metrics(text);
+    return text;
+  }
+
   /// /readyz: why the node is not taking new work (not ready or draining, full, shedding
   /// requests), or "" when it is.
   [[nodiscard]] std::string_view not_ready_because() const {
@@ -344,10 +352,8 @@ class Exchange {
       return after(keep);
     }
     if (target == "/metrics" && req.method() == http::verb::get) {
-      auto text = shared_->metrics().render_prometheus();
-      shared_->admission->render_metrics(text);
-      if (shared_->extra_metrics) shared_->extra_metrics(text);
-      respond(http::status::ok, version, keep, "text/plain; version=0.0.4", text);
+      respond(http::status::ok, version, keep, "text/plain; version=0.0.4",
+              shared_->render_metrics());
       return after(keep);
     }
     if (target != cfg_.path) {
@@ -1375,6 +1381,10 @@ void HttpServer::set_readiness(std::function<bool()> ready) { shared_->ready = s
 void HttpServer::set_extra_metrics(std::function<void(std::string&)> render) {
   shared_->extra_metrics = std::move(render);
 }
+
+std::string HttpServer::render_metrics() const { return shared_->render_metrics(); }
+
+std::string_view HttpServer::not_ready_because() const { return shared_->not_ready_because(); }
 
 void HttpServer::serve_forwarded(HttpRequest request, unsigned hops,
                                  std::shared_ptr<ForwardedAnswer> answer) {

@@ -90,6 +90,10 @@ class HttpServer {
   [[nodiscard]] Admission& admission();
   /// Appends more Prometheus text (the cluster's figures) to every `/metrics` answer.
   void set_extra_metrics(std::function<void(std::string&)> render);
+  /// Any thread. What `/metrics` answers (Prometheus text).
+  [[nodiscard]] std::string render_metrics() const;
+  /// Any thread. Why `/readyz` answers 503 now, or "" when the node takes new work.
+  [[nodiscard]] std::string_view not_ready_because() const;
 
   /// Any thread. Serves `request`, relayed here by another node (its `hops`-th relay), as if it
   /// had arrived on a connection of this node, minus the Host/Origin checks the first node

@@ -1,5 +1,7 @@
 #include "cluster/mesh/cluster_node.hpp"
 
+#include "cluster/mesh/node_admin.hpp"
+
 #include "cluster/bus/notification_bus.hpp"
 #include "cluster/event_loop.hpp"
 #include "cluster/forward/forward_client.hpp"
@@ -170,6 +172,7 @@ struct ClusterNode::Impl {
   std::unique_ptr<ReplicaStore> store;
   std::unique_ptr<Replicator> replicator;
   std::unique_ptr<ReplicationService> replication_service;
+  std::unique_ptr<NodeAdminService> node_admin_service;
   std::unique_ptr<InterestTracker> interest;
   std::unique_ptr<NotificationBus> bus;
   std::unique_ptr<MeshDelegate> delegate;
@@ -551,6 +554,14 @@ std::unique_ptr<ClusterNode> ClusterNode::start(const ClusterNodeConfig& cfg,
           });
         });
     builder.RegisterService(impl->replication_service.get());
+    impl->node_admin_service = std::make_unique<NodeAdminService>(
+        *impl->auth, NodeAdminSources{.node_id = cfg.node_id,
+                                      .server = svc.server,
+                                      .http = svc.http,
+                                      .view = impl->view.get(),
+                                      .store = impl->store.get(),
+                                      .draining = [raw] { return raw->draining.load(); }});
+    builder.RegisterService(impl->node_admin_service.get());
     impl->interest = std::make_unique<InterestTracker>(svc.server->subscriptions());
     impl->bus =
         std::make_unique<NotificationBus>(*svc.server, *impl->view, *impl->channels, *impl->auth,
