@@ -4,6 +4,7 @@
 #include "mcp/server.hpp"
 #include "node/apps/apps.hpp"
 #include "node/config.hpp"
+#include "node/process_metrics.hpp"
 #include "transport/http_server.hpp"
 #include "transport/stdio_transport.hpp"
 
@@ -147,6 +148,7 @@ int main(int argc, char** argv) {
     if (cfg.http) {
       try {
         http = std::make_unique<transport::HttpServer>(pool, server, cfg.http_config);
+        http->set_extra_metrics(node::render_process_metrics);
       } catch (const boost::system::system_error& e) {
         // The code's message only: what() would carry a library source location.
         std::fprintf(stderr, "mcpmesh-node: cannot listen on %s (--http): %s\n", cfg.http->c_str(),
@@ -204,8 +206,10 @@ int main(int argc, char** argv) {
           },
           {.server = &server, .http = http.get(), .pool = &pool});
       if (http) {
-        http->set_extra_metrics(
-            [node = cluster_node.get()](std::string& out) { node->render_metrics(out); });
+        http->set_extra_metrics([node = cluster_node.get()](std::string& out) {
+          node::render_process_metrics(out);
+          node->render_metrics(out);
+        });
       }
       // Tests and scripts wait for this exact line.
       std::fprintf(stderr, "cluster listening on %s\n", cluster_node->bound_address().c_str());
