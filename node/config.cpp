@@ -101,6 +101,8 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
       "threads of the pool that runs blocking handler work")(
       "log-level", po::value(&c.log_level)->default_value(c.log_level),
       "trace | debug | info | warn | error | critical | off")(
+      "log-format", po::value(&c.log_format)->default_value(c.log_format),
+      "text | json (each record one JSON object on its line: ts, level, logger, thread, msg)")(
       "drain-timeout-ms", po::value(&drain_ms)->default_value(drain_ms),
       "on SIGTERM or `mcpmesh-ctl drain`: time requests in flight get to finish before they "
       "are answered with an error and the node exits");
@@ -268,6 +270,9 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
     throw std::runtime_error(
         "--log-level '" + c.log_level +
         "' is not one of trace | debug | info | warn | error | critical | off");
+  }
+  if (c.log_format != "text" && c.log_format != "json") {
+    throw std::runtime_error("--log-format '" + c.log_format + "' is not text | json");
   }
   if (c.cluster_profile != "lan" && c.cluster_profile != "fast") {
     throw std::runtime_error("--cluster-profile '" + c.cluster_profile + "' is not lan | fast");

@@ -18,6 +18,7 @@ struct NodeConfig {
   std::optional<std::string> http;  // HOST:PORT; default 127.0.0.1:8080 unless --stdio
   std::size_t threads = 0;          // 0 = one per core
   std::string log_level = "info";
+  std::string log_format = "text";  // text | json (one JSON object per line)
   mcp::ServerConfig server;
   std::size_t worker_threads = 4;
   transport::HttpConfig http_config;

@@ -265,6 +265,13 @@ TEST(ParseConfig, LogLevelsAreCheckedNotSilentlyTurnedOff) {
   }
 }
 
+TEST(ParseConfig, LogFormatIsTextOrJson) {
+  EXPECT_EQ(parse_ok({}).log_format, "text");
+  EXPECT_EQ(parse_ok({"--log-format", "json"}).log_format, "json");
+  EXPECT_NE(refusal({"--log-format", "xml"}).find("--log-format 'xml' is not text | json"),
+            std::string::npos);
+}
+
 TEST(ParseConfig, AnUnknownClusterProfileIsRefusedWhileParsing) {
   EXPECT_EQ(parse_ok({"--cluster-profile", "fast"}).cluster_profile, "fast");
   auto why = refusal({"--cluster", "127.0.0.1:7001", "--cluster-secret-file", "/run/s",

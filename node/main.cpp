@@ -4,6 +4,7 @@
 #include "mcp/server.hpp"
 #include "node/apps/apps.hpp"
 #include "node/config.hpp"
+#include "node/json_log.hpp"
 #include "node/process_metrics.hpp"
 #include "transport/http_server.hpp"
 #include "transport/stdio_transport.hpp"
@@ -95,6 +96,7 @@ int main(int argc, char** argv) {
   if (!parsed) return 0;
   auto& cfg = *parsed;
   spdlog::set_level(spdlog::level::from_str(cfg.log_level));
+  if (cfg.log_format == "json") spdlog::set_formatter(std::make_unique<node::JsonLogFormatter>());
   {
     auto fit = connections_for_descriptors(!cfg.cluster.empty());
     auto& max = cfg.http_config.max_connections;
