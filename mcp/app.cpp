@@ -211,6 +211,27 @@ bool erase_where(Vec& v, Pred pred) {
 }
 }  // namespace
 
+void App::render_tool_latency(std::string& out) const {
+  auto c = catalog();
+  out +=
+      "# HELP mcpmesh_tool_duration_seconds time from a tools/call's arrival at its session to its "
+      "answer, by tool\n# TYPE mcpmesh_tool_duration_seconds histogram\n";
+  for (const auto& tool : c->tools) {
+    // Tool names are the app's own; quotes and backslashes are escaped all the same.
+    std::string label = "tool=\"";
+    for (char ch : tool->spec.name) {
+      if (ch == '"' || ch == '\\') label += '\\';
+      if (ch == '\n') {
+        label += "\\n";
+        continue;
+      }
+      label += ch;
+    }
+    label += '"';
+    tool->latency->render(out, "mcpmesh_tool_duration_seconds", label);
+  }
+}
+
 void App::add_tool(ToolSpec spec, ToolHandler handler) {
   put_tool(std::make_shared<const Tool>(Tool{std::move(spec), std::move(handler), {}}));
 }

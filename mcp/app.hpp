@@ -29,6 +29,7 @@
 /// \endcode
 
 #include "mcp/jsonrpc.hpp"
+#include "mcp/latency.hpp"
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
@@ -214,6 +215,8 @@ class App {
     ToolSpec spec;
     ToolHandler handler;           // set for coroutine tools
     SyncToolHandler sync_handler;  // set for synchronous tools
+    /// Its calls' latency (/metrics), kept as long as the tool is in the catalog.
+    std::shared_ptr<LatencyHistogram> latency = std::make_shared<LatencyHistogram>();
   };
   struct Resource {
     ResourceSpec spec;
@@ -264,6 +267,9 @@ class App {
   void notify_list_changed(ListKind kind);
 
   [[nodiscard]] std::shared_ptr<const Catalog> catalog() const;
+  /// Any thread. Appends each tool's call latency (mcpmesh_tool_duration_seconds{tool="…"}) to
+  /// `out` (Prometheus text).
+  void render_tool_latency(std::string& out) const;
 
   /// Wiring for the server: where notifications go. Set once before serving.
   struct Listener {

@@ -25,6 +25,13 @@ std::string Metrics::render_prometheus() const {
 #define MCPMESH_METRIC_EMIT(name, help) emit(#name, help, name.load(std::memory_order_relaxed));
   MCPMESH_METRICS(MCPMESH_METRIC_EMIT)
 #undef MCPMESH_METRIC_EMIT
+  out +=
+      "# HELP mcpmesh_request_duration_seconds time from a request's arrival at its session to "
+      "its answer, by method\n# TYPE mcpmesh_request_duration_seconds histogram\n";
+  for (std::size_t i = 0; i < kTimedMethods.size(); ++i) {
+    method_latency[i].render(out, "mcpmesh_request_duration_seconds",
+                             "method=\"" + std::string(kTimedMethods[i]) + "\"");
+  }
   return out;
 }
 

@@ -2,6 +2,9 @@
 // Node-wide counters, exported as Prometheus text at /metrics.
 // Thread-safety: every counter is a relaxed atomic; increment from any thread.
 
+#include "mcp/latency.hpp"
+
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <string>
@@ -81,6 +84,10 @@ struct Metrics {
   static void dec(std::atomic<std::uint64_t>& c, std::uint64_t n = 1) {
     c.fetch_sub(n, std::memory_order_relaxed);
   }
+
+  /// Time from a request's arrival at its session to its answer, by method (kTimedMethods;
+  /// initialize is the session's own and not among them).
+  std::array<LatencyHistogram, kTimedMethods.size()> method_latency;
 
   /// Prometheus text exposition format, metric names prefixed with `mcpmesh_`.
   [[nodiscard]] std::string render_prometheus() const;

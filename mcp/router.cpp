@@ -295,8 +295,11 @@ void Router::handle(const std::shared_ptr<Conversation>& conversation, Message m
 
 void Router::serve(const std::shared_ptr<Conversation>& conversation, Message m,
                    const std::shared_ptr<ClientChannel>& reply, RequestSlot& slot) {
+  const auto started = std::chrono::steady_clock::now();
+  LatencyHistogram& latency = server_.metrics().method_latency[timed_method_index(m.method)];
   auto answer = [&](Result<json::value> r) {
     reply->deliver(make_answer(server_.metrics(), m.id, std::move(r)), true);
+    latency.observe(std::chrono::steady_clock::now() - started);
   };
   // A string_view compares lengths first: most of the names below are ruled out at once.
   const std::string_view method = m.method;
@@ -315,10 +318,12 @@ void Router::serve(const std::shared_ptr<Conversation>& conversation, Message m,
     if (method == "resources/unsubscribe") return answer(conversation->unsubscribe(*uri));
     // std::function needs a copyable callable: the slot rides in a shared_ptr.
     auto held = std::make_shared<RequestSlot>(std::move(slot));
-    conversation->subscribe(*uri, [this, id = m.id, reply, held](Result<json::value> r) {
-      reply->deliver(make_answer(server_.metrics(), id, std::move(r)), true);
-      held->release();
-    });
+    conversation->subscribe(
+        *uri, [this, id = m.id, reply, held, started, &latency](Result<json::value> r) {
+          reply->deliver(make_answer(server_.metrics(), id, std::move(r)), true);
+          latency.observe(std::chrono::steady_clock::now() - started);
+          held->release();
+        });
     return;
   }
   if (method == "logging/setLevel") {
@@ -348,6 +353,7 @@ void Router::serve(const std::shared_ptr<Conversation>& conversation, Message m,
   }
   RequestContext rc{conversation->client(), std::string(conversation->session_id()),
                     server_.config().node_id, m.id, std::move(meta)};
+  std::shared_ptr<LatencyHistogram> tool_latency;
   if (method == "tools/call") {
     // A synchronous tool (and any call that fails its checks) is answered right here: no
     // coroutine, no in-flight entry (nothing can cancel it before it ends). A handler that
@@ -358,15 +364,24 @@ void Router::serve(const std::shared_ptr<Conversation>& conversation, Message m,
       Metrics::inc(server_.metrics().tool_calls_total);
       if (!tool) return answer(tool.error());
       auto args = tool_arguments(**tool, m.params);
-      if (auto* done = std::get_if<Result<json::value>>(&args)) return answer(std::move(*done));
-      InflightRequest ctx(server_, conversation, std::move(rc), reply, std::move(progress_token));
-      return answer(
-          tool_answer((*tool)->sync_handler(ctx, std::move(std::get<json::object>(args)))));
+      if (auto* done = std::get_if<Result<json::value>>(&args)) {
+        answer(std::move(*done));
+      } else {
+        InflightRequest ctx(server_, conversation, std::move(rc), reply, std::move(progress_token));
+        answer(tool_answer((*tool)->sync_handler(ctx, std::move(std::get<json::object>(args)))));
+      }
+      // (The catalog snapshot holds the tool, and its histogram, until here.)
+      (*tool)->latency->observe(std::chrono::steady_clock::now() - started);
+      return;
     }
+    tool_latency = (*tool)->latency;  // the handler may outlive this catalog snapshot
   }
   auto request = std::make_shared<InflightRequest>(server_, conversation, std::move(rc), reply,
                                                    std::move(progress_token));
   request->slot_ = std::move(slot);
+  request->started_ = started;
+  request->method_latency_ = &latency;
+  request->tool_latency_ = std::move(tool_latency);
   inflight.emplace(std::move(key), request);
   auto cancellation = request->signal_.slot();
   // The completion handler owns `request` too: co_spawn keeps using the slot (and so the
@@ -389,7 +404,13 @@ asio::awaitable<void> Router::run_request(std::shared_ptr<InflightRequest> infli
   auto it = map.find(id_key(m.id));
   if (it != map.end() && it->second == inflight) map.erase(it);
   if (!inflight->answered_) {
-    inflight->reply_->deliver(inflight->cancelled_ ? nullptr : std::move(response), true);
+    const bool answering = !inflight->cancelled_;
+    inflight->reply_->deliver(answering ? std::move(response) : nullptr, true);
+    if (answering && inflight->method_latency_) {
+      auto took = std::chrono::steady_clock::now() - inflight->started_;
+      inflight->method_latency_->observe(took);
+      if (inflight->tool_latency_) inflight->tool_latency_->observe(took);
+    }
   }
   // Break the cycle conversation -> inflight -> conversation once done.
   inflight->conversation_.reset();

@@ -136,6 +136,10 @@ class InflightRequest final : public HandlerContext {
   json::value progress_token_;
   asio::cancellation_signal signal_;
   RequestSlot slot_;  // released when the handler ends
+  // Where its latency goes once it is answered (/metrics).
+  std::chrono::steady_clock::time_point started_{};
+  LatencyHistogram* method_latency_ = nullptr;
+  std::shared_ptr<LatencyHistogram> tool_latency_;
   bool cancelled_ = false;
   bool answered_ = false;  // fail() answered already: the handler's outcome is dropped
 };

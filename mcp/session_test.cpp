@@ -596,6 +596,32 @@ TEST_F(SessionTest, SessionIdsHaveNodePrefixEpochAndRandomHex) {
   EXPECT_EQ(harness_.server().session_count(), 2u);
 }
 
+TEST_F(SessionTest, LatencyIsKeptPerMethodAndPerToolForMetrics) {
+  auto client = harness_.connect();
+  client->initialize();
+  auto& m = harness_.server().metrics();
+  auto& calls = m.method_latency[timed_method_index("tools/call")];
+  auto& pings = m.method_latency[timed_method_index("ping")];
+  auto& other = m.method_latency[timed_method_index("other")];
+  EXPECT_TRUE(result_of(client->call("ping")).empty());
+  EXPECT_FALSE(
+      result_of(client->call("tools/call", {{"name", "echo"}, {"arguments", {{"text", "hi"}}}}))
+          .empty());
+  EXPECT_EQ(error_code_of(client->call("no/such/method")), -32601);
+  EXPECT_EQ(pings.count(), 1u);
+  EXPECT_EQ(calls.count(), 1u);
+  EXPECT_EQ(other.count(), 1u);
+  auto text = m.render_prometheus();
+  EXPECT_NE(text.find("mcpmesh_request_duration_seconds_count{method=\"tools/call\"} 1\n"),
+            std::string::npos);
+  std::string tools;
+  harness_.server().app().render_tool_latency(tools);
+  EXPECT_NE(tools.find("mcpmesh_tool_duration_seconds_count{tool=\"echo\"} 1\n"), std::string::npos)
+      << tools;
+  EXPECT_NE(tools.find("mcpmesh_tool_duration_seconds_count{tool=\"wait\"} 0\n"),
+            std::string::npos);
+}
+
 class MaxSessionsTest : public SessionTest {
  protected:
   MaxSessionsTest() : SessionTest(ServerConfig{.max_sessions = 1}) {}

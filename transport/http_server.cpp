@@ -124,6 +124,7 @@ struct HttpServer::Shared {
   /// /metrics: the server's, admission's and (in a cluster) the cluster's figures.
   [[nodiscard]] std::string render_metrics() {
     auto text = server.metrics().render_prometheus();
+    server.app().render_tool_latency(text);
     admission->render_metrics(text);
     if (extra_metrics) extra_metrics(text);
     return text;
