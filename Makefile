@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 HTTP ?= 127.0.0.1:8080
 APP ?= demo
 
-.PHONY: all deps deps-test configure build node run cluster test bench bench-cluster lsan-drain format tidy clean
+.PHONY: all deps deps-test configure build node run cluster test bench bench-cluster bench-scale bench-overload bench-memory lsan-drain format tidy clean
 
 all: build
 
@@ -49,6 +49,19 @@ lsan-drain: deps-test
 # notification fan-out; these need wrk, nginx and Node from deps-test). bench/README.md.
 bench-cluster: deps-test build
 	BUILD_DIR=$(BUILD_DIR) bench/cluster_bench.sh
+
+# Scale (19,000 SSE streams on one node; 100,000 sessions over 6 nodes behind nginx), overload
+# (ten times a node's capacity for 60 s) and memory (KB per idle session and per held stream at
+# 10,000 of each), each beside the official TypeScript SDK where it can run the same workload.
+# docs/BENCHMARKS.md.
+bench-scale: deps-test build
+	bench/scale_bench.sh streams sessions --sdk
+
+bench-overload: deps-test build
+	bench/overload_bench.sh
+
+bench-memory: deps-test build
+	bench/memory_bench.sh
 
 format:
 	find mcp transport registry node cluster ctl bench tests -name '*.cpp' -o -name '*.hpp' | xargs clang-format -i

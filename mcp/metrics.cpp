@@ -1,8 +1,39 @@
 #include "mcp/metrics.hpp"
 
+#include <cmath>
+#include <cstdio>
+
 #include <string_view>
 
 namespace mcpmesh::mcp {
+
+void append_sample(std::string& out, std::string_view name, std::string_view help,
+                   std::string_view type, std::string_view labels, double value) {
+  if (!help.empty()) {
+    out += "# HELP ";
+    out += name;
+    out += ' ';
+    out += help;
+    out += "\n# TYPE ";
+    out += name;
+    out += ' ';
+    out += type;
+    out += '\n';
+  }
+  out += name;
+  out += labels;
+  out += ' ';
+  char num[32];
+  // Whole numbers (counters, bytes) in full; others to 15 significant digits (0.15, not
+  // 0.14999999999999999; a Unix time to the hundredth of a second).
+  if (value == std::floor(value) && std::fabs(value) < 9.2e18) {
+    std::snprintf(num, sizeof num, "%lld", static_cast<long long>(value));
+  } else {
+    std::snprintf(num, sizeof num, "%.15g", value);
+  }
+  out += num;
+  out += '\n';
+}
 
 std::string Metrics::render_prometheus() const {
   std::string out;

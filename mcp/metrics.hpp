@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace mcpmesh::mcp {
 
@@ -92,5 +93,11 @@ struct Metrics {
   /// Prometheus text exposition format, metric names prefixed with `mcpmesh_`.
   [[nodiscard]] std::string render_prometheus() const;
 };
+
+/// Appends one sample of Prometheus text: `# HELP` and `# TYPE` lines first when `help` is not
+/// empty (the first sample of a family), then `<name><labels> <value>`. `labels` is "" or
+/// `{key="value",...}`; `type` is "gauge" or "counter".
+void append_sample(std::string& out, std::string_view name, std::string_view help,
+                   std::string_view type, std::string_view labels, double value);
 
 }  // namespace mcpmesh::mcp

@@ -1,5 +1,7 @@
 #include "node/otlp_exporter.hpp"
 
+#include "mcp/metrics.hpp"
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -176,20 +178,16 @@ OtlpExporter::Counters OtlpExporter::counters() const {
 
 void OtlpExporter::render_metrics(std::string& out) const {
   auto c = counters();
-  out += "# HELP mcpmesh_trace_spans_exported_total spans an OTLP receiver accepted\n";
-  out += "# TYPE mcpmesh_trace_spans_exported_total counter\n";
-  out += "mcpmesh_trace_spans_exported_total " + std::to_string(c.exported) + "\n";
-  out +=
-      "# HELP mcpmesh_trace_spans_dropped_total spans dropped: the queue was full, or their "
-      "batch was refused or timed out\n";
-  out += "# TYPE mcpmesh_trace_spans_dropped_total counter\n";
-  out += "mcpmesh_trace_spans_dropped_total{reason=\"queue_full\"} " +
-         std::to_string(c.dropped_full) + "\n";
-  out += "mcpmesh_trace_spans_dropped_total{reason=\"export_failed\"} " +
-         std::to_string(c.dropped_failed) + "\n";
-  out += "# HELP mcpmesh_trace_batches_total OTLP export requests sent\n";
-  out += "# TYPE mcpmesh_trace_batches_total counter\n";
-  out += "mcpmesh_trace_batches_total " + std::to_string(c.batches) + "\n";
+  auto d = [](std::uint64_t v) { return static_cast<double>(v); };
+  mcp::append_sample(out, "mcpmesh_trace_spans_exported_total", "spans an OTLP receiver accepted",
+                     "counter", "", d(c.exported));
+  mcp::append_sample(out, "mcpmesh_trace_spans_dropped_total",
+                     "spans dropped: the queue was full, or their batch was refused or timed out",
+                     "counter", "{reason=\"queue_full\"}", d(c.dropped_full));
+  mcp::append_sample(out, "mcpmesh_trace_spans_dropped_total", "", "counter",
+                     "{reason=\"export_failed\"}", d(c.dropped_failed));
+  mcp::append_sample(out, "mcpmesh_trace_batches_total", "OTLP export requests sent", "counter", "",
+                     d(c.batches));
 }
 
 }  // namespace mcpmesh::node

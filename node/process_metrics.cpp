@@ -1,5 +1,7 @@
 #include "node/process_metrics.hpp"
 
+#include "mcp/metrics.hpp"
+
 #include <dirent.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -22,21 +24,7 @@ namespace {
 
 void gauge(std::string& out, std::string_view name, std::string_view help, std::string_view type,
            double value) {
-  char num[64];
-  std::snprintf(num, sizeof num, "%.17g", value);
-  out += "# HELP ";
-  out += name;
-  out += ' ';
-  out += help;
-  out += "\n# TYPE ";
-  out += name;
-  out += ' ';
-  out += type;
-  out += '\n';
-  out += name;
-  out += ' ';
-  out += num;
-  out += '\n';
+  mcp::append_sample(out, name, help, type, "", value);
 }
 
 /// Entries of /proc/self/fd (the directory's own descriptor excluded).

@@ -8,18 +8,21 @@
 ///   proxy appended to `X-Forwarded-For`. Each client has caps on open connections and
 ///   sessions, and token buckets for requests and for new sessions.
 /// - **Node.** Token buckets for requests and new sessions over all clients.
-/// - **Load shedding.** A controller samples event-loop lag, requests in flight and memory
-///   every tick and keeps two admit ratios: new sessions are shed first (zone orange), then
-///   new requests (zone red), each ratio cut multiplicatively while the lag is over its target
-///   and restored additively once it is well under, so an overloaded node keeps serving at its
-///   capacity with a bounded delay. Answers the node owes (responses to its own requests,
-///   notifications, streams being resumed) are never shed.
+/// - **Load shedding.** A controller samples the lag of every I/O thread's event loop, the wait
+///   of a job for the worker pool (where handlers put their CPU work, `run_blocking`: a node
+///   busy there has idle event loops) and memory every tick and keeps two admit ratios: new
+///   sessions are shed first (zone orange), then new requests (zone red), each ratio cut
+///   multiplicatively while the lag is over its target and restored additively once it is well
+///   under, so an overloaded node keeps serving at its capacity with a bounded delay. Answers the
+///   node owes (responses to its own requests, notifications, streams being resumed) are never
+///   shed.
 ///
 /// Thread-safety: every public member of `Admission` and `ClientTable` may be called from any
 /// thread. `TokenBucket` and `ShedController` are plain values: their owner serialises access.
 
 #include "mcp/metrics.hpp"
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -114,8 +117,9 @@ enum class Zone : std::uint8_t { kGreen, kYellow, kOrange, kRed };
 class ShedController {
  public:
   struct Sample {
-    std::chrono::nanoseconds lag{0};  // the worst event-loop lag seen during the tick
-    double memory = 0;                // resident memory / limit
+    /// The worst delay seen during the tick: event-loop lag or a worker-pool job's wait.
+    std::chrono::nanoseconds lag{0};
+    double memory = 0;  // resident memory / limit
   };
   explicit ShedController(std::chrono::nanoseconds lag_target) : target_(lag_target) {}
 
@@ -127,11 +131,15 @@ class ShedController {
 
   /// Requests are never shed below this ratio: the node keeps serving some of every kind.
   static constexpr double kMinRequestRatio = 0.02;
+  /// The deepest cut of the request ratio in one tick (a lag of twice the target or more):
+  /// deeper cuts, on a lag spike of a node whose CPU share dips, leave it idle for seconds.
+  static constexpr double kMaxCut = 0.5;
   /// Memory thresholds (fractions of the limit): yellow, orange (no new sessions), red.
   static constexpr double kMemoryYellow = 0.70, kMemoryOrange = 0.85, kMemoryRed = 0.95;
 
  private:
   std::chrono::nanoseconds target_;
+  std::chrono::nanoseconds last_lag_{0};
   double session_ratio_ = 1;
   double request_ratio_ = 1;
   Zone zone_ = Zone::kGreen;
@@ -192,8 +200,10 @@ class Admission : public std::enable_shared_from_this<Admission> {
   Admission(const Admission&) = delete;
   Admission& operator=(const Admission&) = delete;
 
-  /// Starts the lag probes (one per context) and the controller (on the first).
-  void start(const std::vector<asio::io_context*>& contexts);
+  /// Starts the lag probes (one per context), the queue probe of the worker pool `workers`
+  /// (none when null) and the controller (on the first context). `workers` must outlive the
+  /// probe's last job: stop() before the pool is joined, whose pending jobs are then dropped.
+  void start(const std::vector<asio::io_context*>& contexts, asio::any_io_executor workers = {});
   void stop();
 
   /// The client behind a connection from `peer`, and whether `peer` is a trusted proxy.
@@ -214,7 +224,8 @@ class Admission : public std::enable_shared_from_this<Admission> {
   /// nullopt when within them, else the refusal (429, counted).
   [[nodiscard]] std::optional<Refusal> limit_requests(const ClientRef& client, std::size_t n);
   /// A new request against the load shedder (whoever sent it, relayed ones included):
-  /// nullopt when admitted, else the refusal (503, counted).
+  /// nullopt when admitted, else the refusal (503, counted). Also refused, whatever the ratio,
+  /// while the worker pool's queue is over the lag target (between two ticks).
   [[nodiscard]] std::optional<Refusal> shed_request();
 
   [[nodiscard]] Zone zone() const { return zone_.load(std::memory_order_relaxed); }
@@ -235,6 +246,12 @@ class Admission : public std::enable_shared_from_this<Admission> {
   struct Probe;
   void tick();
   void arm_tick();
+  /// Posts a probe job to the worker pool unless one is still queued, whose wait so far is then
+  /// the lag. Called by the first context's lag probe only.
+  void probe_workers();
+  static void note_lag(std::atomic<std::int64_t>& worst, std::int64_t lag);
+  /// The worker pool's probe job has been queued longer than the lag target (any thread).
+  [[nodiscard]] bool worker_queue_stalled() const;
   /// Admits one in `ratio` (deterministically, per thread); true = admitted.
   static bool admit_share(double ratio, double& credit);
   [[nodiscard]] std::uint64_t resident_bytes();
@@ -256,6 +273,10 @@ class Admission : public std::enable_shared_from_this<Admission> {
   std::atomic<double> request_ratio_{1};
   std::atomic<std::int64_t> worst_lag_ns_{0};  // since the last tick, from every probe
   std::atomic<std::int64_t> last_lag_ns_{0};   // the last tick's
+  asio::any_io_executor workers_;
+  std::atomic<std::int64_t> worker_probe_posted_ns_{0};  // 0 = no probe job queued
+  std::atomic<std::int64_t> worst_worker_lag_ns_{0};     // since the last tick
+  std::atomic<std::int64_t> last_worker_lag_ns_{0};      // the last tick's
   std::atomic<std::uint64_t> rss_{0};
   std::uint64_t memory_limit_ = 0;
   int statm_fd_ = -1;

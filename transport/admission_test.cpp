@@ -2,6 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+
+#include <future>
+#include <thread>
+
 namespace mcpmesh::transport {
 namespace {
 
@@ -75,20 +81,49 @@ TEST(ShedController, YellowIsAWarningThatShedsNothing) {
 
 TEST(ShedController, ShedsNewSessionsFirstThenNewRequests) {
   ShedController c(50ms);
-  EXPECT_EQ(c.update(lag(200ms)), Zone::kOrange);
+  EXPECT_EQ(c.update(lag(60ms)), Zone::kOrange);
   EXPECT_LT(c.session_ratio(), 1);
   EXPECT_EQ(c.request_ratio(), 1) << "requests only once no new session is admitted";
   int ticks = 1;
   while (c.session_ratio() > 0 && ticks < 20) {
-    c.update(lag(200ms));
+    c.update(lag(60ms));
     ++ticks;
   }
   EXPECT_EQ(c.session_ratio(), 0);
   EXPECT_LE(ticks, 6) << "new sessions stop within a few ticks";
-  EXPECT_EQ(c.update(lag(200ms)), Zone::kRed);
-  EXPECT_LT(c.request_ratio(), 1);
+  EXPECT_EQ(c.update(lag(60ms)), Zone::kRed);
+  EXPECT_EQ(c.request_ratio(), 0.75) << "just over the target: a gentle cut";
   for (int i = 0; i < 100; ++i) c.update(lag(500ms));
   EXPECT_EQ(c.request_ratio(), ShedController::kMinRequestRatio) << "never below the floor";
+}
+
+TEST(ShedController, FarOverTheTargetStopsSessionsAndCutsRequestsInTheSameTick) {
+  // Ten times the capacity arriving at once: waiting five ticks for the sessions to be shed
+  // first, then eight more of 0.75 cuts, would admit seconds of backlog.
+  ShedController c(50ms);
+  EXPECT_EQ(c.update(lag(200ms)), Zone::kRed);
+  EXPECT_EQ(c.session_ratio(), 0);
+  EXPECT_EQ(c.request_ratio(), 0.5) << "cut by as much as it may in one tick";
+  c.update(lag(5s));
+  EXPECT_EQ(c.request_ratio(), 0.25) << "at most halved per tick";
+  c.update(lag(6s));
+  c.update(lag(7s));
+  EXPECT_EQ(c.request_ratio(), 0.0625) << "a tenth of the capacity within four ticks";
+}
+
+TEST(ShedController, HoldsTheRatioWhileTheBacklogDrains) {
+  ShedController c(50ms);
+  c.update(lag(400ms));
+  auto cut = c.request_ratio();
+  ASSERT_LT(cut, 1);
+  // The lag falls tick after tick: what is admitted is under the capacity already.
+  for (auto l : {300ms, 200ms, 120ms, 80ms}) {
+    EXPECT_EQ(c.update(lag(l)), Zone::kRed);
+    EXPECT_EQ(c.request_ratio(), cut) << l.count();
+  }
+  // Rising again: cut again.
+  c.update(lag(150ms));
+  EXPECT_LT(c.request_ratio(), cut);
 }
 
 TEST(ShedController, HoldsBetweenHalfTheTargetAndTheTarget) {
@@ -283,6 +318,42 @@ TEST(Admission, RequestBucketsPerClientAndNodeWide) {
   while (!a->limit_requests(y, 1) && admitted < 100) ++admitted;
   EXPECT_EQ(admitted, 6);
   EXPECT_EQ(m.rate_limited_total.load(), 2u);
+}
+
+TEST(Admission, RefusesNewWorkWhileTheWorkerQueueIsOverTheLagTarget) {
+  // The pool's only thread is busy: the probe job queued behind it waits, and once it has
+  // waited past the lag target, new requests and sessions are refused at once, long before the
+  // first tick (2 s) could move a ratio. When the job ends, the probe runs and work is taken.
+  mcp::Metrics m;
+  AdmissionConfig c = quiet();
+  c.shed_lag = 20ms;
+  c.tick = 2s;  // the lag probes run every 500 ms
+  auto a = std::make_shared<Admission>(c, 100, 100, m);
+  asio::io_context io;
+  asio::thread_pool workers(1);
+  std::promise<void> release;
+  asio::post(workers, [busy = release.get_future()] { busy.wait(); });
+  a->start({&io}, workers.get_executor());
+  std::thread runner([&io] { io.run_for(10s); });
+  auto until = [](auto pred) {
+    for (auto end = Clock::now() + 5s; Clock::now() < end; std::this_thread::sleep_for(5ms)) {
+      if (pred()) return true;
+    }
+    return false;
+  };
+  EXPECT_TRUE(until([&] { return a->shed_request().has_value(); }));
+  auto refused = a->shed_request();
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 503u);
+  Refusal refusal;
+  EXPECT_FALSE(a->admit_session(a->client(ip::make_address("10.0.0.1")), refusal));
+  EXPECT_EQ(refusal.status, 503u);
+  release.set_value();
+  EXPECT_TRUE(until([&] { return !a->shed_request().has_value(); }));
+  a->stop();
+  io.stop();
+  runner.join();
+  workers.join();
 }
 
 TEST(Admission, TrustedProxiesNameTheirClientsInXForwardedFor) {

@@ -93,20 +93,33 @@ class RequestWorker {
 
   asio::awaitable<void> setup() {
     for (std::size_t idx : owned_) {
-      if (Clock::now() >= plan_.setup_deadline || plan_.stop.load()) {
-        ++stats_.sessions_failed;
-        stats_.sample_error(plan_.stop.load() ? "session setup: interrupted"
-                                              : "session setup: --setup-timeout passed");
-        continue;
-      }
-      auto start = Clock::now();
-      Verdict v = co_await open_session(plan_.sessions[idx], false);
-      if (is_ok(v)) {
-        ++stats_.sessions_created;
-        stats_.session_open.record(elapsed_ns(start, Clock::now()));
-      } else {
+      for (;;) {
+        if (Clock::now() >= plan_.setup_deadline || plan_.stop.load()) {
+          ++stats_.sessions_failed;
+          stats_.sample_error(plan_.stop.load() ? "session setup: interrupted"
+                                                : "session setup: --setup-timeout passed");
+          break;
+        }
+        auto start = Clock::now();
+        Verdict v = co_await open_session(plan_.sessions[idx], false);
+        if (is_ok(v)) {
+          ++stats_.sessions_created;
+          stats_.session_open.record(elapsed_ns(start, Clock::now()));
+          break;
+        }
+        // --honour-retry-after: a server that sheds new sessions (429/503 + Retry-After) is
+        // asked again after the wait it named, as a client would, within --setup-timeout.
+        if (plan_.o.honour_retry_after && retry_after_ && v.outcome != Outcome::kCancelled) {
+          auto resume = Clock::now() + std::chrono::seconds(*retry_after_);
+          if (resume < plan_.setup_deadline) {
+            ++stats_.sessions_retried;
+            co_await pause_until(resume);
+            continue;
+          }
+        }
         ++stats_.sessions_failed;
         if (v.outcome != Outcome::kCancelled) stats_.sample_error("session setup: " + v.detail);
+        break;
       }
     }
   }

@@ -314,7 +314,8 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
       ("keep-sessions", po::bool_switch(&o.keep_sessions),
        "do not DELETE the sessions at the end")
       ("honour-retry-after", po::bool_switch(&o.honour_retry_after),
-       "after a 429 or 503 with Retry-After (seconds), that connection waits so long")
+       "after a 429 or 503 with Retry-After (seconds), that connection waits so long; an "
+       "initialize so refused while opening the sessions is sent again after the wait")
       ("protocol-version", po::value(&o.protocol_version)->default_value(o.protocol_version),
        "protocolVersion asked for in initialize")
       ("header", po::value(&o.headers)->composing(),

@@ -31,6 +31,7 @@ constexpr std::pair<const char*, std::uint64_t RunResult::*> kCounters[] = {
     {"sessions_failed", &RunResult::sessions_failed},
     {"sessions_deleted", &RunResult::sessions_deleted},
     {"sessions_delete_failed", &RunResult::sessions_delete_failed},
+    {"sessions_retried", &RunResult::sessions_retried},
     {"sse_requested", &RunResult::sse_requested},
     {"sse_opened", &RunResult::sse_opened},
     {"sse_failed", &RunResult::sse_failed},
@@ -315,6 +316,7 @@ json::object report_json(const BenchOptions& o, const RunResult& r) {
       {"sessions", json::object{{"requested", r.sessions_requested},
                                 {"created", r.sessions_created},
                                 {"failed", r.sessions_failed},
+                                {"retried", r.sessions_retried},
                                 {"deleted", r.sessions_deleted},
                                 {"delete_failed", r.sessions_delete_failed},
                                 {"kept", o.keep_sessions},
@@ -391,6 +393,12 @@ std::string summary_text(const BenchOptions& o, const RunResult& r) {
       static_cast<unsigned long long>(r.sessions_requested), r.setup_s,
       ms(r.session_open.value_at(0.5)), static_cast<unsigned long long>(r.sessions_deleted));
   s += line;
+  if (r.sessions_retried > 0) {
+    std::snprintf(line, sizeof line,
+                  "  sessions: %llu initialize(s) refused with Retry-After, sent again\n",
+                  static_cast<unsigned long long>(r.sessions_retried));
+    s += line;
+  }
   if (o.mode != Mode::kHold && (r.measured_s > 0 || r.requests() > 0)) {
     std::snprintf(line, sizeof line, "  %-11s %10s %10s %9s %9s %9s %9s %9s %8s\n", "op", "count",
                   "rate/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms", "failed");

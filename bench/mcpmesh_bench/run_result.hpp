@@ -48,6 +48,8 @@ struct RunResult {
   // Sessions.
   std::uint64_t sessions_requested = 0, sessions_created = 0, sessions_failed = 0;
   std::uint64_t sessions_deleted = 0, sessions_delete_failed = 0;
+  /// --honour-retry-after: initialize refused with 429/503 + Retry-After, waited and sent again.
+  std::uint64_t sessions_retried = 0;
   LatencyHistogram session_open;  ///< initialize + notifications/initialized, ns
   // Held SSE streams.
   std::uint64_t sse_requested = 0, sse_opened = 0, sse_failed = 0, sse_ended_early = 0;

@@ -4,7 +4,7 @@
 #
 # Usage:
 #   cluster.sh up --nodes N --port P --dir D [--app NAME] [--profile lan|fast] [--detach]
-#                 [--bin PATH] [--nginx PATH] [--node-arg ARG]...
+#                 [--bin PATH] [--nginx PATH] [--node-arg ARG]... [--nginx-arg ARG]...
 #   cluster.sh down --dir D
 #   cluster.sh status --dir D
 #
@@ -17,7 +17,9 @@
 #         returns and `down` stops the cluster. Anything that does not come up stops the whole
 #         start with the tail of that process's log. Every node trusts nginx (127.0.0.1) to name
 #         its clients in X-Forwarded-For (--trusted-proxies); each --node-arg is passed to every
-#         node as is (e.g. --node-arg --client-rate-limit --node-arg 0).
+#         node as is (e.g. --node-arg --client-rate-limit --node-arg 0); each --nginx-arg is
+#         passed to nginx/gen-nginx-conf.sh as is (e.g. --nginx-arg --worker-connections
+#         --nginx-arg 8192: bench/scale_bench.sh, thousands of client connections).
 # down    SIGTERM to nginx, then to the nodes; SIGKILL for what is still running after a bounded
 #         wait; removes the pid files (logs stay).
 # status  one line per process (pid, running or not, addresses, /healthz and /readyz), the
@@ -306,6 +308,7 @@ cmd_up() {
   mkdir -p "$nginx_dir"
   gen_args=(--listen "127.0.0.1:$port" --dir "$nginx_dir" --out "$nginx_dir/nginx.conf")
   for ((i = 0; i < nodes; i++)); do gen_args+=(--node "${ids[i]}=${http_addrs[i]}"); done
+  gen_args+=("${nginx_args[@]}")
   "$repo/nginx/gen-nginx-conf.sh" "${gen_args[@]}" || fail_up "nginx/gen-nginx-conf.sh failed"
   : >"$nginx_dir/stderr.log"
   "$nginx_bin" -t -q -p "$nginx_dir/" -c "$nginx_dir/nginx.conf" -e "$nginx_dir/error.log" \
@@ -415,6 +418,7 @@ case $cmd in
 esac
 node_bin=${MCPMESH_NODE:-$repo/build/bin/mcpmesh-node}
 node_args=()
+nginx_args=()
 nginx_bin=${MCPMESH_NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 while (($#)); do
   case $1 in
@@ -427,6 +431,7 @@ while (($#)); do
     --nginx) nginx_bin=${2-}; shift 2 || die "--nginx needs a value" ;;
     --detach) detach=1; shift ;;
     --node-arg) node_args+=("${2-}"); shift 2 || die "--node-arg needs a value" ;;
+    --nginx-arg) nginx_args+=("${2-}"); shift 2 || die "--nginx-arg needs a value" ;;
     *) die "unknown argument '$1' (see $0 --help)" ;;
   esac
 done

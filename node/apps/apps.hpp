@@ -7,7 +7,7 @@
 
 namespace mcpmesh::node {
 
-/// The demo: echo, add, slow, note_set, whoami, log, ask_llm, ask_user; note://{name};
+/// The demo: echo, add, slow, burn, note_set, whoami, log, ask_llm, ask_user; note://{name};
 /// the summarize prompt with completions. Returns state the app needs kept alive.
 std::shared_ptr<void> install_demo_app(mcp::App& app);
 

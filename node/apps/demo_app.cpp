@@ -2,7 +2,10 @@
 
 #include <boost/asio/steady_timer.hpp>
 
+#include <time.h>
+
 #include <cmath>
+#include <cstdint>
 #include <mutex>
 
 namespace mcpmesh::node {
@@ -24,6 +27,30 @@ std::string number_text(double d) {
   return buf;
 }
 
+/// CPU time the calling thread has used.
+std::chrono::nanoseconds thread_cpu_time() {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+}
+
+/// Spends `cpu` of this thread's CPU time (not wall time: a thread that waits for a core
+/// still does all of its work) on a chain of multiply-xorshift rounds, and returns the chain's
+/// end, which depends on every round, so none can be left out.
+std::uint64_t burn_cpu(std::chrono::nanoseconds cpu, std::uint64_t seed) {
+  auto until = thread_cpu_time() + cpu;
+  std::uint64_t x = seed | 1;
+  do {
+    for (int i = 0; i < 4096; ++i) {  // ~10 µs between two looks at the clock
+      x ^= x >> 29;
+      x *= 0xbf58476d1ce4e5b9ULL;
+      x ^= x >> 32;
+    }
+  } while (thread_cpu_time() < until);
+  return x;
+}
+
+constexpr std::int64_t kMaxBurnMicros = 100000;
 constexpr std::chrono::seconds kClientDeadline{60};
 // The demo's notes are shared by every session of the node: bound them.
 constexpr std::size_t kMaxNotes = 10000;
@@ -79,6 +106,35 @@ std::shared_ptr<void> install_demo_app(App& app) {
                               "step " + std::to_string(i) + " of " + std::to_string(steps));
         }
         co_return ToolResult::text("completed " + std::to_string(steps) + " steps");
+      });
+
+  // CPU work, done the way the app API asks for it (run_blocking: the node's bounded worker
+  // pool, never an I/O thread), so a load of it costs what a real CPU-heavy tool costs: worker
+  // time, queueing for the pool and, past max_blocking_jobs, refusals.
+  app.add_tool(
+      {.name = "burn",
+       .title = "Burn CPU",
+       .description = "Spends `micros` µs (at most 100000) of CPU time on the node's worker "
+                      "pool and returns a digest of the work.",
+       .input_schema = object_schema({{"micros", "integer"}}, {"micros"}),
+       .output_schema =
+           object_schema({{"micros", "integer"}, {"digest", "string"}}, {"micros", "digest"}),
+       .annotations = {{"readOnlyHint", true}, {"idempotentHint", true}}},
+      [](HandlerContext& ctx, json::object args) -> asio::awaitable<Result<ToolResult>> {
+        auto& v = args.at("micros");
+        if (!v.is_int64() || v.get_int64() < 0 || v.get_int64() > kMaxBurnMicros) {
+          co_return ToolResult::error("micros must be an integer in [0, 100000]");
+        }
+        auto micros = v.get_int64();
+        auto digest = co_await ctx.run_blocking([micros] {
+          return burn_cpu(std::chrono::microseconds(micros), static_cast<std::uint64_t>(micros));
+        });
+        if (!digest) co_return digest.error();
+        char hex[17];
+        std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(*digest));
+        ToolResult r = ToolResult::text(hex);
+        r.structured_content = json::object{{"micros", micros}, {"digest", hex}};
+        co_return r;
       });
 
   app.add_tool(

@@ -5,6 +5,10 @@
 
 #include <gtest/gtest.h>
 
+#include <time.h>
+
+#include <chrono>
+
 namespace mcpmesh::node {
 namespace {
 
@@ -30,7 +34,7 @@ TEST_F(DemoAppTest, ListsItsTools) {
   std::vector<std::string> names;
   for (auto& t : tools) names.emplace_back(t.at("name").as_string());
   for (std::string expected :
-       {"echo", "add", "slow", "note_set", "whoami", "log", "ask_llm", "ask_user"}) {
+       {"echo", "add", "slow", "burn", "note_set", "whoami", "log", "ask_llm", "ask_user"}) {
     EXPECT_NE(std::find(names.begin(), names.end(), expected), names.end()) << expected;
   }
 }
@@ -78,6 +82,33 @@ TEST_F(DemoAppTest, NoteSetThenRead) {
   EXPECT_EQ(
       result_of(client_->call_tool("note_set", {{"name", "a/b"}, {"text", "t"}})).at("isError"),
       true);
+}
+
+TEST_F(DemoAppTest, BurnSpendsCpuOnTheWorkerPool) {
+  // CPU time, not wall time: the process spends the 50 ms asked for, this thread (which runs
+  // the session, as an I/O thread would) almost none of it: the work went to the worker pool.
+  auto cpu = [](clockid_t clock) {
+    timespec ts{};
+    ::clock_gettime(clock, &ts);
+    return std::chrono::seconds(ts.tv_sec) + std::chrono::nanoseconds(ts.tv_nsec);
+  };
+  auto process_before = cpu(CLOCK_PROCESS_CPUTIME_ID);
+  auto thread_before = cpu(CLOCK_THREAD_CPUTIME_ID);
+  auto r = result_of(client_->call_tool("burn", {{"micros", 50000}}));
+  EXPECT_GE(cpu(CLOCK_PROCESS_CPUTIME_ID) - process_before, std::chrono::milliseconds(50));
+  EXPECT_LT(cpu(CLOCK_THREAD_CPUTIME_ID) - thread_before, std::chrono::milliseconds(25));
+  EXPECT_FALSE(r.contains("isError"));
+  EXPECT_EQ(r.at("structuredContent").at("micros"), 50000);
+  auto digest = r.at("structuredContent").at("digest").as_string();
+  EXPECT_EQ(digest.size(), 16u);
+  EXPECT_EQ(r.at("content").at(0).at("text"), digest);
+  // 0 µs is one fixed chunk of rounds: the same digest every time.
+  EXPECT_EQ(result_of(client_->call_tool("burn", {{"micros", 0}})).at("structuredContent"),
+            result_of(client_->call_tool("burn", {{"micros", 0}})).at("structuredContent"));
+  EXPECT_EQ(result_of(client_->call_tool("burn", {{"micros", 100001}})).at("isError"), true);
+  EXPECT_EQ(result_of(client_->call_tool("burn", {{"micros", -1}})).at("isError"), true);
+  EXPECT_EQ(result_of(client_->call_tool("burn", {{"micros", 1.5}})).at("isError"), true);
+  EXPECT_EQ(result_of(client_->call_tool("burn")).at("isError"), true);
 }
 
 TEST_F(DemoAppTest, SummarizePrompt) {
