@@ -11,7 +11,8 @@ expected=(format_check suites_check registry_test registry_tsan_test mcp_test tr
   interop_sdk_v1 cluster_process_test cluster_nginx_routing conformance_cluster
   interop_sdk_v1_cluster cluster_sessions cluster_failover cluster_drain
   cluster_security_test mcpmesh_bench_test mcpmesh_bench_smoke mcpmesh_bench_sdk
-  integration_admission integration_stdio_backpressure integration_startup cluster_ctl)
+  integration_admission integration_stdio_backpressure integration_startup cluster_ctl
+  memory_bench_smoke)
 listed=$(cd "$build" && ctest -N)
 missing=()
 for t in "${expected[@]}"; do

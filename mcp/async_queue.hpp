@@ -3,6 +3,8 @@
 // Thread-safety: push() and close() from any thread; pop() only from the consumer's executor
 // (a strand), one pop at a time.
 
+#include "mcp/event_ring.hpp"
+
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -10,7 +12,6 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <chrono>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -72,6 +73,34 @@ class AsyncQueue : public std::enable_shared_from_this<AsyncQueue<T>> {
     return item;
   }
 
+  /// Consumer executor only. What pop() would return without waiting: an item, kClosed or
+  /// kOverflow; nullopt when it would wait (then the next push or close wakes a wait_until()).
+  /// With wait_until(), a consumer that waits holds one timer wait and no coroutine frame.
+  std::optional<std::pair<Status, std::optional<T>>> poll() {
+    std::lock_guard lock(mutex_);
+    waiting_ = false;
+    if (overflow_) return std::pair{Status::kOverflow, std::optional<T>()};
+    if (!items_.empty()) {
+      std::optional<T> item(std::move(items_.front()));
+      items_.pop_front();
+      return std::pair{Status::kItem, std::move(item)};
+    }
+    if (closed_) return std::pair{Status::kClosed, std::optional<T>()};
+    waiting_ = true;
+    items_.release();  // an idle consumer (a held SSE stream) keeps no event storage
+    return std::nullopt;
+  }
+
+  /// Consumer executor only, right after poll() returned nullopt. Calls `handler()` on the
+  /// consumer's executor at `deadline`, or sooner once something arrived (poll() again to see
+  /// what; a spurious wake-up is possible).
+  template <class Handler>
+  void wait_until(std::chrono::steady_clock::time_point deadline, Handler handler) {
+    timer_.expires_at(deadline);
+    timer_.async_wait(
+        [handler = std::move(handler)](boost::system::error_code) mutable { handler(); });
+  }
+
   /// Consumer executor only. Waits at most `timeout` for an item.
   asio::awaitable<std::pair<Status, std::optional<T>>> pop(std::chrono::milliseconds timeout) {
     auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -92,6 +121,7 @@ class AsyncQueue : public std::enable_shared_from_this<AsyncQueue<T>> {
         // From here a push wakes the wait below. Its wake-up is posted to this executor, which
         // runs it only after the wait has started, so none is lost.
         waiting_ = true;
+        items_.release();  // an idle consumer (a held SSE stream) keeps no event storage
       }
       timer_.expires_at(deadline);
       boost::system::error_code ec;
@@ -116,7 +146,7 @@ class AsyncQueue : public std::enable_shared_from_this<AsyncQueue<T>> {
   asio::steady_timer timer_;
   const std::size_t bound_;
   std::mutex mutex_;
-  std::deque<T> items_;  // guarded by mutex_
+  EventRing<T> items_;   // guarded by mutex_; holds no memory while empty and idle
   bool closed_ = false;  // guarded by mutex_
   bool overflow_ = false;
   bool waiting_ = false;  // the consumer is (about to be) waiting on timer_

@@ -19,6 +19,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/require.hpp>
 
+#include <cstdint>
 #include <utility>
 
 namespace mcpmesh::mcp {
@@ -27,7 +28,8 @@ namespace asio = boost::asio;
 
 class RoamingExecutor {
  public:
-  explicit RoamingExecutor(asio::io_context& home) noexcept : home_(&home) {}
+  explicit RoamingExecutor(asio::io_context& home) noexcept
+      : bits_(reinterpret_cast<std::uintptr_t>(&home)) {}
 
   /// Declares that the calling thread runs `context` (nullptr: none), so work scheduled from it
   /// stays on it. I/O threads call this once when they start.
@@ -36,20 +38,20 @@ class RoamingExecutor {
   [[nodiscard]] static asio::io_context* thread_context() noexcept { return current(); }
 
   [[nodiscard]] asio::io_context& query(asio::execution::context_t) const noexcept {
-    return *home_;
+    return *home();
   }
   [[nodiscard]] asio::execution::blocking_t query(asio::execution::blocking_t) const noexcept {
-    if (never_) return asio::execution::blocking.never;
+    if (never()) return asio::execution::blocking.never;
     return asio::execution::blocking.possibly;
   }
   [[nodiscard]] RoamingExecutor require(asio::execution::blocking_t::never_t) const noexcept {
     RoamingExecutor e = *this;
-    e.never_ = true;
+    e.bits_ |= kNever;
     return e;
   }
   [[nodiscard]] RoamingExecutor require(asio::execution::blocking_t::possibly_t) const noexcept {
     RoamingExecutor e = *this;
-    e.never_ = false;
+    e.bits_ &= ~kNever;
     return e;
   }
 
@@ -58,17 +60,17 @@ class RoamingExecutor {
     asio::io_context* target = current();
     // Inline only on I/O threads: a completion arriving on a worker or a foreign thread goes
     // back to the home context rather than running session code there.
-    if (!never_ && target != nullptr) {
+    if (!never() && target != nullptr) {
       std::forward<F>(f)();
       return;
     }
-    if (target == nullptr) target = home_;
+    if (target == nullptr) target = home();
     asio::require(target->get_executor(), asio::execution::blocking.never)
         .execute(std::forward<F>(f));
   }
 
   friend bool operator==(const RoamingExecutor& a, const RoamingExecutor& b) noexcept {
-    return a.home_ == b.home_ && a.never_ == b.never_;
+    return a.bits_ == b.bits_;
   }
   friend bool operator!=(const RoamingExecutor& a, const RoamingExecutor& b) noexcept {
     return !(a == b);
@@ -80,8 +82,18 @@ class RoamingExecutor {
     return context;
   }
 
-  asio::io_context* home_;
-  bool never_ = false;
+  // The home context's address with `never` in its lowest bit (an io_context is aligned far
+  // above 2): one pointer wide, so a session's strand<RoamingExecutor> (this and a shared_ptr)
+  // fits in an any_io_executor's inline storage (24 bytes) instead of a heap block of its own.
+  static constexpr std::uintptr_t kNever = 1;
+  [[nodiscard]] asio::io_context* home() const noexcept {
+    return reinterpret_cast<asio::io_context*>(bits_ & ~kNever);
+  }
+  [[nodiscard]] bool never() const noexcept { return (bits_ & kNever) != 0; }
+
+  std::uintptr_t bits_;
 };
+static_assert(sizeof(RoamingExecutor) == sizeof(void*));
+static_assert(alignof(asio::io_context) > 1);
 
 }  // namespace mcpmesh::mcp

@@ -5,13 +5,43 @@
 #include <boost/asio/post.hpp>
 
 #include <sys/random.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <array>
 #include <charconv>
 #include <cstdio>
+#include <latch>
+#include <memory>
 #include <stdexcept>
 
 namespace mcpmesh::mcp {
+
+namespace {
+
+/// Handler CPU work (run_blocking) must not take the I/O threads' CPU. When every worker is
+/// busy, as in a node overloaded by CPU-heavy tools, I/O threads at the same priority get a
+/// 1/(workers + 1) share of a core, and the node can no longer even refuse work quickly (its
+/// event-loop lag, and what a 503 costs in wall time, grow with the workers' load). Workers run
+/// at nice 10 (a tenth of an I/O thread's weight): an I/O thread with work preempts them, and
+/// idle I/O threads leave them the whole machine. Each worker takes one of these jobs (the
+/// latch holds it until all have started). Raising one's own nice needs no privilege.
+void lower_worker_priority(asio::thread_pool& workers, std::size_t threads) {
+  constexpr int kWorkerNice = 10;
+  auto started = std::make_shared<std::latch>(static_cast<std::ptrdiff_t>(threads));
+  for (std::size_t i = 0; i < threads; ++i) {
+    asio::post(workers, [started] {
+      ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kWorkerNice);
+      started->arrive_and_wait();
+    });
+  }
+  started->wait();
+}
+
+}  // namespace
 
 Server::Server(asio::io_context& io, App& app, ServerConfig config, std::size_t worker_threads)
     : io_(io),
@@ -26,6 +56,7 @@ Server::Server(asio::io_context& io, App& app, ServerConfig config, std::size_t 
       .resource_updated = [this](std::string_view uri) { on_resource_updated(uri); },
       .list_changed = [this](ListKind kind) { on_list_changed(kind); },
   });
+  lower_worker_priority(workers_, std::max<std::size_t>(worker_threads, 1));
 }
 
 Server::~Server() {
@@ -94,6 +125,10 @@ std::string Server::new_session_id() const {
   }
   return id;
 }
+
+// A session's strand, type-erased in Session::executor(), fits in any_io_executor's inline
+// storage (three pointers): no heap block of its own per session.
+static_assert(sizeof(asio::strand<RoamingExecutor>) <= 3 * sizeof(void*));
 
 Result<std::shared_ptr<Session>> Server::make_session(std::shared_ptr<ClientChannel> standalone,
                                                       SessionStreams* streams,
@@ -190,6 +225,7 @@ bool Server::close_session(std::string_view id) {
   session->close();
   session->drop_admission();
   release_session_slot();
+  note_freed();
   Metrics::inc(metrics_.sessions_closed_total);
   Metrics::dec(metrics_.sessions_active);
   return true;
@@ -209,14 +245,14 @@ std::size_t Server::session_count() const { return sessions_.size(); }
 std::vector<std::shared_ptr<Session>> Server::sessions() const {
   std::vector<std::shared_ptr<Session>> out;
   sessions_.for_each(
-      [&](const std::string&, const std::shared_ptr<Session>& s) { out.push_back(s); });
+      [&](std::string_view, const std::shared_ptr<Session>& s) { out.push_back(s); });
   return out;
 }
 
 void Server::close_all() {
   std::vector<std::string> ids;
   sessions_.for_each(
-      [&](const std::string& id, const std::shared_ptr<Session>&) { ids.push_back(id); });
+      [&](std::string_view id, const std::shared_ptr<Session>&) { ids.emplace_back(id); });
   for (auto& id : ids) close_session(id);
 }
 
@@ -250,8 +286,26 @@ void Server::arm_init_sweep() {
   init_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
     sweep_uninitialized();
+    release_memory();
     arm_init_sweep();
   });
+}
+
+void Server::release_memory() {
+  // glibc keeps freed memory in its arenas and gives back only the top of each heap: after
+  // 50K sessions or 10K streams come and go, the RSS would stay at the flood's peak.
+  // malloc_trim returns every free page, wherever it is. It costs a walk of the arenas (a few
+  // ms for a few hundred MB), so it runs once a flood is over (no frees during a whole tick),
+  // not while objects keep coming and going, and on the worker pool, not on an I/O thread.
+  auto freed = freed_since_trim_.load(std::memory_order_relaxed);
+  bool quiet = freed == freed_at_last_tick_;
+  freed_at_last_tick_ = freed;
+  if (freed < kTrimAfterFreed || !quiet) return;
+  freed_since_trim_.fetch_sub(freed, std::memory_order_relaxed);
+  freed_at_last_tick_ = 0;
+#if defined(__GLIBC__)
+  asio::post(workers_, [] { ::malloc_trim(0); });
+#endif
 }
 
 void Server::sweep_uninitialized() {
@@ -259,18 +313,22 @@ void Server::sweep_uninitialized() {
   std::vector<std::shared_ptr<Session>> due;
   {
     std::lock_guard lock(unestablished_mutex_);
+    std::size_t gone = 0;
     while (!unestablished_.empty() && unestablished_.front().deadline <= now) {
       auto session = unestablished_.front().session.lock();
       if (session && !session->established()) due.push_back(std::move(session));
+      gone += session ? 0 : 1;
       unestablished_.pop_front();
     }
+    // The weak reference kept a closed session's block (make_shared) until now.
+    if (gone > 0) note_freed(gone);
   }
   if (!due.empty()) expire(std::move(due), Expiry::kUninitialized);
 }
 
 void Server::sweep_idle() {
   auto cutoff = std::chrono::steady_clock::now() - config_.session_idle_timeout;
-  auto due = sessions_.select([cutoff](const std::string&, const Session& s) {
+  auto due = sessions_.select([cutoff](std::string_view, const Session& s) {
     return !s.pinned() && s.last_activity() < cutoff;
   });
   if (!due.empty()) expire(std::move(due), Expiry::kIdle);
@@ -348,9 +406,8 @@ void Server::deliver_list_changed(ListKind kind) {
                             : kind == ListKind::kResources ? "notifications/resources/list_changed"
                                                            : "notifications/prompts/list_changed";
   auto payload = make_notification(method, {});
-  sessions_.for_each([&](const std::string&, const std::shared_ptr<Session>& s) {
-    s->post_notification(payload);
-  });
+  sessions_.for_each(
+      [&](std::string_view, const std::shared_ptr<Session>& s) { s->post_notification(payload); });
 }
 
 }  // namespace mcpmesh::mcp

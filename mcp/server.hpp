@@ -138,6 +138,12 @@ class Server {
   /// Any thread: `session` answered initialize; it is removed (counted) unless its client
   /// completes initialization within init_timeout.
   void watch_initialization(const std::shared_ptr<Session>& session);
+  /// Any thread, never blocks. `objects` per-client objects (a connection, a stream) were freed:
+  /// after a flood of them ends, free heap pages go back to the system (see release_memory).
+  /// Sessions that leave count by themselves.
+  void note_freed(std::size_t objects = 1) {
+    freed_since_trim_.fetch_add(objects, std::memory_order_relaxed);
+  }
 
   /// New sessions are refused while this is false (a draining node).
   void set_accepting(bool accepting) { accepting_.store(accepting, std::memory_order_relaxed); }
@@ -204,6 +210,10 @@ class Server {
   void sweep_uninitialized();
   void expire(std::vector<std::shared_ptr<Session>> due, Expiry why);
   void close_expiring();
+  /// Sweep strand, every init sweep tick: once at least kTrimAfterFreed objects were freed and
+  /// none since the last tick (the flood is over), malloc_trim on the worker pool.
+  void release_memory();
+  static constexpr std::size_t kTrimAfterFreed = 1024;
 
   asio::io_context& io_;
   App& app_;
@@ -211,7 +221,8 @@ class Server {
   Metrics metrics_;
   Router router_{*this};
   asio::thread_pool workers_;
-  registry::ShardedRegistry<Session> sessions_;
+  static std::string_view session_key(const Session& s) { return s.id(); }
+  registry::ShardedRegistry<Session, &Server::session_key> sessions_;  // keys: views of the ids
   registry::SubscriptionIndex subscriptions_;
   asio::strand<asio::io_context::executor_type> sweep_strand_;
   asio::steady_timer sweep_timer_;   // idle sweep
@@ -228,6 +239,8 @@ class Server {
   // sweep_strand_ only.
   std::deque<std::pair<std::shared_ptr<Session>, Expiry>> expiring_;
   bool expiry_armed_ = false;
+  std::atomic<std::size_t> freed_since_trim_{0};
+  std::size_t freed_at_last_tick_ = 0;  // sweep_strand_ only
   std::atomic<std::size_t> blocking_jobs_{0};
   std::atomic<std::size_t> session_slots_{0};
   std::atomic<bool> accepting_{true};

@@ -176,8 +176,7 @@ void SessionStreams::forget(std::uint64_t id) {
     streams_.erase(it);
     return;
   }
-  // Kept for the next POST stream on this thread, emptied: a cleared deque keeps its first
-  // block.
+  // Kept for the next POST stream on this thread, emptied (a cleared ring keeps its storage).
   spare = streams_.extract(it);
   auto& s = spare.mapped();
   s.buffer.clear();

@@ -13,9 +13,9 @@
 
 #include "mcp/async_queue.hpp"
 #include "mcp/client_channel.hpp"
+#include "mcp/event_ring.hpp"
 #include "mcp/metrics.hpp"
 
-#include <deque>
 #include <map>
 #include <mutex>
 
@@ -88,7 +88,7 @@ class SessionStreams : public ClientChannel, public std::enable_shared_from_this
  private:
   struct Stream {  // forget() empties a finished one for reuse: keep it in step with this
     std::uint64_t next_seq = 1;
-    std::deque<std::pair<std::uint64_t, StreamEvent>> buffer;
+    EventRing<std::pair<std::uint64_t, StreamEvent>> buffer;  // nothing allocated while empty
     std::uint64_t delivered_seq = 0;  // newest seq handed to a live consumer
     std::size_t pending_requests = 0;
     bool finished = false;

@@ -11,6 +11,7 @@
 #include <shared_mutex>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -85,9 +86,19 @@ namespace mcpmesh::registry {
 ///   if (!sessions.insert(id, std::make_shared<Session>())) { /* id collision */ }
 ///   if (auto s = sessions.find(id)) { /* use s; it stays alive even if erased meanwhile */ }
 /// ```
-template <class V>
+///
+/// `KeyOf` (optional): a function `std::string_view(const V&)` giving the key each value
+/// carries. Then the map keeps a view of that text instead of a copy of its own (a session id
+/// is ~48 bytes: a heap block per entry saved), insert() takes the key from the value, and
+/// callbacks get the key as a std::string_view (valid while they hold the value).
+template <class V, auto KeyOf = nullptr>
 class ShardedRegistry {
+  static constexpr bool kKeyInValue = !std::is_null_pointer_v<decltype(KeyOf)>;
+
  public:
+  /// std::string, or std::string_view into the value with a KeyOf.
+  using Key = std::conditional_t<kKeyInValue, std::string_view, std::string>;
+
   /// Thread-safe (construction). `shard_count` is rounded up to a power of two (minimum 1).
   explicit ShardedRegistry(std::size_t shard_count = 64)
       : mask_(detail::round_shard_count(shard_count) - 1),
@@ -104,7 +115,13 @@ class ShardedRegistry {
     // Build the node outside the lock so the critical section does not allocate it; a
     // rejected node is destroyed after the lock is released (its value may be user code).
     Map staging;
-    staging.emplace(std::move(key), std::move(value));
+    if constexpr (kKeyInValue) {
+      assert(KeyOf(*value) == key);
+      Key view = KeyOf(*value);
+      staging.emplace(view, std::move(value));
+    } else {
+      staging.emplace(std::move(key), std::move(value));
+    }
     typename Map::node_type node = staging.extract(staging.begin());
     typename Map::insert_return_type result;
     {
@@ -164,7 +181,7 @@ class ShardedRegistry {
   /// entries added or removed concurrently may or may not be visited.
   template <class F>
   void for_each(F&& f) const {
-    std::vector<std::pair<std::string, std::shared_ptr<V>>> entries;
+    std::vector<std::pair<Key, std::shared_ptr<V>>> entries;
     for (std::size_t i = 0; i <= mask_; ++i) {
       const Shard& shard = shards_[i];
       {
@@ -227,8 +244,8 @@ class ShardedRegistry {
   }
 
  private:
-  using Map = std::unordered_map<std::string, std::shared_ptr<V>, detail::TransparentStringHash,
-                                 std::equal_to<>>;
+  using Map =
+      std::unordered_map<Key, std::shared_ptr<V>, detail::TransparentStringHash, std::equal_to<>>;
 
   struct alignas(detail::kCacheLineSize) Shard {
     mutable std::shared_mutex mutex;

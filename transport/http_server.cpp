@@ -185,6 +185,17 @@ class Exchange {
   /// boost::system::system_error when the peer is gone or too slow.
   virtual asio::awaitable<void> write_rest() = 0;
   [[nodiscard]] virtual asio::any_io_executor executor() = 0;
+  /// A stream is about to wait for its next event: gives back what only reading and writing
+  /// need, so that an idle held stream costs little more than its socket and its queue.
+  virtual void on_stream_idle() {}
+  /// Offers the GET stream whose head is in `out_` (queue_ attached to `stream_id` of
+  /// `streams`) to be pumped without a coroutine. True: taken; the exchange then ends (answers
+  /// false) and the connection carries on once the stream ends. False: pump_sse serves it.
+  virtual bool hold_stream(std::shared_ptr<mcp::Session>& session,
+                           std::shared_ptr<SessionStreams>& streams, std::uint64_t stream_id,
+                           bool keep_alive) {
+    return false;
+  }
 
   /// Serves one request and writes its answer into `out_` (and through the write hooks, for
   /// streams). Returns whether the connection may carry another request.
@@ -761,6 +772,10 @@ class Exchange {
   asio::awaitable<bool> pump_sse(mcp::EventQueue& queue, mcp::Session& session) {
     for (;;) {
       if (!write_now()) co_await write_rest();
+      // An event or a keep-alive is a few hundred bytes at most, written at once: the next
+      // one allocates again rather than every idle stream keeping the largest it wrote.
+      std::string().swap(out_);
+      on_stream_idle();
       auto [status, ev] = co_await queue.pop(cfg_.sse_keepalive);
       session.touch();
       switch (status) {
@@ -800,9 +815,16 @@ class Exchange {
       stream_id = 0;
       streams->attach(0, SessionStreams::kUndelivered, queue_);
     }
-    StreamAttachment attachment{streams, stream_id, queue_};
     append_sse_head(req, {}, false, stream_id);
-    co_return co_await pump_sse(*queue_, *session) && req.keep_alive();
+    // The request is not needed any more: a held stream keeps none of its text.
+    bool keep_alive = req.keep_alive();
+    {
+      Request spent;
+      std::swap(req, spent);  // (a move assignment would keep the string's allocation)
+    }
+    if (hold_stream(session, streams, stream_id, keep_alive)) co_return false;
+    StreamAttachment attachment{streams, stream_id, queue_};
+    co_return co_await pump_sse(*queue_, *session) && keep_alive;
   }
 
   Next handle_delete(Request& req) {
@@ -895,16 +917,59 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
         hold_(std::move(hold)),
         proxy_(proxy) {}
 
-  asio::awaitable<void> run() {
+  /// Starts serving once the client has sent something: until then the connection holds no
+  /// coroutine (its frames are taken when there is a request to serve, and mostly given back
+  /// in the same turn), only its idle deadline.
+  void start() {
+    set_deadline(cfg_.idle_timeout);
+    socket_.async_wait(tcp::socket::wait_read,
+                       [self = shared_from_this()](boost::system::error_code) {
+                         self->clear_deadline();
+                         if (self->timed_out_) {
+                           Metrics::inc(self->shared_->metrics().idle_timeouts_total);
+                           return self->close();
+                         }
+                         auto ex = self->socket_.get_executor();
+                         asio::co_spawn(
+                             ex, [self] { return self->run(); }, asio::detached);
+                       });
+  }
+
+  ~Connection() override {
+    if (held_) held_->streams->detach(held_->id, queue_);  // at shutdown, with its wait
+  }
+
+  /// Serves the connection's requests; `resumed`: again, after a held stream ended and the
+  /// connection was kept (what ended the stream is still to be written).
+  asio::awaitable<void> run(bool resumed = false) {
     try {
-      // Non-blocking for the synchronous first attempts at reads and writes below.
-      socket_.non_blocking(true);
+      if (!resumed) {
+        // Non-blocking for the synchronous first attempts at reads and writes below.
+        socket_.non_blocking(true);
+      } else if (!write_now()) {
+        co_await write_rest();
+      }
       co_await serve();
     } catch (const boost::system::system_error& e) {
       fail(e.code());
+      drop_held();
     }
-    // Here rather than in a destructor: at shutdown, frames are destroyed after the server.
+    if (held_) {
+      // A GET stream: it goes on without this coroutine (see pump_held).
+      pump_held();
+      co_return;
+    }
+    close();
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+
+  /// Here rather than in a destructor: at shutdown, frames and handlers are destroyed after
+  /// the server.
+  void close() {
     Metrics::dec(shared_->metrics().connections_active);
+    shared_->server.note_freed();
     clear_deadline();
     watchdog_.cancel();
     boost::system::error_code ec;
@@ -912,10 +977,109 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
     socket_.close(ec);
   }
 
- private:
-  using Clock = std::chrono::steady_clock;
+  // -- held streams -----------------------------------------------------------------------------
+  // A GET stream mostly waits: held by a coroutine it would keep the frames of run, serve,
+  // exchange, handle_get, pump_sse and the queue's pop (~2 KB with their handlers) for hours.
+  // Here it is pumped by callbacks instead: while it waits, it holds one timer wait on its
+  // queue (woken by an event or at the keep-alive deadline). When the stream ends and the
+  // connection is kept, run(true) serves the next request.
+  struct HeldStream {
+    std::shared_ptr<mcp::Session> session;
+    std::shared_ptr<SessionStreams> streams;
+    std::uint64_t id = 0;
+    bool keep_alive = true;
+    bool ending = false;  // the end of the stream is in out_
+    Clock::time_point keepalive_at;
+  };
+
+  bool hold_stream(std::shared_ptr<mcp::Session>& session, std::shared_ptr<SessionStreams>& streams,
+                   std::uint64_t stream_id, bool keep_alive) override {
+    held_.emplace(HeldStream{std::move(session), std::move(streams), stream_id, keep_alive, false,
+                             Clock::now() + cfg_.sse_keepalive});
+    return true;
+  }
+
+  void drop_held() {
+    if (!held_) return;
+    held_->streams->detach(held_->id, queue_);
+    held_.reset();
+  }
+
+  /// Writes what is queued for the held stream, then waits for its next event (or the
+  /// keep-alive deadline) without a coroutine; ends it when it is over.
+  void pump_held() {
+    auto& h = *held_;
+    for (;;) {
+      bool written = false;
+      try {
+        written = write_now();
+      } catch (const boost::system::system_error& e) {
+        fail(e.code());
+        return end_held(false);
+      }
+      if (!written) {
+        set_deadline(cfg_.write_timeout);
+        asio::async_write(socket_, asio::buffer(out_.data() + out_sent_, out_.size() - out_sent_),
+                          [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                            self->clear_deadline();
+                            if (self->timed_out_) ec = beast::error::timeout;
+                            if (ec) {
+                              self->fail(ec);
+                              return self->end_held(false);
+                            }
+                            self->reset_out();
+                            self->pump_held();
+                          });
+        return;
+      }
+      if (h.ending) return end_held(h.keep_alive && !close_after_);
+      auto got = queue_->poll();
+      auto now = Clock::now();
+      if (!got) {
+        if (now < h.keepalive_at) {
+          std::string().swap(out_);  // see pump_sse
+          on_stream_idle();
+          queue_->wait_until(h.keepalive_at, [self = shared_from_this()] { self->pump_held(); });
+          return;
+        }
+        append_sse({": keep-alive\n\n"});
+      } else if (got->first == mcp::EventQueue::Status::kItem) {
+        auto& ev = *got->second;
+        if (ev.end || ev.disconnect) {
+          append_last_chunk();
+          h.ending = true;
+        } else {
+          append_event(ev);
+        }
+      } else {
+        if (got->first == mcp::EventQueue::Status::kOverflow) {
+          Metrics::inc(shared_->metrics().slow_consumers_total);
+        }
+        return end_held(false);  // kClosed: the session ended or another GET took the stream
+      }
+      // An open stream keeps its session from expiring for idleness.
+      h.session->touch();
+      h.keepalive_at = now + cfg_.sse_keepalive;
+    }
+  }
+
+  /// The held stream is over: the connection serves its next request (`keep`) or closes.
+  void end_held(bool keep) {
+    drop_held();
+    if (!keep) return close();
+    auto ex = socket_.get_executor();
+    asio::co_spawn(
+        ex, [self = shared_from_this()] { return self->run(true); }, asio::detached);
+  }
 
   asio::any_io_executor executor() override { return socket_.get_executor(); }
+
+  void on_stream_idle() override {
+    // DESIGN: an idle connection holds no read buffer (what the client pipelined stays).
+    if (buffer_.size() == 0 && buffer_.capacity() != 0) buffer_.shrink_to_fit();
+    // The watchdog stays armed lazily after a read; a held stream has no deadline to watch.
+    if (watchdog_armed_ && deadline_ == Clock::time_point::max()) watchdog_.cancel();
+  }
 
   ClientRef client_of(const Request& req) override {
     if (!proxy_) return client_;
@@ -979,18 +1143,26 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   asio::awaitable<void> serve() {
     for (;;) {
       if (buffer_.size() == 0) {
-        if (buffer_.capacity() > kKeptBuffer) buffer_.shrink_to_fit();
+        // DESIGN: an idle connection holds no read buffer. It waits until the socket is
+        // readable, then takes a buffer for the read and the parse that follows at once, and
+        // gives it back when the request is consumed: the next connection served on this
+        // thread reuses the same block, instead of every connection pinning one (2 KB each,
+        // and holes in the heap once they are freed).
         // Asio tracks whether the socket was drained by the last read, so this goes straight
         // to epoll instead of spending a system call on a read (or an ioctl) that would fail.
+        if (buffer_.capacity() != 0) buffer_.shrink_to_fit();
         set_deadline(cfg_.idle_timeout);
         boost::system::error_code ec;
-        auto n = co_await socket_.async_read_some(buffer_.prepare(kReadChunk),
-                                                  asio::redirect_error(asio::use_awaitable, ec));
+        co_await socket_.async_wait(tcp::socket::wait_read,
+                                    asio::redirect_error(asio::use_awaitable, ec));
         clear_deadline();
         if (timed_out_) {
           Metrics::inc(shared_->metrics().idle_timeouts_total);
           co_return;
         }
+        if (ec) co_return;
+        auto n = socket_.read_some(buffer_.prepare(kReadChunk), ec);
+        if (ec == asio::error::would_block || ec == asio::error::try_again) continue;
         if (ec) co_return;
         buffer_.commit(n);
       }
@@ -1044,6 +1216,7 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
         co_return;
       }
       Metrics::inc(shared_->metrics().http_requests_total);
+      if (buffer_.size() == 0) buffer_.shrink_to_fit();  // consumed: see above
       // Every answer that is ready at once (errors, JSON answers of synchronous handlers) is
       // written without a coroutine of its own; only waiting for a handler, an SSE stream or a
       // relayed answer goes through one.
@@ -1148,6 +1321,7 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   ClientRef client_;
   std::shared_ptr<void> hold_;  // the client's share of connections (null for a proxy)
   bool proxy_;
+  std::optional<HeldStream> held_;  // a GET stream pumped by pump_held
 };
 
 /// An exchange another node relayed here: one request, its answer sent back part by part
@@ -1315,11 +1489,9 @@ asio::awaitable<void> accept_loop(std::shared_ptr<HttpServer::Shared> shared) {
     }
     Metrics::inc(m.connections_active);
     socket.set_option(tcp::no_delay(true), ec);
-    auto ex = socket.get_executor();
     auto conn = std::make_shared<Connection>(shared, std::move(socket), context, std::move(client),
                                              proxy, std::move(hold));
-    asio::co_spawn(
-        ex, [conn]() { return conn->run(); }, asio::detached);
+    conn->start();
   }
 }
 
@@ -1359,7 +1531,7 @@ HttpServer::~HttpServer() { stop(); }
 void HttpServer::start() {
   boost::system::error_code ec;
   shared_->acceptor.non_blocking(true, ec);  // refuse_backlog's accept4 must never wait
-  shared_->admission->start(shared_->contexts);
+  shared_->admission->start(shared_->contexts, shared_->server.worker_executor());
   asio::co_spawn(shared_->acceptor.get_executor(), accept_loop(shared_), asio::detached);
 }
 
