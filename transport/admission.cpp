@@ -106,16 +106,22 @@ Zone ShedController::update(const Sample& s) {
   // below what the node serves, and the lag only falls as fast as the backlog drains. Cutting
   // on until it is under the target would overshoot far below the node's capacity.
   bool draining = s.lag < last_lag_;
+  // Over the target on the tick before too, and growing by half the target or more: an
+  // overload (twice the capacity adds a tick's length of backlog per tick), not a pause (a
+  // stopped process, a stolen CPU), whose lag shows in a tick or two (the probes that waited
+  // it out report in the next, about the same wait) and then falls.
+  bool sustained = over && last_lag_ > target_ && s.lag > last_lag_ + target_ / 2;
   last_lag_ = s.lag;
   if (s.memory >= kMemoryOrange) session_ratio_ = 0;
   if (s.memory >= kMemoryRed) {
     request_ratio_ = std::max(kMinRequestRatio, request_ratio_ * 0.75);
   } else if (over) {
     // New sessions go first (cut fast: each brings more requests), then new requests. A lag
-    // twice the target is no time for the gentle order: sessions stop at once and requests
-    // are cut in the same tick, in proportion to the excess down to a half per tick, so that
-    // ten times the capacity is cut to size within four ticks rather than eight.
-    if (s.lag >= 2 * target_) session_ratio_ = 0;
+    // twice the target on two ticks running is no time for the gentle order: sessions stop at
+    // once and requests are cut in the same tick, in proportion to the excess down to a half
+    // per tick, so that ten times the capacity is cut to size within five ticks rather than
+    // eight. One tick's spike (a pause) only halves new sessions.
+    if (s.lag >= 2 * target_ && sustained) session_ratio_ = 0;
     if (session_ratio_ > 0) {
       session_ratio_ = session_ratio_ < 0.1 ? 0 : session_ratio_ * 0.5;
     } else if (!draining) {
@@ -456,7 +462,9 @@ bool Admission::worker_queue_stalled() const {
   // Between two ticks the ratios stand still, and ten times the capacity fills the worker
   // queue with a second of work in one tick (the first tick of an overload, or a dip in the
   // node's CPU share). A probe job that has waited longer than the lag target says the queue
-  // is that deep right now: nothing new is admitted until it has run.
+  // is that deep right now: nothing new is admitted until it has run. Only once the
+  // controller has seen the lag (orange: new sessions; red: requests too): right after a
+  // pause (a stopped process) the probe job has "waited" the pause, and the node is not busy.
   if (!config_.shed) return false;
   auto posted = worker_probe_posted_ns_.load(std::memory_order_relaxed);
   return posted != 0 && Clock::now().time_since_epoch().count() - posted >
@@ -465,7 +473,7 @@ bool Admission::worker_queue_stalled() const {
 
 std::shared_ptr<void> Admission::admit_session(const ClientRef& client, Refusal& refusal) {
   if (!admit_share(session_ratio_.load(std::memory_order_relaxed), session_credit) ||
-      worker_queue_stalled()) {
+      (zone() >= Zone::kOrange && worker_queue_stalled())) {
     Metrics::inc(metrics_.shed_sessions_total);
     refusal = {503, std::chrono::seconds(2),
                "this node is overloaded (health zone " + std::string(to_string(zone())) +
@@ -518,7 +526,7 @@ std::optional<Refusal> Admission::limit_requests(const ClientRef& client, std::s
 
 std::optional<Refusal> Admission::shed_request() {
   if (admit_share(request_ratio_.load(std::memory_order_relaxed), request_credit) &&
-      !worker_queue_stalled()) {
+      !(zone() == Zone::kRed && worker_queue_stalled())) {
     return std::nullopt;
   }
   Metrics::inc(metrics_.shed_requests_total);

@@ -113,8 +113,9 @@ describe('mcpmesh-node start-up errors', () => {
   });
 
   it('--http localhost:0 listens (a host name, resolved)', async () => {
+    // Stopped (SIGTERM) once it listens: its exit status is not the point here.
     const r = await runNode(['--http', 'localhost:0'], { until: /listening on http:\/\/127\.0\.0\.1:\d+\/mcp/ });
     assert.match(r.stderr, /listening on http:\/\/127\.0\.0\.1:\d+\/mcp/);
-    assert.equal(r.code, 0, r.stderr);
+    assert.doesNotMatch(r.stderr, /cannot/);
   });
 });
