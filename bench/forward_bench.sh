@@ -59,22 +59,9 @@ done
 [[ -x /usr/bin/time ]] || { echo "forward_bench: /usr/bin/time not found (apt-get install time)" >&2; exit 2; }
 [[ -x "$MCPMESH_NODE" ]] || { echo "forward_bench: no mcpmesh-node at $MCPMESH_NODE (set MCPMESH_NODE)" >&2; exit 2; }
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/mcpmesh-fwdbench.XXXXXX")
-PIDS=()
-cleanup() {
-  local rc=$? pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  if [[ $rc -ne 0 || -n ${FWD_KEEP:-} ]]; then echo "forward_bench: logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+bench_init forward_bench FWD_KEEP
 die() { echo "forward_bench: $*" >&2; exit 1; }
 
 (umask 077 && head -c 32 /dev/urandom >"$WORK/cluster.secret")

@@ -61,22 +61,9 @@ ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 need=$((STREAMS + CONNS + 64))
 [[ $(ulimit -n) -ge $need ]] || { echo "memory_bench: $STREAMS streams need $need descriptors, the limit is $(ulimit -n)" >&2; exit 2; }
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/mcpmesh-memory.XXXXXX")
-PIDS=()
-cleanup() {
-  local rc=$?
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  if [[ $rc -ne 0 ]]; then echo "memory_bench: logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+bench_init memory_bench
 
 # start <name> <cmd...>: runs in the background until "listening on http://H:P/mcp" on stderr;
 # sets PID and URL

@@ -88,22 +88,9 @@ if [[ $PIN == 1 ]]; then
   fi
 fi
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/mcpmesh-overload.XXXXXX")
-PIDS=()
-cleanup() {
-  local rc=$? pid
-  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  if [[ $rc -ne 0 || -n ${OVERLOAD_KEEP:-} ]]; then echo "overload_bench: logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+bench_init overload_bench OVERLOAD_KEEP
 die() { echo "overload_bench: $*" >&2; exit 1; }
 now() { date +%s.%N; }
 # Copies of the binaries: a rebuild during the run changes nothing.

@@ -48,26 +48,11 @@ done
 [[ -x "$MCPMESH_NODE" ]] || { echo "bench: mcpmesh-node not found at $MCPMESH_NODE (set MCPMESH_NODE)" >&2; exit 2; }
 [[ -x "$NODE22" ]] || { echo "bench: $NODE22 missing (npm ci)" >&2; exit 2; }
 
-WORK=$(mktemp -d "${TMPDIR:-/tmp}/mcpmesh-bench.XXXXXX")
-PIDS=()
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "$0")/lib.sh"
+bench_init bench
 declare -A SERVER_PID  # name -> pid whose CPU time (with its children's) a round measures
 HZ=$(getconf CLK_TCK)
-cleanup() {
-  local rc=$?
-  for pid in "${PIDS[@]}"; do
-    kill -TERM "$pid" 2>/dev/null || true
-  done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  if [[ $rc -ne 0 ]]; then echo "bench: logs kept in $WORK" >&2; else rm -rf "$WORK"; fi
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
 
 # start <name> <cmd...>: run in background, wait for "listening on http://H:P/mcp" on stderr; sets PORT
 start() {
