@@ -110,7 +110,26 @@ void Replicator::set_candidates(std::vector<Peer> candidates) {
 void Replicator::update_links_locked() {
   std::vector<std::string> ids;
   for (auto& c : candidates_) ids.push_back(c.id);
-  auto desired = registry::ClusterView::rendezvous(config_.self_id, ids, config_.replicas);
+  auto order = registry::ClusterView::rendezvous(config_.self_id, ids, ids.size());
+  // The replicas that hold an in-sync copy stay: moving one to a node that has just (re)joined
+  // would release the old copy while the others may still know only the old replica as the
+  // heir, and a death in that window would lose the sessions. Free places go in rendezvous
+  // order.
+  std::vector<std::string> desired;
+  for (auto& id : order) {
+    if (desired.size() >= config_.replicas) break;
+    auto it = links_.find(id);
+    const Peer& peer = *std::find_if(candidates_.begin(), candidates_.end(),
+                                     [&](const Peer& p) { return p.id == id; });
+    if (it != links_.end() && it->second->in_sync && it->second->peer.epoch == peer.epoch &&
+        it->second->peer.address == peer.address) {
+      desired.push_back(id);
+    }
+  }
+  for (auto& id : order) {
+    if (desired.size() >= config_.replicas) break;
+    if (std::find(desired.begin(), desired.end(), id) == desired.end()) desired.push_back(id);
+  }
   for (auto& [id, link] : links_) link->desired = false;
   for (auto& id : desired) {
     const Peer& peer = *std::find_if(candidates_.begin(), candidates_.end(),
