@@ -7,8 +7,11 @@
 
 namespace mcpmesh::mcp {
 
-void append_sample(std::string& out, std::string_view name, std::string_view help,
-                   std::string_view type, std::string_view labels, double value) {
+namespace {
+
+/// The sample's HELP and TYPE lines (when `help` is set) and `<name><labels> `.
+void append_head(std::string& out, std::string_view name, std::string_view help,
+                 std::string_view type, std::string_view labels) {
   if (!help.empty()) {
     out += "# HELP ";
     out += name;
@@ -23,6 +26,20 @@ void append_sample(std::string& out, std::string_view name, std::string_view hel
   out += name;
   out += labels;
   out += ' ';
+}
+
+}  // namespace
+
+void append_sample(std::string& out, std::string_view name, std::string_view help,
+                   std::string_view type, std::string_view labels, std::uint64_t value) {
+  append_head(out, name, help, type, labels);
+  out += std::to_string(value);
+  out += '\n';
+}
+
+void append_sample(std::string& out, std::string_view name, std::string_view help,
+                   std::string_view type, std::string_view labels, double value) {
+  append_head(out, name, help, type, labels);
   char num[32];
   // Whole numbers (counters, bytes) in full; others to 15 significant digits (0.15, not
   // 0.14999999999999999; a Unix time to the hundredth of a second).
@@ -40,18 +57,8 @@ std::string Metrics::render_prometheus() const {
   out.reserve(4096);
   auto emit = [&out](std::string_view name, std::string_view help, std::uint64_t value) {
     bool counter = name.size() > 6 && name.substr(name.size() - 6) == "_total";
-    out += "# HELP mcpmesh_";
-    out += name;
-    out += ' ';
-    out += help;
-    out += "\n# TYPE mcpmesh_";
-    out += name;
-    out += counter ? " counter\n" : " gauge\n";
-    out += "mcpmesh_";
-    out += name;
-    out += ' ';
-    out += std::to_string(value);
-    out += '\n';
+    append_sample(out, "mcpmesh_" + std::string(name), help, counter ? "counter" : "gauge", "",
+                  value);
   };
 #define MCPMESH_METRIC_EMIT(name, help) emit(#name, help, name.load(std::memory_order_relaxed));
   MCPMESH_METRICS(MCPMESH_METRIC_EMIT)

@@ -99,5 +99,8 @@ struct Metrics {
 /// `{key="value",...}`; `type` is "gauge" or "counter".
 void append_sample(std::string& out, std::string_view name, std::string_view help,
                    std::string_view type, std::string_view labels, double value);
+/// The same for a counter's exact value.
+void append_sample(std::string& out, std::string_view name, std::string_view help,
+                   std::string_view type, std::string_view labels, std::uint64_t value);
 
 }  // namespace mcpmesh::mcp

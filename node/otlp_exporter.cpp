@@ -178,16 +178,15 @@ OtlpExporter::Counters OtlpExporter::counters() const {
 
 void OtlpExporter::render_metrics(std::string& out) const {
   auto c = counters();
-  auto d = [](std::uint64_t v) { return static_cast<double>(v); };
   mcp::append_sample(out, "mcpmesh_trace_spans_exported_total", "spans an OTLP receiver accepted",
-                     "counter", "", d(c.exported));
+                     "counter", "", c.exported);
   mcp::append_sample(out, "mcpmesh_trace_spans_dropped_total",
                      "spans dropped: the queue was full, or their batch was refused or timed out",
-                     "counter", "{reason=\"queue_full\"}", d(c.dropped_full));
+                     "counter", "{reason=\"queue_full\"}", c.dropped_full);
   mcp::append_sample(out, "mcpmesh_trace_spans_dropped_total", "", "counter",
-                     "{reason=\"export_failed\"}", d(c.dropped_failed));
+                     "{reason=\"export_failed\"}", c.dropped_failed);
   mcp::append_sample(out, "mcpmesh_trace_batches_total", "OTLP export requests sent", "counter", "",
-                     d(c.batches));
+                     c.batches);
 }
 
 }  // namespace mcpmesh::node
