@@ -4,7 +4,7 @@ JOBS ?= $(shell nproc)
 HTTP ?= 127.0.0.1:8080
 APP ?= demo
 
-.PHONY: all deps deps-test configure build node run cluster test bench bench-cluster bench-scale bench-overload bench-memory lsan-drain format tidy clean
+.PHONY: all deps deps-test configure build node run cluster test compose-test chaos bench bench-cluster bench-scale bench-overload bench-memory lsan-drain format tidy clean
 
 all: build
 
@@ -37,6 +37,20 @@ test: deps-test configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 	cd $(BUILD_DIR) && ctest --output-on-failure --timeout 900
 
+# deploy/docker-compose.yml for real, without a Docker engine: podman serves the Docker API to
+# docker-compose, the images are built from deploy/Dockerfile, an SDK client goes through nginx
+# and survives the kill of its node's container (tests/compose/README.md). Needs root.
+compose-test:
+	scripts/install-deps.sh compose
+	tests/compose/run.sh
+
+# Fault injection (chaos/README.md): 4 nodes in network namespaces under an MCP workload,
+# every nemesis for 10 minutes; needs root. The one-minute run is the ctest chaos_smoke.
+chaos: deps-test build
+	chaos/run --duration 600 --nemeses kill,pause,isolate,split,oneway,loss,delay \
+	  --bin $(BUILD_DIR)/bin/mcpmesh-node --ctl $(BUILD_DIR)/bin/mcpmesh-ctl \
+	  --delayer $(BUILD_DIR)/bin/mcpmesh-nfq-delay
+
 bench: deps-test build
 	bench/run.sh
 
@@ -64,7 +78,7 @@ bench-memory: deps-test build
 	bench/memory_bench.sh
 
 format:
-	find mcp transport registry node cluster ctl bench tests -name '*.cpp' -o -name '*.hpp' | xargs clang-format -i
+	find mcp transport registry node cluster ctl bench tests chaos -name '*.cpp' -o -name '*.hpp' | xargs clang-format -i
 
 tidy: configure
 	run-clang-tidy -p $(BUILD_DIR) -quiet 'mcp/|transport/|registry/|node/|cluster/'

@@ -287,6 +287,12 @@ def failures(r):
     return sum(o.get(k, 0) for k in ("http_errors", "jsonrpc_errors", "tool_errors", "bad_answers",
                                      "timeouts", "socket_errors"))
 
+def unsent_ok(r):
+    # An open-loop slot is unsent when its connection was still waiting on a late answer when
+    # the window closed; a few of those at the end of a run are the tail, not a fault.
+    ol = r.get("open_loop", {})
+    return ol.get("unsent", 0) * 1000 <= ol.get("intended", 0)
+
 def call_line(label, r):
     o = ops(r)
     lat = o.get("latency_ms", {})
@@ -363,8 +369,8 @@ def cmd_streams(a):
     j.check(opened >= want and hold.get("ok", False), f"{opened} of {want} streams held")
     j.check(sse.get("ended_early", 0) == 0, f"{sse.get('ended_early', 0)} streams ended early")
     j.check(call.get("ok", False) and ops(call).get("count", 0) > 0, "tools/call load ran")
-    j.check(failures(call) == 0 and call.get("open_loop", {}).get("unsent", 0) == 0,
-            f"{failures(call)} failed tools/call, {call.get('open_loop', {}).get('unsent', 0)} unsent")
+    j.check(failures(call) == 0 and unsent_ok(call),
+            f"{failures(call)} failed tools/call, {call.get('open_loop', {}).get('unsent', 0)} unsent (at most 0.1%)")
     j.check(lat.get("p99", math.inf) < p99max, f"tools/call p99 {lat.get('p99', 'n/a')} ms < {p99max:g} ms")
     rc = j.finish()
     return rc if judged else 0
@@ -427,8 +433,8 @@ def cmd_sessions(a):
         j.scale(f"{tag}_sessions_nginx_rss_kb", peak["nginx"].get("rss_kb", 0))
     j.check(created >= want and run.get("ok", False), f"{created} of {want} sessions opened")
     j.check(calls >= want, f"{calls} calls measured >= {want} sessions (every session called in the window)")
-    j.check(failures(run) == 0 and run.get("open_loop", {}).get("unsent", 0) == 0,
-            f"{failures(run)} failed tools/call, {run.get('open_loop', {}).get('unsent', 0)} unsent")
+    j.check(failures(run) == 0 and unsent_ok(run),
+            f"{failures(run)} failed tools/call, {run.get('open_loop', {}).get('unsent', 0)} unsent (at most 0.1%)")
     j.check(lat.get("p99", math.inf) < p99max, f"tools/call p99 {lat.get('p99', 'n/a')} ms < {p99max:g} ms")
     rc = j.finish()
     return rc if judged else 0

@@ -353,6 +353,17 @@ void App::set_listener(Listener listener) {
   listener_ = std::move(listener);
 }
 
+asio::awaitable<Result<InputResponses>> HandlerContext::ask(std::vector<InputRequest> inputs,
+                                                            std::chrono::milliseconds deadline) {
+  InputResponses answers;
+  for (auto& input : inputs) {
+    auto r = co_await request_client(input.method, std::move(input.params), deadline);
+    if (!r) co_return r.error();
+    answers.insert_or_assign(std::move(input.key), std::move(*r));
+  }
+  co_return answers;
+}
+
 asio::awaitable<Result<std::string>> sample_text(HandlerContext& ctx, std::string_view prompt,
                                                  std::int64_t max_tokens,
                                                  std::chrono::milliseconds deadline) {

@@ -67,6 +67,17 @@ struct ClientState {
   json::object info;
 };
 
+/// One input a handler asks of the client (see HandlerContext::ask): `method` is
+/// elicitation/create, sampling/createMessage or roots/list; `key` names it among the request's
+/// inputs (2026-07-28 carries it as the key of inputRequests and inputResponses).
+struct InputRequest {
+  std::string key;
+  std::string method;
+  json::object params = {};
+};
+/// The client's answers to a handler's input requests, by key.
+using InputResponses = std::map<std::string, json::object, std::less<>>;
+
 /// Per-request facts every handler sees, whichever protocol era the request came in.
 struct RequestContext {
   std::shared_ptr<const ClientState> client;
@@ -84,6 +95,10 @@ struct RequestContext {
     std::initializer_list<std::pair<std::string_view, std::string_view>> properties,
     std::initializer_list<std::string_view> required = {});
 
+/// Whether a tool's calls may run as tasks (the tasks extension): never, when the client takes
+/// tasks, or always (a client that does not take tasks gets -32021).
+enum class TaskSupport { kForbidden, kOptional, kRequired };
+
 struct ToolSpec {
   std::string name;
   std::string title;
@@ -93,6 +108,11 @@ struct ToolSpec {
   json::object annotations;  // readOnlyHint, destructiveHint, idempotentHint, openWorldHint, title
   json::array icons;         // [{src, mimeType, sizes, theme}]
   json::object meta;
+  TaskSupport task_support = TaskSupport::kForbidden;
+  /// With task support: the handler decides when the call becomes a task
+  /// (HandlerContext::start_task), for example after gathering input round by round; otherwise
+  /// it is one before the handler starts.
+  bool starts_task_itself = false;
 };
 
 /// The result of `tools/call`.
@@ -311,6 +331,28 @@ class HandlerContext {
   /// declare the capability, kRequestTimeout on deadline, or the client's own error.
   virtual asio::awaitable<Result<json::object>> request_client(
       std::string method, json::object params, std::chrono::milliseconds deadline) = 0;
+  /// Asks the client for `inputs` and returns its answers by key, whichever era the request
+  /// came in:
+  /// - session era: each is sent to the client as a request, in order, each waited for at most
+  ///   `deadline` (as request_client);
+  /// - 2026-07-28 (stateless): the answers come with the request (its inputResponses, and those
+  ///   of earlier rounds sealed in its requestState). When one is missing, the request is
+  ///   answered with an InputRequiredResult asking for what is missing, whatever the handler
+  ///   then returns, and the handler runs again from the start when the client retries with the
+  ///   answers: what it did before asking, it does again.
+  /// Fails with kMissingClientCapability (kInvalidParams in the session era) when the client
+  /// did not declare what a method needs, kInvalidParams when an answer is malformed.
+  virtual asio::awaitable<Result<InputResponses>> ask(std::vector<InputRequest> inputs,
+                                                      std::chrono::milliseconds deadline);
+  /// Turns this tools/call into a task (the tasks extension) when the tool and the client
+  /// allow it: the client gets the task's id now, and the rest of the handler runs as the task
+  /// (its input requests wait for tasks/update; its result is inlined in tasks/get). Returns
+  /// false, and nothing changes, when the call cannot become one (the session era, a client
+  /// without the extension, a tool without task support, already a task).
+  virtual bool start_task() { return false; }
+  /// 2026-07-28: how many rounds of input this request went through before this call (0 on a
+  /// first call, 1 on the retry that answers one InputRequiredResult). 0 in the session era.
+  [[nodiscard]] virtual std::size_t input_round() const { return 0; }
   /// Ends the stream this request answers on (Streamable HTTP: the POST's SSE response) while
   /// the handler keeps running; the client resumes with Last-Event-ID and gets the rest there.
   /// Lets long calls release their connection (SSE polling).

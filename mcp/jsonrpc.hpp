@@ -29,6 +29,12 @@ enum class ErrorCode : int {
   kRequestTimeout = -32001,
   /// Server overloaded or a limit was hit (see metrics); retry later.
   kServerBusy = -32000,
+  /// 2026-07-28: the HTTP headers disagree with the body, or a required one is missing.
+  kHeaderMismatch = -32020,
+  /// 2026-07-28: serving the request needs a capability the client did not declare.
+  kMissingClientCapability = -32021,
+  /// 2026-07-28: the request's protocol version is not one this node speaks.
+  kUnsupportedProtocolVersion = -32022,
 };
 
 /// An error that becomes a JSON-RPC error object.

@@ -35,7 +35,7 @@ class LatencyHistogram {
 };
 
 /// The methods whose latency /metrics keeps apart; every other method counts as "other".
-inline constexpr std::array<std::string_view, 13> kTimedMethods = {"ping",
+inline constexpr std::array<std::string_view, 14> kTimedMethods = {"ping",
                                                                    "tools/list",
                                                                    "tools/call",
                                                                    "resources/list",
@@ -47,6 +47,7 @@ inline constexpr std::array<std::string_view, 13> kTimedMethods = {"ping",
                                                                    "prompts/get",
                                                                    "completion/complete",
                                                                    "logging/setLevel",
+                                                                   "server/discover",
                                                                    "other"};
 
 /// Index of `method` in kTimedMethods ("other" for the rest).

@@ -72,7 +72,15 @@ namespace mcpmesh::mcp {
   X(accept_errors_total, "accept failures (out of descriptors: answered 503 when possible)")      \
   X(clients_overflow_total, "clients counted together because the client table was full")         \
   X(lingering_closes_total, "connections read to their end before closing after an error")        \
-  X(transfer_coding_rejected_total, "requests refused: a transfer coding other than chunked")
+  X(transfer_coding_rejected_total, "requests refused: a transfer coding other than chunked")     \
+  X(stateless_requests_total, "2026-07-28 requests (no session; context in _meta)")               \
+  X(stateless_rejected_total, "2026-07-28 requests refused: _meta, version or headers (400)")     \
+  X(input_required_total, "requests answered with an InputRequiredResult (multi round-trip)")     \
+  X(request_states_rejected_total, "requestState refused: tampered, expired or for another call") \
+  X(listen_streams_active, "subscriptions/listen streams open on this node")                      \
+  X(listen_streams_rejected_total, "subscriptions/listen refused: max_listen_streams")            \
+  X(tasks_created_total, "tools/call turned into tasks (the tasks extension)")                    \
+  X(tasks_rejected_total, "calls not turned into tasks: max_tasks live (ran as ordinary calls)")
 
 struct Metrics {
 #define MCPMESH_METRIC_FIELD(name, help) std::atomic<std::uint64_t> name{0};

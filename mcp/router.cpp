@@ -1,9 +1,12 @@
 #include "mcp/router.hpp"
 
 #include "mcp/server.hpp"
+#include "mcp/stateless.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <charconv>
 #include <cmath>
@@ -132,6 +135,71 @@ std::optional<std::string> uri_problem(std::string_view uri, std::size_t max_byt
   return std::nullopt;
 }
 
+/// Methods the 2026-07-28 revision removed (their work moved into _meta and listen streams).
+bool removed_in_stateless(std::string_view method) {
+  return method == "initialize" || method == "ping" || method == "logging/setLevel" ||
+         method == "resources/subscribe" || method == "resources/unsubscribe";
+}
+
+/// Results a client may cache (2026-07-28 asks for ttlMs and cacheScope on these).
+bool cacheable(std::string_view method) {
+  return method == "tools/list" || method == "prompts/list" || method == "resources/list" ||
+         method == "resources/templates/list" || method == "resources/read" ||
+         method == "server/discover";
+}
+
+/// Methods whose answer may be an InputRequiredResult (multi round-trip).
+bool takes_input(std::string_view method) {
+  return method == "tools/call" || method == "prompts/get" || method == "resources/read";
+}
+
+/// The client capability an input request needs, or "" for a method that is no input request.
+std::string_view capability_for(std::string_view method) {
+  if (method == "elicitation/create") return "elicitation";
+  if (method == "sampling/createMessage") return "sampling";
+  if (method == "roots/list") return "roots";
+  return {};
+}
+
+/// Whether the client declared the tasks extension for this request.
+bool takes_tasks(const std::shared_ptr<const ClientState>& client) {
+  if (!client) return false;
+  auto* ext = get_object(client->capabilities, "extensions");
+  return ext && ext->contains(kTasksExtension);
+}
+
+RpcError tasks_not_declared() {
+  return {ErrorCode::kMissingClientCapability,
+          "this needs the tasks extension: declare io.modelcontextprotocol/tasks in the "
+          "request's client capabilities (extensions)",
+          json::object{
+              {"requiredCapabilities", {{"extensions", {{kTasksExtension, json::object()}}}}}}};
+}
+
+/// Why `answer` is no valid answer to an input request of `method`, or nullopt.
+std::optional<std::string> input_answer_problem(std::string_view method,
+                                                const json::value& answer) {
+  if (!answer.is_object()) return "must be an object";
+  const auto& o = answer.get_object();
+  if (method == "elicitation/create") {
+    auto action = get_string(o, "action");
+    if (!action || (*action != "accept" && *action != "decline" && *action != "cancel")) {
+      return "must be an ElicitResult: action accept, decline or cancel";
+    }
+    if (auto* c = o.if_contains("content"); c && !c->is_object() && !c->is_null()) {
+      return "must be an ElicitResult: content is an object";
+    }
+  } else if (method == "sampling/createMessage") {
+    if (!get_string(o, "role") || !o.contains("content")) {
+      return "must be a CreateMessageResult: role and content";
+    }
+  } else if (method == "roots/list") {
+    auto* roots = o.if_contains("roots");
+    if (!roots || !roots->is_array()) return "must be a ListRootsResult: a roots array";
+  }
+  return std::nullopt;
+}
+
 std::optional<std::size_t> parse_cursor(const json::object& params) {
   auto* c = params.if_contains("cursor");
   if (!c || c->is_null()) return 0;
@@ -167,6 +235,8 @@ void InflightRequest::report_progress(double progress, std::optional<double> tot
 void InflightRequest::log(LogLevel level, json::value data, std::string_view logger) {
   if (cancelled_ || !conversation_) return;
   auto threshold = conversation_->log_level();
+  // 2026-07-28: a request that set no log level gets no log messages at all.
+  if (!threshold && conversation_->stateless()) return;
   if (threshold && level < *threshold) return;
   json::object p{{"level", to_string(level)}, {"data", std::move(data)}};
   if (!logger.empty()) p["logger"] = logger;
@@ -188,9 +258,151 @@ void InflightRequest::close_stream() {
 
 asio::awaitable<Result<json::object>> InflightRequest::request_client(
     std::string method, json::object params, std::chrono::milliseconds deadline) {
+  if (input_) {
+    // The stateless era has no server-to-client requests: the same input, multi round-trip.
+    auto key = "input-" + std::to_string(++input_->next_auto_key);
+    std::vector<InputRequest> inputs(1);
+    inputs[0].key = key;
+    inputs[0].method = std::move(method);
+    inputs[0].params = std::move(params);
+    auto answers = co_await ask(std::move(inputs), deadline);
+    if (!answers) co_return answers.error();
+    co_return std::move(answers->at(key));
+  }
   // The handler runs while this context lives, so the conversation is still set.
   co_return co_await conversation_->request_client(std::move(method), std::move(params), deadline,
                                                    reply_);
+}
+
+asio::awaitable<Result<InputResponses>> InflightRequest::ask(std::vector<InputRequest> inputs,
+                                                             std::chrono::milliseconds deadline) {
+  if (!input_) {
+    if (conversation_ && conversation_->stateless()) {
+      co_return RpcError(ErrorCode::kInvalidRequest,
+                         "only tools/call, prompts/get and resources/read may ask the client for "
+                         "input");
+    }
+    co_return co_await HandlerContext::ask(std::move(inputs), deadline);
+  }
+  json::object needed;
+  const auto& caps = rc_.client ? rc_.client->capabilities : json::object();
+  for (auto& input : inputs) {
+    auto cap = capability_for(input.method);
+    if (cap.empty()) {
+      co_return RpcError(ErrorCode::kInternalError,
+                         "the handler asked for input by " + input.method +
+                             " (only elicitation/create, sampling/createMessage and roots/list)");
+    }
+    if (!caps.contains(cap)) needed[cap] = json::object();
+  }
+  if (!needed.empty()) {
+    std::string names;
+    for (auto& [cap, _] : needed) names += (names.empty() ? "" : ", ") + std::string(cap);
+    co_return RpcError(
+        ErrorCode::kMissingClientCapability,
+        "this request needs client capabilities it did not declare in _meta: " + names,
+        json::object{{"requiredCapabilities", std::move(needed)}});
+  }
+  if (task_) co_return co_await ask_in_task(std::move(inputs));
+  InputResponses answers;
+  bool missing = false;
+  for (auto& input : inputs) {
+    auto* answer = input_->answers.if_contains(input.key);
+    if (!answer) {
+      auto& asked = input_->missing;
+      if (std::none_of(asked.begin(), asked.end(), [&](auto& a) { return a.key == input.key; })) {
+        asked.push_back(std::move(input));
+      }
+      missing = true;
+      continue;
+    }
+    if (auto problem = input_answer_problem(input.method, *answer)) {
+      co_return RpcError(ErrorCode::kInvalidParams,
+                         "inputResponses[\"" + input.key + "\"] " + *problem);
+    }
+    input_->used[input.key] = *answer;
+    answers.emplace(input.key, answer->get_object());
+  }
+  // The request's answer will ask for what is missing (Router::settle_input), whatever the
+  // handler makes of this error.
+  if (missing) co_return RpcError(ErrorCode::kInternalError, "input required");
+  co_return answers;
+}
+
+asio::awaitable<Result<InputResponses>> InflightRequest::ask_in_task(
+    std::vector<InputRequest> inputs) {
+  auto& store = server_.tasks();
+  for (;;) {
+    store.with(*task_, [&](Task& t) {
+      for (auto& [key, value] : t.answers) input_->answers[key] = value;
+      t.answers.clear();
+    });
+    InputResponses answers;
+    std::vector<const InputRequest*> missing;
+    for (auto& input : inputs) {
+      auto* answer = input_->answers.if_contains(input.key);
+      if (!answer) {
+        missing.push_back(&input);
+        continue;
+      }
+      if (auto problem = input_answer_problem(input.method, *answer)) {
+        co_return RpcError(ErrorCode::kInvalidParams,
+                           "inputResponses[\"" + input.key + "\"] " + *problem);
+      }
+      answers.emplace(input.key, answer->get_object());
+    }
+    if (missing.empty()) co_return answers;
+    if (cancelled_) co_return RpcError(ErrorCode::kInternalError, "the task was cancelled");
+    // The task waits in input_required until tasks/update brings every missing answer.
+    auto wake =
+        std::make_shared<asio::steady_timer>(executor(), asio::steady_timer::time_point::max());
+    store.with(*task_, [&](Task& t) {
+      if (is_terminal(t.status)) return;
+      for (auto* m : missing) {
+        t.input_requests[m->key] = json::object{{"method", m->method}, {"params", m->params}};
+      }
+      t.status = TaskStatus::kInputRequired;
+      t.updated = std::chrono::system_clock::now();
+      t.wake = wake;
+    });
+    boost::system::error_code ec;
+    co_await wake->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (cancelled_) co_return RpcError(ErrorCode::kInternalError, "the task was cancelled");
+  }
+}
+
+bool InflightRequest::start_task() {
+  if (task_ || task_support_ == TaskSupport::kForbidden || !conversation_ ||
+      !conversation_->stateless() || !takes_tasks(rc_.client)) {
+    return false;
+  }
+  auto& store = server_.tasks();
+  auto task = store.create(server_.config().node_id);
+  if (!task) {
+    Metrics::inc(server_.metrics().tasks_rejected_total);
+    return false;  // the store is full: the call goes on as an ordinary one
+  }
+  task->executor = conversation_->executor();
+  task->request = self_;
+  task_ = task;
+  if (!input_) input_ = std::make_unique<InputRounds>();
+  Metrics::inc(server_.metrics().tasks_created_total);
+  // The task exists before the client hears of it: a tasks/get right after finds it.
+  auto created = store.to_json(*task, false);
+  created["resultType"] = "task";
+  created["_meta"] = json::object{{kMetaServerInfo, server_.server_info()}};
+  reply_->deliver(make_result(rc_.request_id, json::value(std::move(created))), true);
+  reply_ = std::make_shared<TaskChannel>(store, task);
+  // The exchange that asked is answered: its end must not cancel the task, and the task's
+  // run time is not a tools/call latency.
+  auto& inflight = conversation_->inflight;
+  if (auto it = inflight.find(id_key(rc_.request_id));
+      it != inflight.end() && it->second.get() == this) {
+    inflight.erase(it);
+  }
+  method_latency_ = nullptr;
+  tool_latency_.reset();
+  return true;
 }
 
 asio::any_io_executor InflightRequest::executor() const { return conversation_->executor(); }
@@ -297,12 +509,27 @@ void Router::serve(const std::shared_ptr<Conversation>& conversation, Message m,
                    const std::shared_ptr<ClientChannel>& reply, RequestSlot& slot) {
   const auto started = std::chrono::steady_clock::now();
   LatencyHistogram& latency = server_.metrics().method_latency[timed_method_index(m.method)];
+  const bool stateless = conversation->stateless();
+  // A string_view compares lengths first: most of the names below are ruled out at once.
+  const std::string_view method = m.method;
   auto answer = [&](Result<json::value> r) {
+    if (stateless) r = complete_stateless(method, std::move(r));
     reply->deliver(make_answer(server_.metrics(), m.id, std::move(r)), true);
     latency.observe(std::chrono::steady_clock::now() - started);
   };
-  // A string_view compares lengths first: most of the names below are ruled out at once.
-  const std::string_view method = m.method;
+  if (stateless) {
+    if (removed_in_stateless(method)) {
+      return answer(RpcError(ErrorCode::kMethodNotFound,
+                             "method not found: " + m.method +
+                                 " (removed in 2026-07-28: requests carry their context in "
+                                 "_meta; subscriptions/listen replaces subscribe)"));
+    }
+    if (method == "server/discover") return answer(server_.discover_result());
+    if (method == "tasks/get" || method == "tasks/update" || method == "tasks/cancel") {
+      if (!takes_tasks(conversation->client())) return answer(tasks_not_declared());
+      return answer(handle_task_method(method, m.params));
+    }
+  }
   if (method == "ping") return answer(json::value(json::object{}));
   if (method == "tools/list" || method == "resources/list" ||
       method == "resources/templates/list" || method == "prompts/list") {
@@ -334,8 +561,14 @@ void Router::serve(const std::shared_ptr<Conversation>& conversation, Message m,
     return answer(conversation->set_log_level(*parsed));
   }
   if (method != "tools/call" && method != "resources/read" && method != "prompts/get" &&
-      method != "completion/complete") {
+      method != "completion/complete" && (!stateless || method != "subscriptions/listen")) {
     return answer(RpcError(ErrorCode::kMethodNotFound, "method not found: " + m.method));
+  }
+  std::unique_ptr<InflightRequest::InputRounds> input;
+  if (stateless && takes_input(method)) {
+    auto opened = open_input(method, m.params);
+    if (!opened) return answer(opened.error());
+    input = std::move(*opened);
   }
   auto& inflight = conversation->inflight;
   auto key = id_key(m.id);
@@ -354,12 +587,24 @@ void Router::serve(const std::shared_ptr<Conversation>& conversation, Message m,
   RequestContext rc{conversation->client(), std::string(conversation->session_id()),
                     server_.config().node_id, m.id, std::move(meta)};
   std::shared_ptr<LatencyHistogram> tool_latency;
+  TaskSupport task_support = TaskSupport::kForbidden;
+  bool auto_task = false;
   if (method == "tools/call") {
     // A synchronous tool (and any call that fails its checks) is answered right here: no
     // coroutine, no in-flight entry (nothing can cancel it before it ends). A handler that
     // throws reaches the caller's catch, which fails this request alone.
     auto catalog = server_.app().catalog();
     auto tool = called_tool(*catalog, m.params);
+    if (tool && stateless && (*tool)->spec.task_support == TaskSupport::kRequired &&
+        !takes_tasks(conversation->client())) {
+      Metrics::inc(server_.metrics().tool_calls_total);
+      return answer(tasks_not_declared());
+    }
+    if (tool && stateless && (*tool)->handler &&
+        (*tool)->spec.task_support != TaskSupport::kForbidden) {
+      task_support = (*tool)->spec.task_support;
+      auto_task = !(*tool)->spec.starts_task_itself;
+    }
     if (!tool || (*tool)->sync_handler) {
       Metrics::inc(server_.metrics().tool_calls_total);
       if (!tool) return answer(tool.error());
@@ -368,7 +613,9 @@ void Router::serve(const std::shared_ptr<Conversation>& conversation, Message m,
         answer(std::move(*done));
       } else {
         InflightRequest ctx(server_, conversation, std::move(rc), reply, std::move(progress_token));
-        answer(tool_answer((*tool)->sync_handler(ctx, std::move(std::get<json::object>(args)))));
+        ctx.input_ = std::move(input);
+        auto r = tool_answer((*tool)->sync_handler(ctx, std::move(std::get<json::object>(args))));
+        answer(settle_input(ctx, std::move(r)));
       }
       // (The catalog snapshot holds the tool, and its histogram, until here.)
       (*tool)->latency->observe(std::chrono::steady_clock::now() - started);
@@ -379,10 +626,16 @@ void Router::serve(const std::shared_ptr<Conversation>& conversation, Message m,
   auto request = std::make_shared<InflightRequest>(server_, conversation, std::move(rc), reply,
                                                    std::move(progress_token));
   request->slot_ = std::move(slot);
+  request->input_ = std::move(input);
   request->started_ = started;
   request->method_latency_ = &latency;
   request->tool_latency_ = std::move(tool_latency);
+  request->task_support_ = task_support;
+  request->self_ = request;
   inflight.emplace(std::move(key), request);
+  // A task-supporting tool called by a client that takes tasks becomes a task before its
+  // handler starts, unless the handler decides when (ToolSpec::starts_task_itself).
+  if (auto_task) request->start_task();
   auto cancellation = request->signal_.slot();
   // The completion handler owns `request` too: co_spawn keeps using the slot (and so the
   // signal inside InflightRequest) after run_request returns, until it calls the handler.
@@ -393,8 +646,10 @@ void Router::serve(const std::shared_ptr<Conversation>& conversation, Message m,
 
 asio::awaitable<void> Router::run_request(std::shared_ptr<InflightRequest> inflight, Message m) {
   Payload response;
+  const bool stateless = inflight->conversation_->stateless();
   try {
-    auto r = co_await dispatch_async(*inflight, m);
+    auto r = settle_input(*inflight, co_await dispatch_async(*inflight, m));
+    if (stateless) r = complete_stateless(m.method, std::move(r));
     response = make_answer(server_.metrics(), m.id, std::move(r));
   } catch (const std::exception& e) {
     // Handler code is the app's: a throw is its bug, reported to the client, never a crash.
@@ -427,6 +682,7 @@ asio::awaitable<void> Router::run_request(std::shared_ptr<InflightRequest> infli
 #pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 #endif
 asio::awaitable<Result<json::value>> Router::dispatch_async(InflightRequest& ctx, Message& m) {
+  if (m.method == "subscriptions/listen") co_return co_await listen(ctx, m);
   auto catalog = server_.app().catalog();
   auto& p = m.params;
   if (m.method == "tools/call") {
@@ -553,6 +809,183 @@ asio::awaitable<Result<json::value>> Router::dispatch_async(InflightRequest& ctx
 #pragma GCC diagnostic pop
 #endif
 
+Result<std::unique_ptr<InflightRequest::InputRounds>> Router::open_input(
+    std::string_view method, const json::object& params) {
+  auto rounds = std::make_unique<InflightRequest::InputRounds>();
+  rounds->binding = RequestStateSealer::binding(method, params);
+  if (auto* state = params.if_contains("requestState")) {
+    if (!state->is_string()) {
+      return invalid_params("requestState must be a string, echoed as the server sent it");
+    }
+    auto opened = server_.request_states().open(state->get_string(), rounds->binding);
+    if (!opened) {
+      Metrics::inc(server_.metrics().request_states_rejected_total);
+      return invalid_params(std::string(to_string(opened.error())));
+    }
+    if (auto* r = opened->if_contains("r"); r && r->is_int64() && r->get_int64() > 0) {
+      rounds->round = static_cast<std::size_t>(r->get_int64());
+    }
+    if (auto* a = opened->if_contains("a"); a && a->is_object()) {
+      rounds->answers = std::move(a->get_object());
+    }
+  }
+  if (auto* responses = params.if_contains("inputResponses")) {
+    if (!responses->is_object()) {
+      return invalid_params("inputResponses must be an object: the answers by input request key");
+    }
+    // An earlier round's answer, sealed in requestState, stands: the handler acted on it.
+    for (auto& [key, value] : responses->get_object()) {
+      if (!rounds->answers.contains(key)) rounds->answers[key] = value;
+    }
+  }
+  return rounds;
+}
+
+Result<json::value> Router::settle_input(InflightRequest& ctx, Result<json::value> outcome) {
+  auto* input = ctx.input_.get();
+  if (!input || input->missing.empty()) return outcome;
+  json::object requests;
+  for (auto& asked : input->missing) {
+    requests[asked.key] = json::object{{"method", asked.method}, {"params", asked.params}};
+  }
+  json::object data{{"r", static_cast<std::int64_t>(input->round + 1)}, {"a", input->used}};
+  auto state = server_.request_states().seal(data, input->binding);
+  if (state.size() > server_.config().max_request_state_bytes) {
+    return invalid_params("the answers this request collected exceed max_request_state_bytes (" +
+                          std::to_string(server_.config().max_request_state_bytes) + ")");
+  }
+  Metrics::inc(server_.metrics().input_required_total);
+  return json::value(json::object{{"resultType", "input_required"},
+                                  {"inputRequests", std::move(requests)},
+                                  {"requestState", std::move(state)}});
+}
+
+Result<json::value> Router::complete_stateless(std::string_view method,
+                                               Result<json::value> outcome) {
+  if (!outcome) {
+    if (outcome.error().code == static_cast<int>(ErrorCode::kResourceNotFound)) {
+      // 2026-07-28 names an unknown resource an invalid parameter.
+      return RpcError(ErrorCode::kInvalidParams, "Resource not found", outcome.error().data);
+    }
+    return outcome;
+  }
+  if (!outcome->is_object()) return outcome;
+  auto& o = outcome->get_object();
+  if (!o.contains("resultType")) o["resultType"] = "complete";
+  if (cacheable(method) && o["resultType"] == "complete") {
+    if (!o.contains("ttlMs")) {
+      o["ttlMs"] = static_cast<std::int64_t>(server_.config().cache_ttl.count());
+    }
+    // The lists and discovery are the same for every client; a resource's contents may not be.
+    if (!o.contains("cacheScope"))
+      o["cacheScope"] = method == "resources/read" ? "private" : "public";
+  }
+  auto& meta = o["_meta"];
+  if (!meta.is_object()) meta = json::object();
+  meta.get_object()[kMetaServerInfo] = server_.server_info();
+  return outcome;
+}
+
+Result<json::value> Router::handle_task_method(std::string_view method,
+                                               const json::object& params) {
+  auto id = get_string(params, "taskId");
+  if (!id) return invalid_params(std::string(method) + " needs params.taskId (string)");
+  auto& store = server_.tasks();
+  auto task = store.find(*id);
+  if (!task) {
+    return RpcError(ErrorCode::kInvalidParams, "unknown task: " + std::string(*id),
+                    json::object{{"taskId", *id}});
+  }
+  if (method == "tasks/get") return json::value(store.to_json(*task, true));
+  if (method == "tasks/update") {
+    auto* responses = params.if_contains("inputResponses");
+    if (!responses || !responses->is_object()) {
+      return invalid_params("tasks/update needs params.inputResponses (an object by key)");
+    }
+    if (auto wake = store.answer(*task, responses->get_object())) {
+      asio::post(task->executor, [wake] { wake->cancel(); });
+    }
+    return json::value(json::object{});
+  }
+  // tasks/cancel: an ack whatever its state (a finished task stays as it finished).
+  if (auto request = store.cancel(*task)) {
+    asio::post(task->executor, [request] { request->cancel(); });
+  }
+  return json::value(json::object{});
+}
+
+asio::awaitable<Result<json::value>> Router::listen(InflightRequest& ctx, const Message& m) {
+  auto* filter = get_object(m.params, "notifications");
+  if (!filter)
+    co_return invalid_params("subscriptions/listen needs params.notifications (an object)");
+  auto stream = std::make_shared<ListenStream>();
+  stream->subscription_id = m.id;
+  stream->reply = ctx.reply_;
+  json::object honored;
+  for (auto [key, flag] : {std::pair{"toolsListChanged", &stream->tools},
+                           std::pair{"promptsListChanged", &stream->prompts},
+                           std::pair{"resourcesListChanged", &stream->resources}}) {
+    auto* v = filter->if_contains(key);
+    if (!v) continue;
+    if (!v->is_bool())
+      co_return invalid_params(std::string("notifications.") + key + " must be a boolean");
+    *flag = v->get_bool();
+    if (*flag) honored[key] = true;
+  }
+  if (auto* uris = filter->if_contains("resourceSubscriptions")) {
+    if (!uris->is_array()) {
+      co_return invalid_params("notifications.resourceSubscriptions must be an array of URIs");
+    }
+    auto& config = server_.config();
+    if (uris->get_array().size() > config.max_subscriptions_per_session) {
+      Metrics::inc(server_.metrics().subscriptions_rejected_total);
+      co_return invalid_params("notifications.resourceSubscriptions holds more than " +
+                               std::to_string(config.max_subscriptions_per_session) + " URIs");
+    }
+    json::array listed;
+    for (auto& u : uris->get_array()) {
+      if (!u.is_string())
+        co_return invalid_params("notifications.resourceSubscriptions holds a non-string");
+      if (auto problem = uri_problem(u.get_string(), config.max_uri_bytes)) {
+        Metrics::inc(server_.metrics().uris_rejected_total);
+        co_return invalid_params(std::move(*problem));
+      }
+      std::string uri(u.get_string());
+      if (std::find(stream->uris.begin(), stream->uris.end(), uri) != stream->uris.end()) continue;
+      listed.emplace_back(uri);
+      stream->uris.push_back(std::move(uri));
+    }
+    if (!listed.empty()) honored["resourceSubscriptions"] = std::move(listed);
+  }
+  auto wait =
+      std::make_shared<asio::steady_timer>(ctx.executor(), asio::steady_timer::time_point::max());
+  stream->end = [executor = ctx.executor(), weak = std::weak_ptr(wait)] {
+    asio::post(executor, [weak] {
+      if (auto timer = weak.lock()) timer->cancel();
+    });
+  };
+  auto ack = make_notification("notifications/subscriptions/acknowledged",
+                               json::object{{"notifications", std::move(honored)},
+                                            {"_meta", {{kMetaSubscriptionId, m.id}}}});
+  if (!server_.add_listen_stream(stream,
+                                 [reply = ctx.reply_, ack] { reply->deliver(ack, false); })) {
+    co_return RpcError(ErrorCode::kServerBusy,
+                       "this node holds max_listen_streams (" +
+                           std::to_string(server_.config().max_listen_streams) +
+                           ") listen streams: retry later or on another node");
+  }
+  struct Unlisten {
+    Server& server;
+    std::shared_ptr<ListenStream> stream;
+    ~Unlisten() { server.remove_listen_stream(stream); }
+  } unlisten{server_, stream};
+  // A listen stream is counted by max_listen_streams, not against the in-flight bounds.
+  ctx.slot_.release();
+  boost::system::error_code ec;
+  co_await wait->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  co_return json::value(json::object{{"_meta", {{kMetaSubscriptionId, m.id}}}});
+}
+
 Result<json::value> Router::handle_list(const Message& m) {
   auto offset = parse_cursor(m.params);
   if (!offset) return invalid_params("invalid cursor");
@@ -570,6 +1003,10 @@ Result<json::value> Router::handle_list(const Message& m) {
       if (!s.annotations.empty()) o["annotations"] = s.annotations;
       if (!s.icons.empty()) o["icons"] = s.icons;
       if (!s.meta.empty()) o["_meta"] = s.meta;
+      if (s.task_support != TaskSupport::kForbidden) {
+        o["execution"] = {
+            {"taskSupport", s.task_support == TaskSupport::kRequired ? "required" : "optional"}};
+      }
       items.push_back(std::move(o));
     }
   } else if (m.method == "resources/list") {

@@ -12,6 +12,7 @@
 
 #include "mcp/app.hpp"
 #include "mcp/client_channel.hpp"
+#include "mcp/tasks.hpp"
 
 #include <boost/asio/cancellation_signal.hpp>
 
@@ -49,6 +50,9 @@ class Conversation {
   virtual Result<json::value> unsubscribe(std::string_view uri) = 0;
   /// Whether a handler may end its request's stream early for the client to resume it.
   [[nodiscard]] virtual bool resumable_streams() const = 0;
+  /// A request of the stateless era (2026-07-28): its context came in `_meta`; results carry
+  /// resultType, server info and cache hints; input from the client is multi round-trip.
+  [[nodiscard]] virtual bool stateless() const { return false; }
   /// Sends a request to the client on `via` and waits for its answer (see HandlerContext).
   virtual asio::awaitable<Result<json::object>> request_client(
       std::string method, json::object params, std::chrono::milliseconds deadline,
@@ -111,6 +115,10 @@ class InflightRequest final : public HandlerContext {
   void close_stream() override;
   asio::awaitable<Result<json::object>> request_client(std::string method, json::object params,
                                                        std::chrono::milliseconds deadline) override;
+  asio::awaitable<Result<InputResponses>> ask(std::vector<InputRequest> inputs,
+                                              std::chrono::milliseconds deadline) override;
+  [[nodiscard]] std::size_t input_round() const override { return input_ ? input_->round : 0; }
+  bool start_task() override;
   asio::any_io_executor executor() const override;
   asio::any_io_executor worker_executor() const override;
   App& app() const override;
@@ -126,12 +134,29 @@ class InflightRequest final : public HandlerContext {
 
  private:
   friend class Router;
+  /// ask() for a call that became a task: the task waits in input_required for tasks/update.
+  asio::awaitable<Result<InputResponses>> ask_in_task(std::vector<InputRequest> inputs);
   /// Sends a progress or log notification; null (it held a non-finite number) is dropped.
   void deliver_notification(Payload notification);
+
+  /// A stateless request's multi round-trip input (tools/call, prompts/get, resources/read).
+  struct InputRounds {
+    std::string binding;    // what its requestState is sealed for (RequestStateSealer::binding)
+    std::size_t round = 0;  // InputRequiredResults answered before this call
+    json::object answers;   // by key: earlier rounds' (from requestState), then this round's
+    json::object used;      // the answers the handler took: sealed into the next requestState
+    std::vector<InputRequest> missing;  // asked for, not answered: the answer asks for them
+    std::size_t next_auto_key = 0;      // request_client's inputs are "input-1", "input-2", ...
+  };
 
   Server& server_;
   std::shared_ptr<Conversation> conversation_;  // reset when done (breaks the cycle)
   RequestContext rc_;
+  std::unique_ptr<InputRounds> input_;  // null: the session era, or a method without input
+  // The tasks extension: whether this call may become a task, and the task once it is one.
+  TaskSupport task_support_ = TaskSupport::kForbidden;
+  std::shared_ptr<Task> task_;
+  std::weak_ptr<InflightRequest> self_;
   std::shared_ptr<ClientChannel> reply_;
   json::value progress_token_;
   asio::cancellation_signal signal_;
@@ -165,6 +190,22 @@ class Router {
   Result<json::value> handle_list(const Message& m);
   asio::awaitable<void> run_request(std::shared_ptr<InflightRequest> inflight, Message m);
   asio::awaitable<Result<json::value>> dispatch_async(InflightRequest& ctx, Message& m);
+
+  // The stateless era (2026-07-28).
+  /// Reads a request's inputResponses and opens its requestState.
+  Result<std::unique_ptr<InflightRequest::InputRounds>> open_input(std::string_view method,
+                                                                   const json::object& params);
+  /// The answer when the handler asked for input the request did not carry: an
+  /// InputRequiredResult with a new requestState, whatever the handler returned.
+  Result<json::value> settle_input(InflightRequest& ctx, Result<json::value> outcome);
+  /// What every stateless answer carries: resultType, server info, cache hints; the errors the
+  /// revision renames (an unknown resource is -32602 with its URI).
+  Result<json::value> complete_stateless(std::string_view method, Result<json::value> outcome);
+  /// tasks/get, tasks/update, tasks/cancel (the tasks extension).
+  Result<json::value> handle_task_method(std::string_view method, const json::object& params);
+  /// subscriptions/listen: acknowledges, then delivers what the client opted in to until the
+  /// client goes away or the server ends the stream.
+  asio::awaitable<Result<json::value>> listen(InflightRequest& ctx, const Message& m);
 
   Server& server_;
 };

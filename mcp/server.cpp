@@ -1,6 +1,8 @@
 #include "mcp/server.hpp"
 
 #include "mcp/roaming_executor.hpp"
+#include "mcp/stateless.hpp"
+#include "mcp/version.hpp"
 
 #include <boost/asio/post.hpp>
 
@@ -51,7 +53,11 @@ Server::Server(asio::io_context& io, App& app, ServerConfig config, std::size_t 
       sweep_strand_(asio::make_strand(io)),
       sweep_timer_(sweep_strand_),
       init_timer_(sweep_strand_),
-      expiry_timer_(sweep_strand_) {
+      expiry_timer_(sweep_strand_),
+      request_states_(config_.request_state_keys, config_.request_state_ttl),
+      tasks_(config_.max_tasks, config_.task_ttl, config_.task_poll_interval) {
+  server_info_ = {{"name", config_.server_name}, {"version", config_.server_version}};
+  if (!config_.server_title.empty()) server_info_["title"] = config_.server_title;
   app_.set_listener({
       .resource_updated = [this](std::string_view uri) { on_resource_updated(uri); },
       .list_changed = [this](ListKind kind) { on_list_changed(kind); },
@@ -254,6 +260,7 @@ void Server::close_all() {
   sessions_.for_each(
       [&](std::string_view id, const std::shared_ptr<Session>&) { ids.emplace_back(id); });
   for (auto& id : ids) close_session(id);
+  end_listen_streams();
 }
 
 void Server::start_idle_sweeper() {
@@ -366,8 +373,6 @@ void Server::close_expiring() {
 
 json::value Server::initialize_result(std::string_view version) const {
   const auto& cfg = config_;
-  json::object server_info{{"name", cfg.server_name}, {"version", cfg.server_version}};
-  if (!cfg.server_title.empty()) server_info["title"] = cfg.server_title;
   json::object caps{
       {"tools", {{"listChanged", true}}},
       {"resources", {{"subscribe", true}, {"listChanged", true}}},
@@ -375,10 +380,113 @@ json::value Server::initialize_result(std::string_view version) const {
       {"logging", json::object{}},
   };
   if (version != "2024-11-05") caps["completions"] = json::object{};
-  json::object result{
-      {"protocolVersion", version}, {"capabilities", std::move(caps)}, {"serverInfo", server_info}};
+  json::object result{{"protocolVersion", version},
+                      {"capabilities", std::move(caps)},
+                      {"serverInfo", server_info_}};
   if (!cfg.instructions.empty()) result["instructions"] = cfg.instructions;
   return json::value(std::move(result));
+}
+
+json::value Server::discover_result() const {
+  json::array versions;
+  for (auto v : kAllVersions) versions.emplace_back(v);
+  json::object caps{
+      {"tools", {{"listChanged", true}}},
+      {"resources", {{"subscribe", true}, {"listChanged", true}}},
+      {"prompts", {{"listChanged", true}}},
+      {"logging", json::object{}},
+      {"completions", json::object{}},
+      {"extensions", {{kTasksExtension, json::object{}}}},
+  };
+  json::object result{{"supportedVersions", std::move(versions)},
+                      {"capabilities", std::move(caps)}};
+  if (!config_.instructions.empty()) result["instructions"] = config_.instructions;
+  return json::value(std::move(result));
+}
+
+bool Server::add_listen_stream(const std::shared_ptr<ListenStream>& stream,
+                               std::function<void()> ready) {
+  {
+    std::lock_guard lock(listen_mutex_);
+    if (listen_streams_.size() >= config_.max_listen_streams) {
+      Metrics::inc(metrics_.listen_streams_rejected_total);
+      return false;
+    }
+    // '~' starts no session id: listen streams and sessions share the subscription index.
+    stream->key = "~listen." + std::to_string(++next_listen_);
+    listen_streams_.emplace(stream->key, stream);
+  }
+  Metrics::inc(metrics_.listen_streams_active);
+  // The acknowledgement goes out under the lock deliveries take: nothing reaches the stream
+  // before it, and nothing raised after it is missed.
+  auto acknowledge = [this, stream, ready = std::move(ready)] {
+    std::lock_guard lock(listen_mutex_);
+    ready();
+    stream->acked = true;
+  };
+  if (stream->uris.empty()) {
+    acknowledge();
+    return true;
+  }
+  // Acknowledged once every URI is published to the nodes that raise its updates.
+  auto pending = std::make_shared<std::atomic<std::size_t>>(stream->uris.size());
+  auto shared_ready = std::make_shared<std::function<void()>>(std::move(acknowledge));
+  for (auto& uri : stream->uris) {
+    subscriptions_.subscribe(uri, stream->key);
+    auto one_done = [pending, shared_ready] {
+      if (pending->fetch_sub(1, std::memory_order_acq_rel) == 1) (*shared_ready)();
+    };
+    if (observer_) {
+      observer_->on_subscribed(uri, std::move(one_done));
+    } else {
+      one_done();
+    }
+  }
+  return true;
+}
+
+std::shared_ptr<StatelessConversation> Server::serve_stateless(Message m,
+                                                               std::shared_ptr<ClientChannel> reply,
+                                                               asio::any_io_executor executor) {
+  const auto& meta = m.params.at("_meta").get_object();
+  std::optional<LogLevel> level;
+  if (auto l = get_string(meta, kMetaLogLevel)) level = parse_log_level(*l);
+  auto conversation =
+      std::make_shared<StatelessConversation>(std::move(executor), client_from_meta(meta), level);
+  Metrics::inc(metrics_.stateless_requests_total);
+  if (!m.is_request()) {
+    Metrics::inc(metrics_.notifications_total);  // the revision defines none to act on
+    return conversation;
+  }
+  Metrics::inc(metrics_.requests_total);
+  router_.handle(conversation, std::move(m), reply);
+  return conversation;
+}
+
+void Server::end_listen_streams() {
+  std::vector<std::shared_ptr<ListenStream>> streams;
+  {
+    std::lock_guard lock(listen_mutex_);
+    for (auto& [key, stream] : listen_streams_) streams.push_back(stream);
+  }
+  for (auto& stream : streams) {
+    if (stream->end) stream->end();
+  }
+}
+
+void Server::remove_listen_stream(const std::shared_ptr<ListenStream>& stream) {
+  {
+    std::lock_guard lock(listen_mutex_);
+    auto it = listen_streams_.find(stream->key);
+    if (it == listen_streams_.end() || it->second != stream) return;
+    listen_streams_.erase(it);
+  }
+  Metrics::dec(metrics_.listen_streams_active);
+  for (auto& uri : stream->uris) {
+    if (subscriptions_.unsubscribe(uri, stream->key) && observer_) {
+      observer_->on_subscription_changed(uri);
+    }
+  }
 }
 
 void Server::on_resource_updated(std::string_view uri) {
@@ -397,6 +505,19 @@ void Server::deliver_resource_updated(std::string_view uri) {
   // One immutable payload shared by every subscriber's stream.
   auto payload = make_notification("notifications/resources/updated", json::object{{"uri", uri}});
   for (auto& id : subscribers) {
+    if (!id.empty() && id.front() == '~') {
+      std::lock_guard lock(listen_mutex_);
+      auto it = listen_streams_.find(id);
+      if (it == listen_streams_.end() || !it->second->acked) continue;
+      auto& stream = *it->second;
+      stream.reply->deliver(
+          make_notification(
+              "notifications/resources/updated",
+              json::object{{"uri", uri},
+                           {"_meta", {{kMetaSubscriptionId, stream.subscription_id}}}}),
+          false);
+      continue;
+    }
     if (auto s = sessions_.find(id)) s->post_notification(payload);
   }
 }
@@ -408,6 +529,17 @@ void Server::deliver_list_changed(ListKind kind) {
   auto payload = make_notification(method, {});
   sessions_.for_each(
       [&](std::string_view, const std::shared_ptr<Session>& s) { s->post_notification(payload); });
+  std::lock_guard lock(listen_mutex_);
+  for (auto& [key, stream] : listen_streams_) {
+    bool wanted = kind == ListKind::kTools       ? stream->tools
+                  : kind == ListKind::kResources ? stream->resources
+                                                 : stream->prompts;
+    if (!wanted || !stream->acked) continue;
+    stream->reply->deliver(
+        make_notification(
+            method, json::object{{"_meta", {{kMetaSubscriptionId, stream->subscription_id}}}}),
+        false);
+  }
 }
 
 }  // namespace mcpmesh::mcp

@@ -11,10 +11,13 @@
 #include "mcp/app.hpp"
 #include "mcp/client_channel.hpp"
 #include "mcp/metrics.hpp"
+#include "mcp/request_state.hpp"
 #include "mcp/router.hpp"
 #include "mcp/session.hpp"
 #include "mcp/session_record.hpp"
 #include "mcp/session_streams.hpp"
+#include "mcp/stateless.hpp"
+#include "mcp/tasks.hpp"
 #include "registry/sharded_registry.hpp"
 #include "registry/subscription_index.hpp"
 
@@ -30,6 +33,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace mcpmesh::mcp {
@@ -59,6 +63,43 @@ struct ServerConfig {
   std::size_t max_blocking_jobs = 1024;
   /// Resumable streams of sessions served over Streamable HTTP.
   StreamLimits streams;
+
+  // The stateless era (2026-07-28).
+  /// Keys that seal and open a multi round-trip request's requestState: the first seals, all
+  /// open (rotation). Every node of a cluster must hold the same. Empty: a random key per
+  /// process (states then open on the node that sealed them only).
+  std::vector<std::string> request_state_keys;
+  /// How long a requestState stays valid.
+  std::chrono::milliseconds request_state_ttl{600000};
+  /// Largest requestState sealed (the answers a request collects over its rounds); a request
+  /// whose input outgrows it fails with -32602.
+  std::size_t max_request_state_bytes = 65536;
+  /// subscriptions/listen streams open at once on this node (-32000 above).
+  std::size_t max_listen_streams = 10000;
+  /// ttlMs on cacheable results (the lists, resources/read, server/discover).
+  std::chrono::milliseconds cache_ttl{0};
+  /// Tasks (the tasks extension) alive on this node; beyond, calls run as ordinary calls.
+  std::size_t max_tasks = 10000;
+  /// How long a task is kept after it was created (a finished one is dropped then).
+  std::chrono::milliseconds task_ttl{3600000};
+  /// The pollIntervalMs tasks suggest.
+  std::chrono::milliseconds task_poll_interval{500};
+};
+
+/// One subscriptions/listen stream (2026-07-28): the notifications it opted in to and where
+/// they go, each tagged with its subscription id.
+struct ListenStream {
+  json::value subscription_id;
+  std::shared_ptr<ClientChannel> reply;
+  bool tools = false;
+  bool prompts = false;
+  bool resources = false;
+  std::vector<std::string> uris;  // resources/updated for these
+  std::string key;                // its subscriber name in the subscription index (set on add)
+  /// Any thread: ends the stream with its result (the server tears it down: shutdown, drain).
+  std::function<void()> end;
+  /// Its acknowledgement went out: nothing is sent on it before (guarded by the server).
+  bool acked = false;
 };
 
 /// Told about every change of a session's replicable state. Implemented by the cluster's
@@ -179,6 +220,32 @@ class Server {
 
   /// The initialize result for a negotiated `version`.
   [[nodiscard]] json::value initialize_result(std::string_view version) const;
+  /// The server/discover result (2026-07-28; the router adds resultType and cache hints).
+  [[nodiscard]] json::value discover_result() const;
+  /// `{name, version, title}`: who answers (initialize's serverInfo; the stateless era's
+  /// `_meta` io.modelcontextprotocol/serverInfo).
+  [[nodiscard]] const json::object& server_info() const { return server_info_; }
+  /// Seals and opens multi round-trip requestState (2026-07-28).
+  [[nodiscard]] const RequestStateSealer& request_states() const { return request_states_; }
+  /// The tasks of this node (the tasks extension).
+  [[nodiscard]] TaskStore& tasks() { return tasks_; }
+
+  /// Serves one request of the stateless era (2026-07-28), already checked by
+  /// check_stateless_request, on `executor`, which must be the calling thread's (a synchronous
+  /// handler has answered when this returns). Its notifications and answer go to `reply`.
+  /// Returns the request's conversation: cancel() it when the client goes away.
+  std::shared_ptr<StatelessConversation> serve_stateless(Message m,
+                                                         std::shared_ptr<ClientChannel> reply,
+                                                         asio::any_io_executor executor);
+
+  /// Registers a subscriptions/listen stream. `ready` (any thread, once) is called when every
+  /// node that raises updates for its URIs knows this node cares (at once with no URIs): the
+  /// acknowledgement goes out then. False (counted) at max_listen_streams.
+  bool add_listen_stream(const std::shared_ptr<ListenStream>& stream, std::function<void()> ready);
+  /// Unregisters it; nothing more is sent on it.
+  void remove_listen_stream(const std::shared_ptr<ListenStream>& stream);
+  /// Ends every listen stream with its result (shutdown, drain).
+  void end_listen_streams();
 
   /// Blocking-job admission (HandlerContext::run_blocking): false at max_blocking_jobs.
   [[nodiscard]] bool acquire_blocking_slot();
@@ -245,6 +312,12 @@ class Server {
   std::atomic<std::size_t> session_slots_{0};
   std::atomic<bool> accepting_{true};
   std::atomic<std::uint64_t> epoch_{0};
+  json::object server_info_;
+  RequestStateSealer request_states_;
+  TaskStore tasks_;
+  std::mutex listen_mutex_;
+  std::unordered_map<std::string, std::shared_ptr<ListenStream>> listen_streams_;  // by key
+  std::uint64_t next_listen_ = 0;  // guarded by listen_mutex_
   SessionObserver* observer_ = nullptr;
   NotificationFanout* fanout_ = nullptr;
 };

@@ -96,6 +96,12 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
       "serve Streamable HTTP on HOST:PORT (port 0 = any); "
       "default 127.0.0.1:8080 unless --stdio")(
       "stdio", po::bool_switch(&c.stdio), "serve one session on stdin/stdout (logs go to stderr)")(
+      "legacy-sse-path", po::value(&h.legacy_sse_path)->default_value(h.legacy_sse_path),
+      "the deprecated HTTP+SSE transport of 2024-11-05: GET here opens a session's stream, whose "
+      "first event names where to POST (--legacy-messages-path); empty = not served")(
+      "legacy-messages-path",
+      po::value(&h.legacy_messages_path)->default_value(h.legacy_messages_path),
+      "where clients of the HTTP+SSE transport POST their messages (?sessionId=…)")(
       "threads", po::value(&c.threads)->default_value(0), "I/O threads (0 = one per core)")(
       "worker-threads", po::value(&c.worker_threads)->default_value(c.worker_threads),
       "threads of the pool that runs blocking handler work")(
@@ -227,8 +233,26 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
       "forward-timeout-ms", po::value(&forward_ms)->default_value(forward_ms),
       "deadline of one exchange relayed to the node holding its session (an SSE stream "
       "ends there and the client resumes it)");
+  std::string state_key_file;
+  long state_ttl_ms = s.request_state_ttl.count(), cache_ttl_ms = s.cache_ttl.count();
+  po::options_description stateless("Stateless requests (protocol 2026-07-28)");
+  stateless.add_options()(
+      "request-state-key-file", po::value(&state_key_file),
+      "file of keys (one per line, at least 16 bytes each) that seal the requestState of "
+      "multi round-trip requests: the first seals, every one opens (rotate by adding the new "
+      "key first). Default: derived from the cluster secret in a cluster, else a random key per "
+      "process")("request-state-ttl-ms", po::value(&state_ttl_ms)->default_value(state_ttl_ms),
+                 "how long a requestState stays valid")(
+      "max-request-state-bytes",
+      po::value(&s.max_request_state_bytes)->default_value(s.max_request_state_bytes),
+      "largest requestState sealed (the input one request collects over its rounds); -32602 "
+      "above")("max-listen-streams",
+               po::value(&s.max_listen_streams)->default_value(s.max_listen_streams),
+               "subscriptions/listen streams open on this node before -32000")(
+      "cache-ttl-ms", po::value(&cache_ttl_ms)->default_value(cache_ttl_ms),
+      "ttlMs hint on the lists, resources/read and server/discover (0 = refetch each time)");
   po::options_description all;
-  all.add(general).add(limits).add(cluster);
+  all.add(general).add(limits).add(stateless).add(cluster);
 
   po::variables_map vm;
   try {
@@ -292,6 +316,31 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
   s.session_idle_timeout = std::chrono::seconds(session_idle_s);
   s.init_timeout = std::chrono::milliseconds(init_ms);
   c.drain_timeout = std::chrono::milliseconds(drain_ms);
+  if (state_ttl_ms <= 0 || cache_ttl_ms < 0) {
+    throw std::runtime_error(
+        "--request-state-ttl-ms must be positive, --cache-ttl-ms not negative");
+  }
+  s.request_state_ttl = std::chrono::milliseconds(state_ttl_ms);
+  s.cache_ttl = std::chrono::milliseconds(cache_ttl_ms);
+  if (!state_key_file.empty()) {
+    std::ifstream in(state_key_file);
+    if (!in)
+      throw std::runtime_error("--request-state-key-file: cannot open '" + state_key_file + "'");
+    std::string line;
+    while (std::getline(in, line)) {
+      while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) {
+        line.pop_back();
+      }
+      if (line.empty()) continue;
+      if (line.size() < 16) {
+        throw std::runtime_error("--request-state-key-file: every key needs at least 16 bytes");
+      }
+      s.request_state_keys.push_back(line);
+    }
+    if (s.request_state_keys.empty()) {
+      throw std::runtime_error("--request-state-key-file: no key in '" + state_key_file + "'");
+    }
+  }
   c.forward_timeout = std::chrono::milliseconds(forward_ms);
   if (drain_ms < 0 || forward_ms <= 0) throw std::runtime_error("timeouts must be positive");
   if (!c.cluster.empty()) {

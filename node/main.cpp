@@ -135,6 +135,12 @@ int main(int argc, char** argv) {
   mcp::App app;
   auto app_state =
       cfg.app == "conformance" ? node::install_conformance_app(app) : node::install_demo_app(app);
+#ifdef MCPMESH_WITH_CLUSTER
+  // A retry of a multi round-trip request may reach any node: all seal with the same key.
+  if (cfg.server.request_state_keys.empty() && !cluster_secret.empty()) {
+    cfg.server.request_state_keys.push_back(mcp::RequestStateSealer::derive_key(cluster_secret));
+  }
+#endif
   mcp::Server server(io, app, cfg.server, cfg.worker_threads);
   // Session ids carry the ownership epoch: this process's start, in wall-clock milliseconds.
   server.set_epoch(

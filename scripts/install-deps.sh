@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs every Debian package and npm package the build, the tests and the benchmarks need.
-# Idempotent: packages already present are left alone. Usage: scripts/install-deps.sh [build|test]
+# Idempotent: packages already present are left alone.
+# Usage: scripts/install-deps.sh [build|test|compose]
+#   compose: what `make compose-test` needs (podman serving the Docker API, docker-compose,
+#   debootstrap for the local base image, Node and the SDK); not the compilers, the image builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what=${1:-test}
@@ -8,11 +11,17 @@ what=${1:-test}
 build_pkgs=(g++ cmake ninja-build ccache pkg-config
   libboost1.81-dev libboost-json1.81-dev libboost-program-options1.81-dev libboost-url1.81-dev
   libgrpc++-dev libabsl-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libspdlog-dev libfmt-dev
-  libgtest-dev libgmock-dev libbenchmark-dev libssl-dev)
-test_pkgs=(nodejs npm curl wrk nghttp2-client nginx-light nftables iproute2 procps clang-format git)
+  libgtest-dev libgmock-dev libbenchmark-dev libssl-dev libnetfilter-queue-dev)
+test_pkgs=(nodejs npm curl wrk nghttp2-client nginx-light nftables iproute2 procps clang-format git
+  iptables)
+compose_pkgs=(podman docker-compose debootstrap runc containernetworking-plugins slirp4netns uidmap
+  fuse-overlayfs iptables nodejs npm)
 
-pkgs=("${build_pkgs[@]}")
-[ "$what" = build ] || pkgs+=("${test_pkgs[@]}")
+case $what in
+  build) pkgs=("${build_pkgs[@]}") ;;
+  compose) pkgs=("${compose_pkgs[@]}") ;;
+  *) pkgs=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+esac
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -2,6 +2,7 @@
 
 #include "transport/http_request.hpp"
 
+#include "mcp/stateless.hpp"
 #include "mcp/version.hpp"
 
 #include <spdlog/spdlog.h>
@@ -154,6 +155,37 @@ namespace {
 using mcp::EventQueue;
 using mcp::SessionStreams;
 
+/// Cancels a stateless request when the exchange that carries its answer ends (a no-op once
+/// it was answered).
+struct StatelessCancel {
+  std::shared_ptr<mcp::StatelessConversation> call;
+  ~StatelessCancel() {
+    if (call) call->cancel();
+  }
+};
+
+/// The way back for a stateless request (2026-07-28): its notifications and answer straight
+/// into the exchange's queue, with no event id and nothing kept (its streams do not resume).
+class RequestChannel final : public mcp::ClientChannel {
+ public:
+  explicit RequestChannel(const std::shared_ptr<EventQueue>& queue) : queue_(queue) {}
+  void deliver(mcp::Payload message, bool completes_request) override {
+    auto queue = queue_.lock();
+    if (!queue) return;
+    if (!completes_request) {
+      if (message) queue->push({std::move(message), {}, false});
+      return;
+    }
+    if (message) queue->push({std::move(message), {}, true});
+    mcp::StreamEvent end;
+    end.end = true;
+    queue->push(std::move(end));
+  }
+
+ private:
+  std::weak_ptr<EventQueue> queue_;
+};
+
 /// Detaches a connection's queue from a stream when the connection stops serving it.
 struct StreamAttachment {
   std::shared_ptr<SessionStreams> streams;
@@ -209,7 +241,10 @@ class Exchange {
         keep = true;
         break;
       case Next::kPostStream: {
-        StreamAttachment attachment{post_.streams, post_.stream_id, queue_};
+        std::optional<StreamAttachment> attachment;
+        if (post_.streams) attachment.emplace(post_.streams, post_.stream_id, queue_);
+        // A stateless request's stream closing before its answer is its cancellation.
+        StatelessCancel cancel{post_.call};
         if (auto answered = answer_post_now(req)) {
           keep = *answered;
         } else {
@@ -224,6 +259,9 @@ class Exchange {
         break;
       case Next::kRelay:
         keep = co_await relay(req);
+        break;
+      case Next::kLegacyStream:
+        keep = co_await handle_legacy_get(req);
         break;
     }
     co_return keep&& req.keep_alive() && !close_after_;
@@ -324,7 +362,7 @@ class Exchange {
   /// What exchange() does after handle(): the answer is in `out_` (close or keep the
   /// connection), or a stream follows (a POST waiting for its answers, a GET stream), or the
   /// exchange is relayed to the node holding its session.
-  enum class Next { kClose, kKeep, kPostStream, kGetStream, kRelay };
+  enum class Next { kClose, kKeep, kPostStream, kGetStream, kRelay, kLegacyStream };
 
   static Next after(bool keep) { return keep ? Next::kKeep : Next::kClose; }
 
@@ -368,16 +406,36 @@ class Exchange {
               shared_->render_metrics());
       return after(keep);
     }
+    if (!cfg_.legacy_sse_path.empty() && target != cfg_.path) {
+      if (target == cfg_.legacy_sse_path && req.method() == http::verb::get) {
+        return Next::kLegacyStream;
+      }
+      if (target == cfg_.legacy_messages_path && req.method() == http::verb::post) {
+        return handle_legacy_post(req);
+      }
+    }
     if (target != cfg_.path) {
       respond_error(http::status::not_found, version, keep,
                     RpcError(ErrorCode::kInvalidRequest, "no such endpoint"));
       return after(keep);
     }
     if (auto pv = req["MCP-Protocol-Version"]; !pv.empty() && !mcp::is_supported_version(pv)) {
-      respond_error(http::status::bad_request, version, keep,
-                    RpcError(ErrorCode::kInvalidRequest,
-                             "unsupported MCP-Protocol-Version: " + std::string(pv)));
-      return after(keep);
+      // Without a session, a POST of another version is a stateless request (2026-07-28), and
+      // its checks answer an unknown version with the versions this node speaks.
+      if (!req["Mcp-Session-Id"].empty()) {
+        respond_error(http::status::bad_request, version, keep,
+                      RpcError(ErrorCode::kInvalidRequest,
+                               "unsupported MCP-Protocol-Version: " + std::string(pv)));
+        return after(keep);
+      }
+      if (req.method() != http::verb::post) {
+        respond_error(http::status::method_not_allowed, version, keep,
+                      RpcError(ErrorCode::kInvalidRequest,
+                               "MCP-Protocol-Version " + std::string(pv) +
+                                   " has no GET stream and no session to DELETE: POST each "
+                                   "request (subscriptions/listen for notifications)"));
+        return after(keep);
+      }
     }
     if (auto id = req["Mcp-Session-Id"];
         !id.empty() && shared_->locator && !shared_->server.find_session(id)) {
@@ -501,6 +559,14 @@ class Exchange {
                     frame.errors[0].first);
       return after(keep);
     }
+    // A request that names a 2026-07-28 version is served statelessly, initialize included
+    // (which that revision removed).
+    if (!frame.is_batch && frame.messages.size() == 1 && req["Mcp-Session-Id"].empty()) {
+      auto headers = mirrored_headers(req);
+      if (mcp::is_stateless_request(frame.messages[0], headers)) {
+        return handle_stateless(req, std::move(frame.messages[0]), headers);
+      }
+    }
     bool opens = std::any_of(frame.messages.begin(), frame.messages.end(),
                              [](auto& m) { return mcp::Server::opens_session(m); });
     std::size_t requests = 0;
@@ -593,12 +659,160 @@ class Exchange {
     return Next::kPostStream;
   }
 
+  // -- the HTTP+SSE transport of 2024-11-05 ---------------------------------------------------
+  /// GET on the legacy SSE path: a new session whose every message (answers included) goes out
+  /// on this stream; the first event names where the client POSTs. The session ends with the
+  /// stream (this transport has no resumption).
+  asio::awaitable<bool> handle_legacy_get(Request& req) {
+    bool keep = req.keep_alive();
+    if (!accepts(req[http::field::accept], "text/event-stream")) {
+      respond_error(http::status::not_acceptable, req.version(), keep,
+                    RpcError(ErrorCode::kInvalidRequest,
+                             "Not Acceptable: Accept must list text/event-stream"));
+      co_return keep;
+    }
+    std::shared_ptr<void> hold;
+    if (auto client = client_of(req)) {
+      Refusal refusal;
+      hold = shared_->admission->admit_session(client, refusal);
+      if (!hold) {
+        respond_refusal(refusal, req);
+        co_return keep;
+      }
+    }
+    auto made = shared_->server.create_streamed_session(&context_, std::move(hold));
+    if (!made) {
+      respond(http::status::service_unavailable, req.version(), keep, "application/json",
+              *mcp::make_error(nullptr, made.error()), {{"Retry-After", "5"}});
+      co_return keep;
+    }
+    auto session = *made;
+    auto streams = session->streams()->shared_from_this();
+    fresh_queue();
+    streams->attach(0, SessionStreams::kUndelivered, queue_);
+    StreamAttachment attachment{streams, 0, queue_};
+    struct EndSession {
+      mcp::Server& server;
+      std::string id;
+      ~EndSession() { server.close_session(id); }
+    } end{shared_->server, session->id()};
+    append_sse_head(req, {}, false, 0);
+    append_sse({"event: endpoint\ndata: ", cfg_.legacy_messages_path, "?sessionId=", session->id(),
+                "\n\n"});
+    co_return co_await pump_sse(*queue_, session.get()) && keep;
+  }
+
+  /// POST on the legacy messages path: the messages go to the session named by `sessionId`;
+  /// whatever answers them goes out on its SSE stream. 202 once accepted.
+  Next handle_legacy_post(Request& req) {
+    auto version = req.version();
+    bool keep = req.keep_alive();
+    std::string_view query = req.target();
+    auto q = query.find('?');
+    query = q == std::string_view::npos ? std::string_view() : query.substr(q + 1);
+    std::string_view id;
+    while (!query.empty()) {
+      auto amp = query.find('&');
+      auto pair = query.substr(0, amp);
+      if (pair.starts_with("sessionId=")) id = pair.substr(10);
+      query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    }
+    auto session = id.empty() ? nullptr : shared_->server.find_session(id);
+    if (!session || session->closed() || !session->streams()) {
+      respond_error(http::status::not_found, version, keep,
+                    RpcError(ErrorCode::kInvalidRequest, "Session not found"));
+      return after(keep);
+    }
+    auto frame = mcp::parse_frame(req.body(), {.max_depth = cfg_.max_json_depth});
+    if (frame.frame_error) {
+      respond_error(http::status::bad_request, version, keep, *frame.frame_error);
+      return after(keep);
+    }
+    std::size_t requests = 0;
+    for (auto& m : frame.messages) requests += m.is_request() ? 1 : 0;
+    if (requests > 0) {
+      std::optional<Refusal> refused;
+      if (auto client = client_of(req))
+        refused = shared_->admission->limit_requests(client, requests);
+      if (!refused) refused = shared_->admission->shed_request();
+      if (refused) {
+        respond_refusal(*refused, req);
+        return after(keep);
+      }
+    }
+    session->touch();
+    auto streams = session->streams()->shared_from_this();
+    for (auto& [eid, error] : frame.errors) {
+      if (!eid.is_null()) streams->deliver(mcp::make_error(eid, error), true);
+    }
+    session->post_frame(std::move(frame.messages), streams);
+    respond(http::status::accepted, version, keep, "text/plain", "Accepted");
+    return after(keep);
+  }
+
+  /// The request metadata a 2026-07-28 client mirrors into headers.
+  static mcp::MirroredHeaders mirrored_headers(const Request& req) {
+    mcp::MirroredHeaders h;
+    h.present = true;
+    auto get = [&req](std::string_view name) -> std::optional<std::string_view> {
+      auto v = req[name];
+      if (v.empty()) return std::nullopt;
+      return v;
+    };
+    h.protocol_version = get("MCP-Protocol-Version");
+    h.method = get("Mcp-Method");
+    h.name = get("Mcp-Name");
+    constexpr std::string_view kParam = "mcp-param-";
+    req.for_each_field([&](std::string_view name, std::string_view value) {
+      if (name.size() > kParam.size() &&
+          boost::beast::iequals(name.substr(0, kParam.size()), kParam)) {
+        h.params.emplace_back(name.substr(kParam.size()), value);
+      }
+    });
+    return h;
+  }
+
+  /// A request of the stateless era (2026-07-28): no session; checked (its _meta, version and
+  /// mirrored headers), then served on this connection's thread, answered as JSON or as an SSE
+  /// stream that ends with its answer.
+  Next handle_stateless(Request& req, mcp::Message m, const mcp::MirroredHeaders& headers) {
+    auto version = req.version();
+    bool keep = req.keep_alive();
+    auto& admission = *shared_->admission;
+    if (m.is_request()) {
+      std::optional<Refusal> refused;
+      if (auto client = client_of(req)) refused = admission.limit_requests(client, 1);
+      if (!refused) refused = admission.shed_request();
+      if (refused) {
+        respond_refusal(*refused, req, m.id);
+        return after(keep);
+      }
+    }
+    auto& server = shared_->server;
+    if (auto rejected = mcp::check_stateless_request(m, headers, *server.app().catalog())) {
+      Metrics::inc(shared_->metrics().stateless_rejected_total);
+      respond_error(static_cast<http::status>(rejected->http_status), version, keep,
+                    rejected->error, m.id);
+      return after(keep);
+    }
+    if (!m.is_request()) {
+      server.serve_stateless(std::move(m), nullptr, executor());
+      respond(http::status::accepted, version, keep, {}, {});
+      return after(keep);
+    }
+    fresh_queue();
+    post_.call =
+        server.serve_stateless(std::move(m), std::make_shared<RequestChannel>(queue_), executor());
+    return Next::kPostStream;
+  }
+
   /// The POST being answered: its stream, and the responses held back for a JSON answer.
   struct PendingPost {
     std::shared_ptr<mcp::SessionStreams> streams;
     std::uint64_t stream_id = 0;
-    std::shared_ptr<mcp::Session> session;
-    std::string session_header;  // set when this POST created the session
+    std::shared_ptr<mcp::Session> session;             // null for a stateless request
+    std::shared_ptr<mcp::StatelessConversation> call;  // a stateless request's
+    std::string session_header;                        // set when this POST created the session
     bool created = false;
     bool is_batch = false;
     std::vector<mcp::StreamEvent> held;
@@ -606,6 +820,7 @@ class Exchange {
     void reset() {
       streams.reset();
       session.reset();
+      call.reset();
       held.clear();
     }
   };
@@ -630,10 +845,11 @@ class Exchange {
   asio::awaitable<bool> stream_answer(Request& req) {
     auto& queue = *queue_;
     auto& held = post_.held;
-    auto& session = *post_.session;
+    auto* session = post_.session.get();
+    const bool priming = session && session->resumable_streams();
     for (;;) {
       auto [status, ev] = co_await queue.pop(cfg_.sse_keepalive);
-      session.touch();
+      if (session) session->touch();
       if (status == mcp::EventQueue::Status::kItem && ev->end && !held.empty()) {
         answer_finished_stream(req);
         co_return true;
@@ -643,7 +859,7 @@ class Exchange {
         // Every request was cancelled (end, nothing held), the handler released the connection
         // (disconnect) or the answers outgrew the queue: open the SSE stream, so the client has
         // a priming id to resume from, pass on what is held, and end this response.
-        append_sse_head(req, post_.session_header, session.resumable_streams(), post_.stream_id);
+        append_sse_head(req, post_.session_header, priming, post_.stream_id);
         for (auto& h : held) append_event(h);
         append_last_chunk();
         co_return status == mcp::EventQueue::Status::kItem;
@@ -662,7 +878,7 @@ class Exchange {
         co_return false;
       }
       // A notification or a server→client request, or a long wait: switch to SSE.
-      append_sse_head(req, post_.session_header, session.resumable_streams(), post_.stream_id);
+      append_sse_head(req, post_.session_header, priming, post_.stream_id);
       for (auto& h : held) append_event(h);
       if (ev) append_event(*ev);
       co_return co_await pump_sse(queue, session);
@@ -673,12 +889,20 @@ class Exchange {
   /// event id of this stream reached the client, nothing can resume it.
   void answer_finished_stream(Request& req) {
     respond_json(req);
-    post_.streams->forget(post_.stream_id);
+    if (post_.streams) post_.streams->forget(post_.stream_id);
   }
 
   /// The held responses of the pending POST as one JSON answer (an array for a batch).
   void respond_json(Request& req) {
     auto& held = post_.held;
+    if (post_.call) {
+      // The revision ties a status to some errors (404 unknown method, 400 missing capability).
+      auto status = static_cast<http::status>(mcp::stateless_http_status(held[0].data));
+      append_head(status, req.version(), req.keep_alive(), "application/json",
+                  held[0].data->size());
+      out_ += *held[0].data;
+      return;
+    }
     bool with_session = !post_.session_header.empty();
     if (post_.created && post_.session->protocol_version().empty()) {
       // The initialize failed (a version is set only by a successful one): the session never
@@ -763,13 +987,17 @@ class Exchange {
   }
 
   void append_event(const mcp::StreamEvent& ev) {
-    append_sse({"event: message\nid: ", ev.id, "\ndata: ", *ev.data, "\n\n"});
+    if (ev.id.empty()) {
+      append_sse({"event: message\ndata: ", *ev.data, "\n\n"});
+    } else {
+      append_sse({"event: message\nid: ", ev.id, "\ndata: ", *ev.data, "\n\n"});
+    }
     Metrics::inc(shared_->metrics().sse_events_total);
   }
 
   /// Writes events until the stream ends. Returns whether the connection may be reused.
   /// An open stream keeps `session` from expiring for idleness.
-  asio::awaitable<bool> pump_sse(mcp::EventQueue& queue, mcp::Session& session) {
+  asio::awaitable<bool> pump_sse(mcp::EventQueue& queue, mcp::Session* session) {
     for (;;) {
       if (!write_now()) co_await write_rest();
       // An event or a keep-alive is a few hundred bytes at most, written at once: the next
@@ -777,7 +1005,7 @@ class Exchange {
       std::string().swap(out_);
       on_stream_idle();
       auto [status, ev] = co_await queue.pop(cfg_.sse_keepalive);
-      session.touch();
+      if (session) session->touch();
       switch (status) {
         case mcp::EventQueue::Status::kItem:
           if (ev->end || ev->disconnect) {
@@ -824,7 +1052,7 @@ class Exchange {
     }
     if (hold_stream(session, streams, stream_id, keep_alive)) co_return false;
     StreamAttachment attachment{streams, stream_id, queue_};
-    co_return co_await pump_sse(*queue_, *session) && keep_alive;
+    co_return co_await pump_sse(*queue_, session.get()) && keep_alive;
   }
 
   Next handle_delete(Request& req) {

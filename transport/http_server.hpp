@@ -30,6 +30,12 @@ struct HttpConfig {
   std::string host = "127.0.0.1";
   std::uint16_t port = 8080;
   std::string path = "/mcp";
+  /// The deprecated HTTP+SSE transport of 2024-11-05, for the clients that still use it: a GET
+  /// on `legacy_sse_path` opens a session and its SSE stream, whose first event names the
+  /// endpoint (`legacy_messages_path?sessionId=…`) the client POSTs its messages to. The
+  /// session ends with its stream. Empty: not served.
+  std::string legacy_sse_path = "/sse";
+  std::string legacy_messages_path = "/messages";
   std::size_t max_body_bytes = 4 * 1024 * 1024;
   std::size_t max_header_bytes = 16 * 1024;
   std::size_t max_json_depth = 64;

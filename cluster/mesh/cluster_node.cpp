@@ -278,6 +278,11 @@ struct ClusterNode::Impl {
       maybe_adopt(m.id);
       return;
     }
+    // A member whose previous life was continued by another node renewed its epoch (it was
+    // declared dead and was not), or restarted after that node took its sessions over: either
+    // way what it held then is where the adoptions say, not here.
+    auto continued = before ? view->adoption(m.id, before->epoch) : std::nullopt;
+    if (new_epoch && before && continued && continued->holder != m.id) return;
     if (new_epoch && before && store->epoch_of(m.id) == before->epoch) {
       // It restarted before anyone saw it die: its previous life's sessions are not in the new
       // one. Its heir then was whoever it announced; if that is this node, continue them here.
@@ -396,7 +401,28 @@ struct ClusterNode::Impl {
     // of order, and a copy dropped on a stale adoption is a session lost when its holder dies.
     // The previous holder's copies go when it is confirmed dead and someone else continued
     // them, or when it restarted; see maybe_adopt and continue_previous_life.)
-    if (a.node != cfg.node_id || a.holder == cfg.node_id || draining.load()) return;
+    if (a.holder == cfg.node_id || draining.load()) return;
+    if (a.node != cfg.node_id) {
+      // Sessions this node continued for another (a.node's life a.epoch) are now continued by
+      // a.holder: this node was declared dead while it held them, wrongly or not. Stop serving
+      // them here, or two nodes would answer for them for good.
+      std::size_t released = 0;
+      for (auto& s : svc.server->sessions()) {
+        std::string_view owner;
+        std::uint64_t e = 0;
+        if (mcp::parse_session_id(s->id(), owner, e) && owner == a.node && e == a.epoch) {
+          svc.server->close_session(s->id());
+          ++released;
+        }
+      }
+      if (released > 0) {
+        spdlog::warn(
+            "cluster {}: {} continues the {} sessions of {} (epoch {:x}) held here; closed "
+            "here",
+            cfg.node_id, a.holder, released, a.node, a.epoch);
+      }
+      return;
+    }
     if (a.epoch != svc.server->epoch()) return;
     // Our sessions of this epoch are continued elsewhere (we were declared dead, wrongly or
     // not): stop serving them here, and create new sessions under a new epoch.

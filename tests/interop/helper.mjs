@@ -10,6 +10,7 @@ import { once } from 'node:events';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
+import { SSEClientTransport } from '@modelcontextprotocol/sdk/client/sse.js';
 
 import { withDeadline } from '../lib/util.mjs';
 
@@ -17,7 +18,8 @@ export { withDeadline };
 
 /** The MCP endpoint under test when it is not a node started here (see MCPMESH_URL). */
 export const EXTERNAL_URL = process.env.MCPMESH_URL || undefined;
-export const TRANSPORTS = EXTERNAL_URL ? ['http'] : ['http', 'stdio'];
+// 'sse' is the deprecated HTTP+SSE transport of 2024-11-05 (GET /sse, POST /messages).
+export const TRANSPORTS = EXTERNAL_URL ? ['http'] : ['http', 'sse', 'stdio'];
 export const START_DEADLINE_MS = 20_000;
 export const DEFAULT_WAIT_MS = 5_000;
 
@@ -94,13 +96,15 @@ export function newClient(capabilities = {}) {
  * http : one mcpmesh-node process shared by all clients of the fixture
  *        (so two clients = two sessions of the same node); with MCPMESH_URL, that endpoint
  *        (behind nginx, two clients are usually two sessions of different nodes).
+ * sse  : as http, over the legacy HTTP+SSE transport (GET /sse, POST /messages).
  * stdio: each client spawns its own `mcpmesh-node --stdio --app demo`.
  */
 export async function createFixture(kind, { app = 'demo' } = {}) {
   const clients = [];
   let server = null;
-  if (kind === 'http') server = EXTERNAL_URL ? { url: EXTERNAL_URL } : await startHttpNode({ app });
-  else if (kind !== 'stdio') throw new Error(`unknown transport ${kind}`);
+  if (kind === 'http' || kind === 'sse') {
+    server = EXTERNAL_URL ? { url: EXTERNAL_URL } : await startHttpNode({ app });
+  } else if (kind !== 'stdio') throw new Error(`unknown transport ${kind}`);
 
   async function connect({ capabilities = {}, setup } = {}) {
     const client = newClient(capabilities);
@@ -108,6 +112,8 @@ export async function createFixture(kind, { app = 'demo' } = {}) {
     let transport;
     if (kind === 'http') {
       transport = new StreamableHTTPClientTransport(new URL(server.url));
+    } else if (kind === 'sse') {
+      transport = new SSEClientTransport(new URL('/sse', server.url));
     } else {
       transport = new StdioClientTransport({
         command: nodeBinary(),
