@@ -13,7 +13,8 @@ expected=(format_check suites_check registry_test registry_tsan_test mcp_test tr
   cluster_security_test mcpmesh_bench_test mcpmesh_bench_smoke mcpmesh_bench_sdk
   integration_admission integration_stdio_backpressure integration_startup cluster_ctl
   memory_bench_smoke conformance_requirements_2026-07-28 conformance_requirements_2025-11-25
-  conformance_cluster_2026 interop_sdk_v2 chaos_checker chaos_smoke conformance_suite_all_next)
+  conformance_cluster_2026 interop_sdk_v2 chaos_checker chaos_smoke conformance_suite_all_next
+  integration_stateless)
 listed=$(cd "$build" && ctest -N)
 missing=()
 for t in "${expected[@]}"; do

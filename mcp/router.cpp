@@ -298,10 +298,11 @@ asio::awaitable<Result<InputResponses>> InflightRequest::ask(std::vector<InputRe
   if (!needed.empty()) {
     std::string names;
     for (auto& [cap, _] : needed) names += (names.empty() ? "" : ", ") + std::string(cap);
-    co_return RpcError(
-        ErrorCode::kMissingClientCapability,
-        "this request needs client capabilities it did not declare in _meta: " + names,
-        json::object{{"requiredCapabilities", std::move(needed)}});
+    RpcError refusal(ErrorCode::kMissingClientCapability,
+                     "this request needs client capabilities it did not declare in _meta: " + names,
+                     json::object{{"requiredCapabilities", std::move(needed)}});
+    if (!input_->refusal) input_->refusal = refusal;
+    co_return refusal;
   }
   if (task_) co_return co_await ask_in_task(std::move(inputs));
   InputResponses answers;
@@ -317,8 +318,10 @@ asio::awaitable<Result<InputResponses>> InflightRequest::ask(std::vector<InputRe
       continue;
     }
     if (auto problem = input_answer_problem(input.method, *answer)) {
-      co_return RpcError(ErrorCode::kInvalidParams,
-                         "inputResponses[\"" + input.key + "\"] " + *problem);
+      RpcError refusal(ErrorCode::kInvalidParams,
+                       "inputResponses[\"" + input.key + "\"] " + *problem);
+      if (!input_->refusal) input_->refusal = refusal;
+      co_return refusal;
     }
     input_->used[input.key] = *answer;
     answers.emplace(input.key, answer->get_object());
@@ -843,6 +846,7 @@ Result<std::unique_ptr<InflightRequest::InputRounds>> Router::open_input(
 
 Result<json::value> Router::settle_input(InflightRequest& ctx, Result<json::value> outcome) {
   auto* input = ctx.input_.get();
+  if (input && input->refusal) return *input->refusal;
   if (!input || input->missing.empty()) return outcome;
   json::object requests;
   for (auto& asked : input->missing) {

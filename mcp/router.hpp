@@ -146,6 +146,9 @@ class InflightRequest final : public HandlerContext {
     json::object answers;   // by key: earlier rounds' (from requestState), then this round's
     json::object used;      // the answers the handler took: sealed into the next requestState
     std::vector<InputRequest> missing;  // asked for, not answered: the answer asks for them
+    /// The input could not be asked for or was malformed: the request's answer, whatever the
+    /// handler made of it (-32021, -32602).
+    std::optional<RpcError> refusal;
     std::size_t next_auto_key = 0;      // request_client's inputs are "input-1", "input-2", ...
   };
 

@@ -451,8 +451,8 @@ std::shared_ptr<StatelessConversation> Server::serve_stateless(Message m,
   const auto& meta = m.params.at("_meta").get_object();
   std::optional<LogLevel> level;
   if (auto l = get_string(meta, kMetaLogLevel)) level = parse_log_level(*l);
-  auto conversation =
-      std::make_shared<StatelessConversation>(std::move(executor), client_from_meta(meta), level);
+  auto conversation = std::make_shared<StatelessConversation>(
+      std::move(executor), client_from_meta(meta), level, &metrics_);
   Metrics::inc(metrics_.stateless_requests_total);
   if (!m.is_request()) {
     Metrics::inc(metrics_.notifications_total);  // the revision defines none to act on

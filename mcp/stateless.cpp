@@ -298,7 +298,11 @@ asio::awaitable<Result<json::object>> StatelessConversation::request_client(
 void StatelessConversation::cancel() {
   asio::dispatch(executor_, [self = shared_from_this()] {
     auto requests = self->inflight;  // cancel() may end one and erase it
-    for (auto& [key, request] : requests) request->cancel();
+    for (auto& [key, request] : requests) {
+      if (request->is_cancelled()) continue;
+      request->cancel();
+      if (self->metrics_) Metrics::inc(self->metrics_->cancelled_total);
+    }
   });
 }
 

@@ -9,6 +9,7 @@
 /// Thread-safety: the free functions are pure; a `StatelessConversation` is used on its
 /// executor only (as every Conversation), but `cancel` may be called from any thread.
 
+#include "mcp/metrics.hpp"
 #include "mcp/router.hpp"
 
 #include <optional>
@@ -74,8 +75,11 @@ class StatelessConversation final : public Conversation,
                                     public std::enable_shared_from_this<StatelessConversation> {
  public:
   StatelessConversation(asio::any_io_executor executor, std::shared_ptr<const ClientState> client,
-                        std::optional<LogLevel> log_level)
-      : executor_(std::move(executor)), client_(std::move(client)), log_level_(log_level) {}
+                        std::optional<LogLevel> log_level, Metrics* metrics = nullptr)
+      : executor_(std::move(executor)),
+        client_(std::move(client)),
+        log_level_(log_level),
+        metrics_(metrics) {}
 
   [[nodiscard]] const asio::any_io_executor& executor() const override { return executor_; }
   [[nodiscard]] std::shared_ptr<const ClientState> client() const override { return client_; }
@@ -98,6 +102,7 @@ class StatelessConversation final : public Conversation,
   asio::any_io_executor executor_;
   std::shared_ptr<const ClientState> client_;
   std::optional<LogLevel> log_level_;
+  Metrics* metrics_;  // cancelled_total
 };
 
 }  // namespace mcpmesh::mcp

@@ -234,7 +234,8 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
       "deadline of one exchange relayed to the node holding its session (an SSE stream "
       "ends there and the client resumes it)");
   std::string state_key_file;
-  long state_ttl_ms = s.request_state_ttl.count(), cache_ttl_ms = s.cache_ttl.count();
+  long state_ttl_ms = s.request_state_ttl.count(), cache_ttl_ms = s.cache_ttl.count(),
+       task_ttl_ms = s.task_ttl.count();
   po::options_description stateless("Stateless requests (protocol 2026-07-28)");
   stateless.add_options()(
       "request-state-key-file", po::value(&state_key_file),
@@ -250,7 +251,11 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
                po::value(&s.max_listen_streams)->default_value(s.max_listen_streams),
                "subscriptions/listen streams open on this node before -32000")(
       "cache-ttl-ms", po::value(&cache_ttl_ms)->default_value(cache_ttl_ms),
-      "ttlMs hint on the lists, resources/read and server/discover (0 = refetch each time)");
+      "ttlMs hint on the lists, resources/read and server/discover (0 = refetch each time)")(
+      "max-tasks", po::value(&s.max_tasks)->default_value(s.max_tasks),
+      "tasks (the tasks extension) alive on this node; beyond, calls run as ordinary calls")(
+      "task-ttl-ms", po::value(&task_ttl_ms)->default_value(task_ttl_ms),
+      "how long a finished task stays readable with tasks/get, from its creation");
   po::options_description all;
   all.add(general).add(limits).add(stateless).add(cluster);
 
@@ -322,6 +327,8 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
   }
   s.request_state_ttl = std::chrono::milliseconds(state_ttl_ms);
   s.cache_ttl = std::chrono::milliseconds(cache_ttl_ms);
+  if (task_ttl_ms <= 0) throw std::runtime_error("--task-ttl-ms must be positive");
+  s.task_ttl = std::chrono::milliseconds(task_ttl_ms);
   if (!state_key_file.empty()) {
     std::ifstream in(state_key_file);
     if (!in)

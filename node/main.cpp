@@ -245,6 +245,8 @@ int main(int argc, char** argv) {
     spdlog::info("draining: no new sessions; {} sessions, {} requests in flight",
                  server.session_count(), server.metrics().inflight_requests.load());
     server.set_accepting(false);
+    // Listen streams end now with their result (their clients listen again elsewhere).
+    server.end_listen_streams();
     std::vector<std::shared_ptr<mcp::Session>> handed;
 #ifdef MCPMESH_WITH_CLUSTER
     if (cluster_node) {
@@ -263,7 +265,10 @@ int main(int argc, char** argv) {
       }
     }
 #endif
-    auto inflight = [&] { return server.metrics().inflight_requests.load(); };
+    auto inflight = [&] {
+      return server.metrics().inflight_requests.load() +
+             server.metrics().listen_streams_active.load();
+    };
     while (inflight() > 0 && std::chrono::steady_clock::now() < until) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
