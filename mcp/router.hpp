@@ -149,7 +149,7 @@ class InflightRequest final : public HandlerContext {
     /// The input could not be asked for or was malformed: the request's answer, whatever the
     /// handler made of it (-32021, -32602).
     std::optional<RpcError> refusal;
-    std::size_t next_auto_key = 0;      // request_client's inputs are "input-1", "input-2", ...
+    std::size_t next_auto_key = 0;  // request_client's inputs are "input-1", "input-2", ...
   };
 
   Server& server_;

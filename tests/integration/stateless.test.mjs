@@ -8,7 +8,7 @@ import { describe, it, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 
-import { withDeadline } from '../lib/util.mjs';
+import { sseEvents, withDeadline } from '../lib/util.mjs';
 
 const T = { timeout: 30_000 };
 const VERSION = '2026-07-28';
@@ -66,20 +66,8 @@ function post(url, method, params, { id = 1, signal, headers = {} } = {}) {
 
 /** Yields the JSON messages of an SSE response as they come. */
 async function* sse(res) {
-  const reader = res.body.getReader();
-  const decoder = new TextDecoder();
-  let buf = '';
-  for (;;) {
-    const { value, done } = await reader.read();
-    if (done) return;
-    buf += decoder.decode(value, { stream: true });
-    let at;
-    while ((at = buf.indexOf('\n\n')) >= 0) {
-      const block = buf.slice(0, at);
-      buf = buf.slice(at + 2);
-      const data = block.split('\n').find((l) => l.startsWith('data: '));
-      if (data && data.length > 6) yield JSON.parse(data.slice(6));
-    }
+  for await (const ev of sseEvents(res.body.getReader())) {
+    if (ev.data) yield JSON.parse(ev.data);
   }
 }
 

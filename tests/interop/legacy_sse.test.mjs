@@ -4,38 +4,23 @@
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { EXTERNAL_URL, startHttpNode, withDeadline } from './helper.mjs';
+import { sseEvents } from '../lib/util.mjs';
 
 const T = { timeout: 30_000 };
 
-/** Reads SSE events from a fetch response body until `until(events)` holds. */
-async function readEvents(res, until, deadlineMs = 5_000) {
-  const reader = res.body.getReader();
-  const decoder = new TextDecoder();
-  const events = [];
-  let buf = '';
+/** Collects the stream's events into `into` until `until(into)` holds (bounded). */
+async function readUntil(events, into, until, what) {
   await withDeadline(
     (async () => {
-      while (!until(events)) {
-        const { value, done } = await reader.read();
+      while (!until(into)) {
+        const { value, done } = await events.next();
         if (done) break;
-        buf += decoder.decode(value, { stream: true });
-        let at;
-        while ((at = buf.indexOf('\n\n')) >= 0) {
-          const block = buf.slice(0, at);
-          buf = buf.slice(at + 2);
-          const ev = { event: 'message', data: '' };
-          for (const line of block.split('\n')) {
-            if (line.startsWith('event: ')) ev.event = line.slice(7);
-            else if (line.startsWith('data: ')) ev.data += line.slice(6);
-          }
-          if (!block.startsWith(':')) events.push(ev);
-        }
+        into.push(value);
       }
     })(),
-    deadlineMs,
-    'SSE events',
+    5_000,
+    what,
   );
-  return { events, reader };
 }
 
 async function sessionsActive(url) {
@@ -63,7 +48,9 @@ describe('HTTP+SSE transport (2024-11-05) on the wire', { ...T, skip: EXTERNAL_U
     });
     assert.equal(res.status, 200);
     assert.match(res.headers.get('content-type'), /text\/event-stream/);
-    const { events, reader } = await readEvents(res, (evs) => evs.length >= 1);
+    const stream = sseEvents(res.body.getReader());
+    const events = [];
+    await readUntil(stream, events, (evs) => evs.length >= 1, 'the endpoint event');
     assert.equal(events[0].event, 'endpoint');
     const endpoint = new URL(events[0].data, node.url);
     assert.equal(endpoint.pathname, '/messages');
@@ -80,35 +67,15 @@ describe('HTTP+SSE transport (2024-11-05) on the wire', { ...T, skip: EXTERNAL_U
     });
     assert.equal(init.status, 202);
     // The answer comes on the stream, not in the POST's body.
-    const rest = [];
-    const more = async (until) => {
-      const decoder = new TextDecoder();
-      let buf = '';
-      await withDeadline(
-        (async () => {
-          while (!until(rest)) {
-            const { value, done } = await reader.read();
-            if (done) break;
-            buf += decoder.decode(value, { stream: true });
-            let at;
-            while ((at = buf.indexOf('\n\n')) >= 0) {
-              const block = buf.slice(0, at);
-              buf = buf.slice(at + 2);
-              const data = block.split('\n').find((l) => l.startsWith('data: '));
-              if (data) rest.push(JSON.parse(data.slice(6)));
-            }
-          }
-        })(),
-        5_000,
-        'answer on the stream',
-      );
-    };
-    await more((r) => r.some((m) => m.id === 1));
-    assert.equal(rest.find((m) => m.id === 1).result.protocolVersion, '2024-11-05');
+    const messages = (evs) => evs.filter((e) => e.event === 'message').map((e) => JSON.parse(e.data));
+    const answered = (id) => (evs) => messages(evs).some((m) => m.id === id);
+    const answer = (id) => messages(events).find((m) => m.id === id);
+    await readUntil(stream, events, answered(1), 'initialize answered on the stream');
+    assert.equal(answer(1).result.protocolVersion, '2024-11-05');
     assert.equal((await post({ jsonrpc: '2.0', method: 'notifications/initialized' })).status, 202);
     assert.equal((await post({ jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'add', arguments: { a: 1, b: 2 } } })).status, 202);
-    await more((r) => r.some((m) => m.id === 2));
-    assert.equal(rest.find((m) => m.id === 2).result.structuredContent.sum, 3);
+    await readUntil(stream, events, answered(2), 'tools/call answered on the stream');
+    assert.equal(answer(2).result.structuredContent.sum, 3);
 
     abort.abort();
     await withDeadline(

@@ -57,3 +57,19 @@ export class SseParser {
     }
   }
 }
+
+/**
+ * The events of an SSE response body as they arrive ({ event, id, retry, data }), read through
+ * `reader` (res.body.getReader(), so that the caller may go on reading after a break).
+ */
+export async function* sseEvents(reader) {
+  const decoder = new TextDecoder();
+  const ready = [];
+  const parser = new SseParser((ev) => ready.push(ev));
+  for (;;) {
+    while (ready.length) yield ready.shift();
+    const { value, done } = await reader.read();
+    if (done) return;
+    parser.feed(decoder.decode(value, { stream: true }));
+  }
+}
