@@ -236,9 +236,12 @@ open_session sdk "$SDK_URL"; SDK_SID=$SID; SDK_CT=$CTYPE
 echo "bench: tools/call verified on both (mcpmesh: $MESH_CT, sdk: $SDK_CT)"
 echo "bench: mcpmesh-node ${MCPMESH_ARGS:-(defaults)}; wrk -t$THREADS -c$CONNS -d$DURATION x $ROUNDS interleaved rounds, after a checked ${CHECK} warm-up each"
 
-rows=(mcpmesh sdk)
+# "stateless": the same node, tools/call of the 2026-07-28 era (no session; _meta and headers).
+rows=(mcpmesh stateless sdk)
 [[ "$CEILING" == 1 ]] && rows+=(ceiling)
-declare -A URLS=([mcpmesh]=$MESH_URL [sdk]=$SDK_URL [ceiling]=${CEIL_URL:-}) SIDS=([mcpmesh]=$MESH_SID [sdk]=$SDK_SID [ceiling]=none)
+SERVER_PID[stateless]=${SERVER_PID[mcpmesh]}
+declare -A URLS=([mcpmesh]=$MESH_URL [stateless]=$MESH_URL [sdk]=$SDK_URL [ceiling]=${CEIL_URL:-})
+declare -A SIDS=([mcpmesh]=$MESH_SID [stateless]=stateless [sdk]=$SDK_SID [ceiling]=none)
 declare -A WRONG
 for name in "${rows[@]}"; do
   check "$name" "${URLS[$name]}" "${SIDS[$name]}"
@@ -260,6 +263,9 @@ awk -v mr="$M_RPS" -v sr="$S_RPS" -v mp="$M_P99" -v sp="$S_P99" -v mc="$M_CPU" -
   printf "\nthroughput ratio mcpmesh/sdk: %.2fx\n", (sr > 0 ? mr / sr : 0)
   printf "p99 ratio      mcpmesh/sdk: %.2fx (lower is better)\n", (sp > 0 ? mp / sp : 0)
   printf "server CPU per request sdk/mcpmesh: %.2fx (requests per CPU-second, all server threads)\n", (mc > 0 ? sc / mc : 0) }'
+L_RPS=$(median stateless 1) L_CPU=$(median stateless 5)
+awk -v lr="$L_RPS" -v mr="$M_RPS" -v lc="$L_CPU" -v mc="$M_CPU" 'BEGIN {
+  printf "stateless/session tools/call on mcpmesh: %.2fx the rate, %.2fx the CPU per request\n", (mr > 0 ? lr / mr : 0), (mc > 0 ? lc / mc : 0) }'
 if [[ "$CEILING" == 1 ]]; then
   C_RPS=$(median ceiling 1)
   awk -v mr="$M_RPS" -v sr="$S_RPS" -v cr="$C_RPS" 'BEGIN {
@@ -270,7 +276,8 @@ fi
 for pid in "${PIDS[@]}"; do
   kill -0 "$pid" 2>/dev/null || { echo "bench: a server exited during the run" >&2; exit 1; }
 done
-if [[ "$(total mcpmesh 4)" != 0 || "${WRONG[mcpmesh]}" != 0 || "$(total sdk 4)" != 0 || "${WRONG[sdk]}" != 0 ]]; then
+if [[ "$(total mcpmesh 4)" != 0 || "${WRONG[mcpmesh]}" != 0 || "$(total sdk 4)" != 0 || "${WRONG[sdk]}" != 0 ||
+      "$(total stateless 4)" != 0 || "${WRONG[stateless]}" != 0 ]]; then
   echo "bench: failed responses during the run (see non-2xx / wrong)" >&2
   exit 1
 fi

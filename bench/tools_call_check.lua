@@ -1,5 +1,5 @@
 -- wrk script: the request of bench/tools_call.lua, with every answer checked.
--- usage: wrk ... -s bench/tools_call_check.lua <url> -- <mcp-session-id> [protocol-version]
+-- usage: wrk ... -s bench/tools_call_check.lua <url> -- <mcp-session-id | stateless> [protocol-version]
 -- Counts non-200 responses and 200 responses that are not the echo's successful result. Entering Lua
 -- per request and per response costs the load generator CPU, so run.sh uses it for a short
 -- checking pass on each server and measures with the static script.
@@ -26,6 +26,18 @@ function init(args)
     ["Mcp-Session-Id"] = session,
     ["MCP-Protocol-Version"] = version,
   }
+  if session == "stateless" then
+    body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"'
+      .. PAYLOAD .. '"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28",'
+      .. '"io.modelcontextprotocol/clientCapabilities":{}}}}'
+    headers = {
+      ["Content-Type"] = "application/json",
+      ["Accept"] = "application/json, text/event-stream",
+      ["MCP-Protocol-Version"] = "2026-07-28",
+      ["Mcp-Method"] = "tools/call",
+      ["Mcp-Name"] = "echo",
+    }
+  end
   req = wrk.format("POST", nil, headers, body)
 end
 
