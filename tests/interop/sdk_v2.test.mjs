@@ -116,6 +116,41 @@ describe('SDK v2 client, 2026-07-28 beside 2025-11-25', T, () => {
     }
   });
 
+  it('pinned: cancelling a call stops it on the server', T, async () => {
+    const c = await connectV2(node.url, { pin: '2026-07-28' }, handlers);
+    const cancelled = async () => {
+      if (EXTERNAL_URL) return 0; // behind a balancer there is no one node to ask
+      const text = await (await fetch(new URL('/metrics', node.url))).text();
+      return Number(/^mcpmesh_cancelled_total (\d+)/m.exec(text)[1]);
+    };
+    try {
+      const before = await cancelled();
+      const abort = new AbortController();
+      const started = Date.now();
+      let progressed;
+      const seen = new Promise((r) => (progressed = r));
+      const call = c.callTool(
+        { name: 'slow', arguments: { seconds: 20, steps: 200 } },
+        { signal: abort.signal, onprogress: () => progressed() },
+      );
+      await withDeadline(seen, 5_000, 'the call runs');
+      abort.abort();
+      await assert.rejects(call);
+      assert.ok(Date.now() - started < 10_000);
+      if (!EXTERNAL_URL) {
+        await withDeadline(
+          (async () => {
+            while ((await cancelled()) !== before + 1) await new Promise((r) => setTimeout(r, 25));
+          })(),
+          5_000,
+          'the server cancels the call',
+        );
+      }
+    } finally {
+      await c.close();
+    }
+  });
+
   it('pinned: a listen stream gets the list changes it opted in to', T, async () => {
     const c = await connectV2(node.url, { pin: '2026-07-28' }, handlers);
     try {
