@@ -39,6 +39,9 @@ std::optional<std::string> decode_with(std::string_view text, std::string_view a
       out.push_back(static_cast<char>((acc >> bits) & 0xFF));
     }
   }
+  // Canonical only: the bits of the last character that no byte uses are zero, so that one
+  // byte string has one text (RFC 4648 §3.5).
+  if ((acc & ((1u << bits) - 1)) != 0) return std::nullopt;
   return out;
 }
 

@@ -42,10 +42,18 @@ TEST(RequestState, RefusesATamperedState) {
                 base64url_encode(R"({"b":"x","x":9999999999999,"d":{"a":{"k":"forged"}}})") +
                 state.substr(last);
   EXPECT_EQ(sealer.open(forged, binding).error(), StateProblem::kBadSignature);
-  // One flipped character of the signature.
+  // One flipped character of the signature (its first: six whole bits of the MAC).
   auto flipped = state;
-  flipped.back() = flipped.back() == 'A' ? 'B' : 'A';
+  flipped[last + 1] = flipped[last + 1] == 'A' ? 'B' : 'A';
   EXPECT_EQ(sealer.open(flipped, binding).error(), StateProblem::kBadSignature);
+  // The last character also carries bits no byte uses: another one there is not the same MAC.
+  for (char c :
+       std::string_view("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")) {
+    if (c == state.back()) continue;
+    auto other = state;
+    other.back() = c;
+    EXPECT_FALSE(sealer.open(other, binding)) << c;
+  }
 }
 
 TEST(RequestState, RefusesAStateOfAnotherRequestOrAnotherCluster) {
