@@ -380,7 +380,7 @@ bool InflightRequest::start_task() {
     return false;
   }
   auto& store = server_.tasks();
-  auto task = store.create(server_.config().node_id);
+  auto task = store.create(server_.new_session_id());
   if (!task) {
     Metrics::inc(server_.metrics().tasks_rejected_total);
     return false;  // the store is full: the call goes on as an ordinary one

@@ -234,6 +234,13 @@ std::shared_ptr<const ClientState> client_from_meta(const json::object& meta) {
   return state;
 }
 
+std::optional<std::string_view> task_named(const MirroredHeaders& headers) {
+  if (!headers.method || !headers.name || headers.name->empty()) return std::nullopt;
+  auto m = *headers.method;
+  if (m != "tasks/get" && m != "tasks/update" && m != "tasks/cancel") return std::nullopt;
+  return headers.name;
+}
+
 unsigned stateless_http_status(const Payload& payload) {
   if (!payload) return 200;
   // Our own make_error writes `"error":{"code":N`; a result never has that key at the top.

@@ -1,7 +1,5 @@
 #include "mcp/tasks.hpp"
 
-#include <sys/random.h>
-
 #include <array>
 #include <cstdio>
 #include <ctime>
@@ -20,22 +18,6 @@ std::string iso8601(std::chrono::system_clock::time_point t) {
                 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                 static_cast<int>(ms % 1000));
   return buf.data();
-}
-
-std::string random_hex() {
-  std::array<unsigned char, 16> bytes{};
-  std::size_t got = 0;
-  while (got < bytes.size()) {
-    auto n = ::getrandom(bytes.data() + got, bytes.size() - got, 0);
-    if (n > 0) got += static_cast<std::size_t>(n);
-  }
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  for (auto b : bytes) {
-    out.push_back(kDigits[b >> 4]);
-    out.push_back(kDigits[b & 15]);
-  }
-  return out;
 }
 
 }  // namespace
@@ -66,13 +48,13 @@ void TaskStore::drop_expired_locked(std::chrono::system_clock::time_point now) {
   }
 }
 
-std::shared_ptr<Task> TaskStore::create(std::string_view prefix) {
+std::shared_ptr<Task> TaskStore::create(std::string id) {
   auto now = std::chrono::system_clock::now();
   std::lock_guard lock(mutex_);
   if (tasks_.size() >= max_tasks_) drop_expired_locked(now);
   if (tasks_.size() >= max_tasks_) return nullptr;
   auto task = std::make_shared<Task>();
-  task->id = std::string(prefix) + "." + random_hex();
+  task->id = std::move(id);
   task->created = task->updated = now;
   task->ttl = ttl_;
   task->poll_interval = poll_interval_;

@@ -54,9 +54,10 @@ class TaskStore {
             std::chrono::milliseconds poll_interval)
       : max_tasks_(max_tasks), ttl_(ttl), poll_interval_(poll_interval) {}
 
-  /// A new working task with a fresh id (`<prefix>.<128-bit hex>`), or null when max_tasks
-  /// live tasks exist (expired ones are dropped first).
-  [[nodiscard]] std::shared_ptr<Task> create(std::string_view prefix);
+  /// A new working task named `id` (unique: a session id's form, so that in a cluster the id
+  /// names the node that holds the task), or null when max_tasks live tasks exist (expired
+  /// ones are dropped first).
+  [[nodiscard]] std::shared_ptr<Task> create(std::string id);
   /// Null when unknown or expired (its ttl passed since it was created).
   [[nodiscard]] std::shared_ptr<Task> find(std::string_view id);
 

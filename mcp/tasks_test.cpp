@@ -9,9 +9,9 @@ using std::chrono::milliseconds;
 
 TEST(TaskStore, ATaskIsFoundUntilItsTtlAfterItFinished) {
   TaskStore store(10, milliseconds(50), milliseconds(5));
-  auto task = store.create("n1");
+  auto task = store.create("n1.1.1");
   ASSERT_TRUE(task);
-  EXPECT_TRUE(task->id.starts_with("n1."));
+  EXPECT_EQ(task->id, "n1.1.1");
   EXPECT_EQ(store.find(task->id), task);
   store.settle(*task, make_result(1, json::object{{"content", json::array()}}));
   EXPECT_EQ(task->status, TaskStatus::kCompleted);
@@ -23,34 +23,34 @@ TEST(TaskStore, ATaskIsFoundUntilItsTtlAfterItFinished) {
 
 TEST(TaskStore, ARunningTaskOutlivesItsTtl) {
   TaskStore store(10, milliseconds(1), milliseconds(5));
-  auto task = store.create("n1");
+  auto task = store.create("n1.1.2");
   task->created -= milliseconds(100);
   EXPECT_EQ(store.find(task->id), task);
 }
 
 TEST(TaskStore, BoundedLiveTasks) {
   TaskStore store(2, milliseconds(1000), milliseconds(5));
-  auto a = store.create("n1");
-  auto b = store.create("n1");
+  auto a = store.create("n1.1.3");
+  auto b = store.create("n1.1.4");
   EXPECT_TRUE(a && b);
-  EXPECT_FALSE(store.create("n1"));
+  EXPECT_FALSE(store.create("n1.1.5"));
   store.settle(*a, make_result(1, json::object{}));
   a->created -= milliseconds(2000);  // finished and expired: its place is free again
-  EXPECT_TRUE(store.create("n1"));
+  EXPECT_TRUE(store.create("n1.1.6"));
 }
 
 TEST(TaskStore, SettlesFromTheAnswer) {
   TaskStore store(10, milliseconds(1000), milliseconds(5));
-  auto failed = store.create("n1");
+  auto failed = store.create("n1.1.7");
   store.settle(*failed, make_error(1, RpcError(ErrorCode::kInternalError, "broke")));
   EXPECT_EQ(failed->status, TaskStatus::kFailed);
   auto wire = store.to_json(*failed, true);
   EXPECT_EQ(wire.at("error").at("message"), "broke");
   EXPECT_FALSE(wire.contains("result"));
-  auto cancelled = store.create("n1");
+  auto cancelled = store.create("n1.1.8");
   store.settle(*cancelled, nullptr);
   EXPECT_EQ(cancelled->status, TaskStatus::kCancelled);
-  auto done = store.create("n1");
+  auto done = store.create("n1.1.9");
   store.settle(*done, make_result(1, json::object{{"content", json::array{}}, {"isError", true}}));
   EXPECT_EQ(done->status, TaskStatus::kCompleted);  // a tool error is a completed task
   EXPECT_TRUE(store.to_json(*done, true).at("result").at("isError").as_bool());
@@ -58,7 +58,7 @@ TEST(TaskStore, SettlesFromTheAnswer) {
 
 TEST(TaskStore, WireFormHasIntegerMillisecondsAndNoLegacyKeys) {
   TaskStore store(10, milliseconds(60000), milliseconds(500));
-  auto task = store.create("n1");
+  auto task = store.create("n1.1.10");
   auto created = store.to_json(*task, false);
   EXPECT_EQ(created.at("ttlMs").as_int64(), 60000);
   EXPECT_EQ(created.at("pollIntervalMs").as_int64(), 500);
@@ -72,7 +72,7 @@ TEST(TaskStore, WireFormHasIntegerMillisecondsAndNoLegacyKeys) {
 TEST(TaskStore, PartialAnswersKeepItWaitingUntilTheLastOne) {
   asio::io_context io;
   TaskStore store(10, milliseconds(60000), milliseconds(500));
-  auto task = store.create("n1");
+  auto task = store.create("n1.1.11");
   auto wake = std::make_shared<asio::steady_timer>(io);
   store.with(*task, [&](Task& t) {
     t.input_requests = {{"a", json::object()}, {"b", json::object()}};
@@ -92,12 +92,12 @@ TEST(TaskStore, PartialAnswersKeepItWaitingUntilTheLastOne) {
 
 TEST(TaskStore, CancelIsIdempotentAndLeavesAFinishedTaskAlone) {
   TaskStore store(10, milliseconds(60000), milliseconds(500));
-  auto task = store.create("n1");
+  auto task = store.create("n1.1.12");
   store.cancel(*task);
   EXPECT_EQ(task->status, TaskStatus::kCancelled);
   store.settle(*task, make_result(1, json::object{}));  // its handler ended anyway
   EXPECT_EQ(task->status, TaskStatus::kCancelled);
-  auto done = store.create("n1");
+  auto done = store.create("n1.1.13");
   store.settle(*done, make_result(1, json::object{}));
   EXPECT_FALSE(store.cancel(*done));
   EXPECT_EQ(done->status, TaskStatus::kCompleted);

@@ -437,8 +437,18 @@ class Exchange {
         return after(keep);
       }
     }
-    if (auto id = req["Mcp-Session-Id"];
-        !id.empty() && shared_->locator && !shared_->server.find_session(id)) {
+    // Where the exchange is served: with the session it names, or (a stateless request about
+    // a task) with the task; either may be held by another node.
+    std::string_view id = req["Mcp-Session-Id"];
+    bool elsewhere = !id.empty() && shared_->locator && !shared_->server.find_session(id);
+    if (id.empty() && shared_->locator && req.method() == http::verb::post) {
+      if (auto task = mcp::task_named(mirrored_headers(req));
+          task && !shared_->server.tasks().find(*task)) {
+        id = *task;
+        elsewhere = true;
+      }
+    }
+    if (elsewhere) {
       // Not held here: the node holding it answers, byte for byte, before this one reads the
       // body (it would only repeat the holder's checks).
       auto where = shared_->locator->locate(id);
