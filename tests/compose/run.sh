@@ -47,11 +47,17 @@ service_pid_file=$state/podman-service.pid
 # ---------------------------------------------------------------------------------------------
 # podman, for this test alone: its own store, network configs, locks and events under $state.
 
+# The containers' limits: this shell's hard limits (podman's own default asks for more than a
+# limited shell allows, and the containers then do not start).
+nofile=$(ulimit -Hn)
+nproc=$(ulimit -Hu)
+[[ $nofile =~ ^[0-9]+$ ]] || nofile=1048576
+[[ $nproc =~ ^[0-9]+$ ]] || nproc=32768
+((nproc <= 32768)) || nproc=32768
 cat >"$state/containers.conf" <<EOF
 # Written by tests/compose/run.sh.
 [containers]
-# The container's limits must not exceed the hard limits of the shell that starts podman.
-default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
+default_ulimits = ["nofile=$nofile:$nofile", "nproc=$nproc:$nproc"]
 [network]
 network_config_dir = "$state/cni"
 [engine]
@@ -119,28 +125,32 @@ drop_bridge_rules() {
   done
 }
 
-# conmon processes of this store that outlive their container: an exec session's (every
-# `docker-compose exec`) waits 300 s for its exit status to be collected.
-stop_conmons() {
-  local f pid end pids=() left
+# Processes of this store that outlive their container: conmon of an exec session (every
+# `docker-compose exec`) waits 300 s for its exit status to be collected; stopped, it runs its
+# exit command (`podman container cleanup`, a second or so). Waits (10 s) until none is left.
+store_pids() { # conmon and podman processes whose command line names this store
+  local f pid exe
   for f in /proc/[0-9]*/cmdline; do
     pid=${f#/proc/}
     pid=${pid%/cmdline}
-    [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == */conmon ]] || continue
-    tr '\0' ' ' <"$f" 2>/dev/null | grep -qF -- " $state/storage/" || continue
-    kill -TERM "$pid" 2>/dev/null && pids+=("$pid")
+    exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || continue
+    [[ $exe == */conmon || $exe == */podman ]] || continue
+    tr '\0' ' ' <"$f" 2>/dev/null | grep -qF -- " $state/storage" && echo "$pid"
   done
-  end=$((SECONDS + 5))
-  while ((${#pids[@]})); do
-    left=()
-    for pid in "${pids[@]}"; do
-      if [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == */conmon ]]; then left+=("$pid"); fi
-    done
-    pids=("${left[@]}")
-    ((${#pids[@]} == 0 || SECONDS >= end)) && break
-    sleep 0.1
+  return 0
+}
+stop_store_processes() {
+  local pid end left=()
+  for pid in $(store_pids); do
+    if [[ $(readlink "/proc/$pid/exe" 2>/dev/null) == */conmon ]]; then kill -TERM "$pid" 2>/dev/null || true; fi
   done
-  if ((${#pids[@]})); then say "conmon pids ${pids[*]} still run"; fi
+  end=$((SECONDS + 10))
+  while :; do
+    mapfile -t left < <(store_pids)
+    ((${#left[@]} == 0 || SECONDS >= end)) && break
+    sleep 0.2
+  done
+  if ((${#left[@]})); then say "processes of the store still run: ${left[*]}"; fi
 }
 
 # Once no container is left: what the overlay driver still has mounted under the store (its
@@ -192,7 +202,7 @@ teardown() {
   fi
   remove_containers
   if [[ -n $stack_bridge ]]; then drop_bridge_rules "$stack_bridge"; fi
-  stop_conmons
+  stop_store_processes
   unmount_store
   if [[ -n $sock_dir ]]; then rm -rf -- "$sock_dir"; fi
   rm -rf -- "$state/rootfs.tmp" "$service_pid_file"
@@ -215,7 +225,7 @@ if [[ -f $service_pid_file ]]; then
 fi
 if [[ ${1-} == down ]]; then
   remove_containers
-  stop_conmons
+  stop_store_processes
   unmount_store
   say "removed every container of $state"
   exit 0
@@ -350,6 +360,8 @@ say "building the images (deploy/Dockerfile: node, nginx; the OTLP receiver); lo
 compose build n1 nginx jaeger >"$logs/build.log" 2>&1 ||
   { tail -n 40 "$logs/build.log" >&2; die "docker-compose build failed ($logs/build.log)"; }
 t_build=$SECONDS
+# Every source change leaves the layers of the build before it; those older than a week go.
+podman image prune --force --filter until=168h >/dev/null 2>&1 || true
 podman images --format '{{.Repository}}:{{.Tag}} {{.Size}}' |
   grep -E "mcpmesh-(node|nginx|otlp-receiver):$tag|debian:$release" | sed "s/^/$prog: image /" >&2 || true
 
