@@ -54,6 +54,17 @@ std::string sha256(std::string_view bytes) {
   return std::string(reinterpret_cast<const char*>(md.data()), len);
 }
 
+std::string hmac_sha256(std::string_view key, std::string_view data) {
+  std::array<unsigned char, EVP_MAX_MD_SIZE> out;
+  std::size_t len = 0;
+  if (!EVP_Q_mac(nullptr, "HMAC", nullptr, "SHA256", nullptr, key.data(), key.size(),
+                 reinterpret_cast<const unsigned char*>(data.data()), data.size(), out.data(),
+                 out.size(), &len)) {
+    throw std::runtime_error("HMAC-SHA256 is not available");
+  }
+  return std::string(reinterpret_cast<const char*>(out.data()), len);
+}
+
 std::string hex(std::string_view bytes) {
   static constexpr char kDigits[] = "0123456789abcdef";
   std::string out;
@@ -157,27 +168,8 @@ RequestStateSealer::RequestStateSealer(std::vector<std::string> keys, std::chron
   }
 }
 
-std::string RequestStateSealer::mac(const Key& key, std::string_view signed_part) const {
-  std::array<unsigned char, EVP_MAX_MD_SIZE> out;
-  std::size_t len = 0;
-  if (!EVP_Q_mac(nullptr, "HMAC", nullptr, "SHA256", nullptr, key.secret.data(), key.secret.size(),
-                 reinterpret_cast<const unsigned char*>(signed_part.data()), signed_part.size(),
-                 out.data(), out.size(), &len)) {
-    throw std::runtime_error("HMAC-SHA256 is not available");
-  }
-  return std::string(reinterpret_cast<const char*>(out.data()), len);
-}
-
 std::string RequestStateSealer::derive_key(std::string_view cluster_secret) {
-  constexpr std::string_view kLabel = "mcpmesh requestState v1";
-  std::array<unsigned char, EVP_MAX_MD_SIZE> out;
-  std::size_t len = 0;
-  if (!EVP_Q_mac(nullptr, "HMAC", nullptr, "SHA256", nullptr, cluster_secret.data(),
-                 cluster_secret.size(), reinterpret_cast<const unsigned char*>(kLabel.data()),
-                 kLabel.size(), out.data(), out.size(), &len)) {
-    throw std::runtime_error("HMAC-SHA256 is not available");
-  }
-  return std::string(reinterpret_cast<const char*>(out.data()), len);
+  return hmac_sha256(cluster_secret, "mcpmesh requestState v1");
 }
 
 std::string RequestStateSealer::binding(std::string_view method, const json::object& params) {
@@ -195,7 +187,7 @@ std::string RequestStateSealer::seal(const json::object& data, std::string_view 
   json::object payload{{"b", binding}, {"x", now_ms() + ttl_.count()}, {"d", data}};
   const Key& key = keys_.front();
   std::string signed_part = key.id + "." + base64url_encode(json::serialize(payload));
-  return signed_part + "." + base64url_encode(mac(key, signed_part));
+  return signed_part + "." + base64url_encode(hmac_sha256(key.secret, signed_part));
 }
 
 boost::system::result<json::object, StateProblem> RequestStateSealer::open(
@@ -209,7 +201,7 @@ boost::system::result<json::object, StateProblem> RequestStateSealer::open(
   if (!given) return StateProblem::kMalformed;
   auto key = std::find_if(keys_.begin(), keys_.end(), [&](const Key& k) { return k.id == id; });
   if (key == keys_.end()) return StateProblem::kUnknownKey;
-  auto expected = mac(*key, signed_part);
+  auto expected = hmac_sha256(key->secret, signed_part);
   if (given->size() != expected.size() ||
       CRYPTO_memcmp(given->data(), expected.data(), expected.size()) != 0) {
     return StateProblem::kBadSignature;

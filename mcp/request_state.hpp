@@ -60,8 +60,6 @@ class RequestStateSealer {
     std::string id;  // 8 hex digits of the key's SHA-256: names the key without revealing it
     std::string secret;
   };
-  [[nodiscard]] std::string mac(const Key& key, std::string_view signed_part) const;
-
   std::vector<Key> keys_;
   std::chrono::milliseconds ttl_;
 };

@@ -305,31 +305,41 @@ asio::awaitable<Result<InputResponses>> InflightRequest::ask(std::vector<InputRe
     co_return refusal;
   }
   if (task_) co_return co_await ask_in_task(std::move(inputs));
+  std::vector<const InputRequest*> missing;
+  auto answers = take_answers(inputs, missing);
+  if (!answers) {
+    if (!input_->refusal) input_->refusal = answers.error();
+    co_return answers.error();
+  }
+  auto& asked = input_->missing;
+  for (auto* m : missing) {
+    if (std::none_of(asked.begin(), asked.end(), [&](auto& a) { return a.key == m->key; })) {
+      asked.push_back(*m);
+    }
+  }
+  // The request's answer will ask for what is missing (Router::settle_input), whatever the
+  // handler makes of this error.
+  if (!missing.empty()) co_return RpcError(ErrorCode::kInternalError, "input required");
+  co_return answers;
+}
+
+Result<InputResponses> InflightRequest::take_answers(const std::vector<InputRequest>& inputs,
+                                                     std::vector<const InputRequest*>& missing) {
   InputResponses answers;
-  bool missing = false;
   for (auto& input : inputs) {
     auto* answer = input_->answers.if_contains(input.key);
     if (!answer) {
-      auto& asked = input_->missing;
-      if (std::none_of(asked.begin(), asked.end(), [&](auto& a) { return a.key == input.key; })) {
-        asked.push_back(std::move(input));
-      }
-      missing = true;
+      missing.push_back(&input);
       continue;
     }
     if (auto problem = input_answer_problem(input.method, *answer)) {
-      RpcError refusal(ErrorCode::kInvalidParams,
-                       "inputResponses[\"" + input.key + "\"] " + *problem);
-      if (!input_->refusal) input_->refusal = refusal;
-      co_return refusal;
+      return RpcError(ErrorCode::kInvalidParams,
+                      "inputResponses[\"" + input.key + "\"] " + *problem);
     }
     input_->used[input.key] = *answer;
     answers.emplace(input.key, answer->get_object());
   }
-  // The request's answer will ask for what is missing (Router::settle_input), whatever the
-  // handler makes of this error.
-  if (missing) co_return RpcError(ErrorCode::kInternalError, "input required");
-  co_return answers;
+  return answers;
 }
 
 asio::awaitable<Result<InputResponses>> InflightRequest::ask_in_task(
@@ -340,20 +350,9 @@ asio::awaitable<Result<InputResponses>> InflightRequest::ask_in_task(
       for (auto& [key, value] : t.answers) input_->answers[key] = value;
       t.answers.clear();
     });
-    InputResponses answers;
     std::vector<const InputRequest*> missing;
-    for (auto& input : inputs) {
-      auto* answer = input_->answers.if_contains(input.key);
-      if (!answer) {
-        missing.push_back(&input);
-        continue;
-      }
-      if (auto problem = input_answer_problem(input.method, *answer)) {
-        co_return RpcError(ErrorCode::kInvalidParams,
-                           "inputResponses[\"" + input.key + "\"] " + *problem);
-      }
-      answers.emplace(input.key, answer->get_object());
-    }
+    auto answers = take_answers(inputs, missing);
+    if (!answers) co_return answers.error();
     if (missing.empty()) co_return answers;
     if (cancelled_) co_return RpcError(ErrorCode::kInternalError, "the task was cancelled");
     // The task waits in input_required until tasks/update brings every missing answer.

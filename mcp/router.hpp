@@ -134,6 +134,10 @@ class InflightRequest final : public HandlerContext {
 
  private:
   friend class Router;
+  /// The answers the request holds for `inputs` (validated; taken into the next requestState),
+  /// and in `missing` the inputs it holds none for. An error for a malformed answer.
+  Result<InputResponses> take_answers(const std::vector<InputRequest>& inputs,
+                                      std::vector<const InputRequest*>& missing);
   /// ask() for a call that became a task: the task waits in input_required for tasks/update.
   asio::awaitable<Result<InputResponses>> ask_in_task(std::vector<InputRequest> inputs);
   /// Sends a progress or log notification; null (it held a non-finite number) is dropped.

@@ -160,6 +160,14 @@ std::optional<Rejection> check_mirrored_params(const Message& m, const MirroredH
 
 }  // namespace
 
+std::string_view mirrored_name_field(std::string_view method) {
+  if (method == "tools/call" || method == "prompts/get") return "name";
+  if (method == "resources/read") return "uri";
+  if (method == "tasks/get" || method == "tasks/update" || method == "tasks/cancel")
+    return "taskId";
+  return {};
+}
+
 bool is_stateless_request(const Message& m, const MirroredHeaders& headers) {
   if (headers.protocol_version) {
     auto v = *headers.protocol_version;
@@ -200,25 +208,17 @@ std::optional<Rejection> check_stateless_request(const Message& m, const Mirrore
     return header_mismatch("Mcp-Method header '" + std::string(*headers.method) +
                            "' does not match the body's method '" + m.method + "'");
   }
-  std::string_view name_key = m.method == "resources/read" ? "uri" : "name";
-  if (m.method == "tools/call" || m.method == "prompts/get" || m.method == "resources/read") {
-    auto body = get_string(m.params, name_key);
-    if (body) {
-      if (!headers.name) return header_mismatch("the Mcp-Name header is required");
+  if (auto field = mirrored_name_field(m.method); !field.empty()) {
+    if (auto body = get_string(m.params, field)) {
+      if (!headers.name) {
+        return header_mismatch("the Mcp-Name header (params." + std::string(field) +
+                               ") is required");
+      }
       auto decoded = decode_header_value(*headers.name);
       if (!decoded) return header_mismatch("Mcp-Name header holds malformed Base64");
       if (*decoded != *body) {
-        return header_mismatch("Mcp-Name header value '" + *decoded +
-                               "' does not match body value '" + std::string(*body) + "'");
-      }
-    }
-  }
-  if (m.method == "tasks/get" || m.method == "tasks/update" || m.method == "tasks/cancel") {
-    if (auto id = get_string(m.params, "taskId")) {
-      if (!headers.name) return header_mismatch("the Mcp-Name header (the taskId) is required");
-      auto decoded = decode_header_value(*headers.name);
-      if (!decoded || *decoded != *id) {
-        return header_mismatch("Mcp-Name header does not match params.taskId");
+        return header_mismatch("Mcp-Name header value '" + *decoded + "' does not match params." +
+                               std::string(field) + " '" + std::string(*body) + "'");
       }
     }
   }
@@ -234,11 +234,9 @@ std::shared_ptr<const ClientState> client_from_meta(const json::object& meta) {
   return state;
 }
 
-std::optional<std::string_view> task_named(const MirroredHeaders& headers) {
-  if (!headers.method || !headers.name || headers.name->empty()) return std::nullopt;
-  auto m = *headers.method;
-  if (m != "tasks/get" && m != "tasks/update" && m != "tasks/cancel") return std::nullopt;
-  return headers.name;
+std::optional<std::string_view> task_named(std::string_view method, std::string_view name) {
+  if (name.empty() || mirrored_name_field(method) != "taskId") return std::nullopt;
+  return name;
 }
 
 unsigned stateless_http_status(const Payload& payload) {

@@ -60,10 +60,15 @@ struct Rejection {
 /// The client state a stateless request declares in its (checked) `_meta`.
 [[nodiscard]] std::shared_ptr<const ClientState> client_from_meta(const json::object& meta);
 
-/// The task a stateless request names in its headers (tasks/get, tasks/update, tasks/cancel
-/// carry the task id in Mcp-Name): in a cluster, where the request is served (a task lives on
-/// the node that created it, and its id names that node as a session id does).
-[[nodiscard]] std::optional<std::string_view> task_named(const MirroredHeaders& headers);
+/// The params field `method` mirrors into the Mcp-Name header (`name`, `uri` or `taskId`), or
+/// "" when it mirrors none.
+[[nodiscard]] std::string_view mirrored_name_field(std::string_view method);
+
+/// The task a stateless request names in its Mcp-Method and Mcp-Name headers (tasks/get,
+/// tasks/update, tasks/cancel carry the task id): in a cluster, where the request is served (a
+/// task lives on the node that created it, and its id names that node as a session id does).
+[[nodiscard]] std::optional<std::string_view> task_named(std::string_view method,
+                                                         std::string_view name);
 
 /// The HTTP status for the answer `payload` to a stateless request: 404 for an unknown method,
 /// 400 for the errors the revision ties to it, 200 otherwise.

@@ -442,7 +442,7 @@ class Exchange {
     std::string_view id = req["Mcp-Session-Id"];
     bool elsewhere = !id.empty() && shared_->locator && !shared_->server.find_session(id);
     if (id.empty() && shared_->locator && req.method() == http::verb::post) {
-      if (auto task = mcp::task_named(mirrored_headers(req));
+      if (auto task = mcp::task_named(req["Mcp-Method"], req["Mcp-Name"]);
           task && !shared_->server.tasks().find(*task)) {
         id = *task;
         elsewhere = true;
