@@ -18,7 +18,7 @@ before(async () => {
   // Keep-alives every 200 ms, so a held stream has something to count within a short run; no
   // per-client rate limit, which a closed loop from one address exceeds at once.
   node = await startServer(bin, ['--http', '127.0.0.1:0', '--app', 'demo', '--threads', '1',
-    '--sse-keepalive-ms', '200', '--client-rate-limit', '0']);
+    '--sse-keepalive-ms', '200', '--client-rate-limit', '0', '--client-session-rate-limit', '0']);
 });
 
 after(async () => {
