@@ -12,6 +12,7 @@ expected=(format_check suites_check registry_test registry_tsan_test mcp_test tr
   interop_sdk_v1_cluster cluster_sessions cluster_failover cluster_drain
   cluster_security_test mcpmesh_bench_test mcpmesh_bench_smoke mcpmesh_bench_sdk
   integration_admission integration_stdio_backpressure integration_startup cluster_ctl
+  cluster_tracing
   memory_bench_smoke conformance_requirements_2026-07-28 conformance_requirements_2025-11-25
   conformance_cluster_2026 interop_sdk_v2 chaos_checker chaos_smoke conformance_suite_all_next
   integration_stateless conformance_cluster_all_next)

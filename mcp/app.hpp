@@ -85,6 +85,9 @@ struct RequestContext {
   std::string node_id;
   json::value request_id;
   json::object meta;  // the request's params._meta, if any
+  /// The request's span (invalid when not traced): pass it on (`traceparent`) to what the
+  /// handler calls, or start child spans of it.
+  TraceContext trace;
 };
 
 // ---------------------------------------------------------------------------------------------

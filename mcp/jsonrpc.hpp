@@ -2,6 +2,8 @@
 // JSON-RPC 2.0 codec on Boost.JSON: parsing with limits, message classification, builders.
 // Thread-safety: free functions, no shared state; safe from any thread.
 
+#include "mcp/trace.hpp"
+
 #include <boost/json.hpp>
 
 #include <cstdint>
@@ -59,6 +61,9 @@ struct Message {
   json::object params;  // empty when absent
   json::value result = nullptr;
   RpcError error;
+  /// The transport's span (the HTTP request) the message arrived in: the parent of its MCP
+  /// span unless `params._meta` names one. Invalid when not traced.
+  TraceContext trace;
 
   [[nodiscard]] bool is_request() const { return kind == Kind::kRequest; }
   [[nodiscard]] bool is_notification() const { return kind == Kind::kNotification; }

@@ -200,6 +200,27 @@ std::optional<std::string> input_answer_problem(std::string_view method,
   return std::nullopt;
 }
 
+/// Longest client-chosen text (a tool name, a URI) put into a span's name or attributes.
+constexpr std::size_t kMaxSpanText = 256;
+
+std::string_view bounded(std::string_view text) { return text.substr(0, kMaxSpanText); }
+
+/// A request's `params._meta.traceparent` (with its tracestate), when it holds a valid one.
+std::optional<TraceContext> meta_trace(const json::object& params) {
+  auto* meta = get_object(params, "_meta");
+  if (!meta) return std::nullopt;
+  auto parent = get_string(*meta, "traceparent");
+  if (!parent) return std::nullopt;
+  auto state = get_string(*meta, "tracestate");
+  return parse_traceparent(*parent, state ? *state : std::string_view());
+}
+
+/// The span of a handler (tool, resource, prompt): a child of its request's span.
+Span handler_span(Tracer* tracer, const TraceContext& request, std::string name) {
+  if (!tracer || !request.valid()) return {};
+  return tracer->start(std::move(name), SpanKind::kInternal, request);
+}
+
 std::optional<std::size_t> parse_cursor(const json::object& params) {
   auto* c = params.if_contains("cursor");
   if (!c || c->is_null()) return 0;
@@ -498,6 +519,60 @@ std::optional<RequestSlot> Router::admit(const std::shared_ptr<Conversation>& co
   return RequestSlot(server_, conversation);
 }
 
+Span Router::method_span(const Conversation& conversation, const Message& m) const {
+  auto* tracer = server_.tracer();
+  if (!tracer) return {};
+  auto parent = meta_trace(m.params);
+  if (!parent && m.trace.valid()) parent = m.trace;
+  const std::string_view method = m.method;
+  std::optional<std::string_view> name;
+  if (method == "tools/call" || method == "prompts/get") name = get_string(m.params, "name");
+  std::string span_name = m.method;
+  if (name) {
+    span_name += ' ';
+    span_name += bounded(*name);
+  }
+  auto span = tracer->start(std::move(span_name), SpanKind::kServer, parent);
+  if (!span.recording()) return span;
+  span.set_attribute("mcp.method.name", m.method);
+  if (m.id.is_string()) {
+    span.set_attribute("jsonrpc.request.id", std::string(bounded(m.id.get_string())));
+  } else if (!m.id.is_null()) {
+    span.set_attribute("jsonrpc.request.id", json::serialize(m.id));
+  }
+  if (auto id = conversation.session_id(); !id.empty()) {
+    span.set_attribute("mcp.session.id", redact_session_id(id));
+  }
+  if (auto client = conversation.client(); client && !client->protocol_version.empty()) {
+    span.set_attribute("mcp.protocol.version", std::string(bounded(client->protocol_version)));
+  }
+  if (method == "tools/call" && name) {
+    span.set_attribute("gen_ai.tool.name", std::string(bounded(*name)));
+    span.set_attribute("gen_ai.operation.name", std::string("execute_tool"));
+  } else if (method == "prompts/get" && name) {
+    span.set_attribute("gen_ai.prompt.name", std::string(bounded(*name)));
+  } else if (auto uri = get_string(m.params, "uri")) {
+    span.set_attribute("mcp.resource.uri", std::string(bounded(*uri)));
+  }
+  return span;
+}
+
+void Router::finish_method_span(Span& span, const Result<json::value>& outcome) {
+  if (!span.recording()) return;
+  if (!outcome) {
+    auto code = std::to_string(outcome.error().code);
+    span.set_attribute("error.type", code);
+    span.set_attribute("rpc.response.status_code", std::move(code));
+    span.set_error(std::string(bounded(outcome.error().message)));
+  } else if (outcome->is_object()) {
+    if (auto* e = outcome->get_object().if_contains("isError");
+        e && e->is_bool() && e->get_bool()) {
+      span.set_attribute("error.type", std::string("tool_error"));
+      span.set_error("tool_error");
+    }
+  }
+}
+
 void Router::handle(const std::shared_ptr<Conversation>& conversation, Message m,
                     const std::shared_ptr<ClientChannel>& reply) {
   auto slot = admit(conversation, m.id, reply);
@@ -514,10 +589,14 @@ void Router::serve(const std::shared_ptr<Conversation>& conversation, Message m,
   const bool stateless = conversation->stateless();
   // A string_view compares lengths first: most of the names below are ruled out at once.
   const std::string_view method = m.method;
+  Span span = method_span(*conversation, m);
+  TraceScope scope(span.context());
   auto answer = [&](Result<json::value> r) {
+    finish_method_span(span, r);
     if (stateless) r = complete_stateless(method, std::move(r));
     reply->deliver(make_answer(server_.metrics(), m.id, std::move(r)), true);
     latency.observe(std::chrono::steady_clock::now() - started);
+    span.end();
   };
   if (stateless) {
     if (removed_in_stateless(method)) {
@@ -547,11 +626,14 @@ void Router::serve(const std::shared_ptr<Conversation>& conversation, Message m,
     if (method == "resources/unsubscribe") return answer(conversation->unsubscribe(*uri));
     // std::function needs a copyable callable: the slot rides in a shared_ptr.
     auto held = std::make_shared<RequestSlot>(std::move(slot));
+    auto held_span = std::make_shared<Span>(std::move(span));
     conversation->subscribe(
-        *uri, [this, id = m.id, reply, held, started, &latency](Result<json::value> r) {
+        *uri, [this, id = m.id, reply, held, held_span, started, &latency](Result<json::value> r) {
+          finish_method_span(*held_span, r);
           reply->deliver(make_answer(server_.metrics(), id, std::move(r)), true);
           latency.observe(std::chrono::steady_clock::now() - started);
           held->release();
+          held_span->end();
         });
     return;
   }
@@ -586,8 +668,9 @@ void Router::serve(const std::shared_ptr<Conversation>& conversation, Message m,
     }
     meta = std::move(mv->get_object());  // the handler reads it from its RequestContext
   }
-  RequestContext rc{conversation->client(), std::string(conversation->session_id()),
-                    server_.config().node_id, m.id, std::move(meta)};
+  RequestContext rc{conversation->client(),   std::string(conversation->session_id()),
+                    server_.config().node_id, m.id,
+                    std::move(meta),          span.context()};
   std::shared_ptr<LatencyHistogram> tool_latency;
   TaskSupport task_support = TaskSupport::kForbidden;
   bool auto_task = false;
@@ -616,7 +699,11 @@ void Router::serve(const std::shared_ptr<Conversation>& conversation, Message m,
       } else {
         InflightRequest ctx(server_, conversation, std::move(rc), reply, std::move(progress_token));
         ctx.input_ = std::move(input);
+        auto handling = handler_span(server_.tracer(), span.context(),
+                                     "execute_tool " + std::string(bounded((*tool)->spec.name)));
         auto r = tool_answer((*tool)->sync_handler(ctx, std::move(std::get<json::object>(args))));
+        finish_method_span(handling, r);
+        handling.end();
         answer(settle_input(ctx, std::move(r)));
       }
       // (The catalog snapshot holds the tool, and its histogram, until here.)
@@ -633,6 +720,7 @@ void Router::serve(const std::shared_ptr<Conversation>& conversation, Message m,
   request->method_latency_ = &latency;
   request->tool_latency_ = std::move(tool_latency);
   request->task_support_ = task_support;
+  request->span_ = std::move(span);
   request->self_ = request;
   inflight.emplace(std::move(key), request);
   // A task-supporting tool called by a client that takes tasks becomes a task before its
@@ -651,11 +739,14 @@ asio::awaitable<void> Router::run_request(std::shared_ptr<InflightRequest> infli
   const bool stateless = inflight->conversation_->stateless();
   try {
     auto r = settle_input(*inflight, co_await dispatch_async(*inflight, m));
+    finish_method_span(inflight->span_, r);
     if (stateless) r = complete_stateless(m.method, std::move(r));
     response = make_answer(server_.metrics(), m.id, std::move(r));
   } catch (const std::exception& e) {
     // Handler code is the app's: a throw is its bug, reported to the client, never a crash.
-    response = make_answer(server_.metrics(), m.id, handler_failure(e));
+    Result<json::value> failed = handler_failure(e);
+    finish_method_span(inflight->span_, failed);
+    response = make_answer(server_.metrics(), m.id, std::move(failed));
   }
   auto& map = inflight->conversation_->inflight;
   auto it = map.find(id_key(m.id));
@@ -669,6 +760,11 @@ asio::awaitable<void> Router::run_request(std::shared_ptr<InflightRequest> infli
       if (inflight->tool_latency_) inflight->tool_latency_->observe(took);
     }
   }
+  if (inflight->cancelled_ && inflight->span_.recording()) {
+    inflight->span_.set_attribute("error.type", std::string("cancelled"));
+    inflight->span_.set_error("cancelled");
+  }
+  inflight->span_.end();
   // Break the cycle conversation -> inflight -> conversation once done.
   inflight->conversation_.reset();
   inflight->slot_.release();
@@ -694,14 +790,24 @@ asio::awaitable<Result<json::value>> Router::dispatch_async(InflightRequest& ctx
     auto prepared = tool_arguments(**tool, p);
     if (auto* answer = std::get_if<Result<json::value>>(&prepared)) co_return std::move(*answer);
     auto& args = std::get<json::object>(prepared);
+    auto handling = handler_span(server_.tracer(), ctx.request().trace,
+                                 "execute_tool " + std::string(bounded((*tool)->spec.name)));
     // `catalog` (a local of this frame) keeps the tool and its handler alive across suspension.
-    if (!(*tool)->handler) co_return tool_answer((*tool)->sync_handler(ctx, std::move(args)));
-    co_return tool_answer(co_await (*tool)->handler(ctx, std::move(args)));
+    Result<json::value> r = RpcError();
+    if ((*tool)->handler) {
+      r = tool_answer(co_await (*tool)->handler(ctx, std::move(args)));
+    } else {
+      r = tool_answer((*tool)->sync_handler(ctx, std::move(args)));
+    }
+    finish_method_span(handling, r);
+    co_return r;
   }
   if (m.method == "resources/read") {
     auto uri = get_string(p, "uri");
     if (!uri) co_return invalid_params("resources/read needs params.uri (string)");
     Result<std::vector<ResourceContents>> contents = RpcError();
+    auto handling = handler_span(server_.tracer(), ctx.request().trace, "read_resource");
+    handling.set_attribute("mcp.resource.uri", std::string(bounded(*uri)));
     if (auto* res = catalog->find_resource(*uri)) {
       auto handler = res->handler;
       contents = co_await handler(ctx, std::string(*uri));
@@ -722,7 +828,10 @@ asio::awaitable<Result<json::value>> Router::dispatch_async(InflightRequest& ctx
       auto handler = match->handler;
       contents = co_await handler(ctx, std::string(*uri), std::move(vars));
     }
-    if (!contents) co_return contents.error();
+    if (!contents) {
+      handling.set_error(std::string(bounded(contents.error().message)));
+      co_return contents.error();
+    }
     json::array arr;
     for (auto& c : *contents) arr.push_back(c.to_json());
     co_return json::value(json::object{{"contents", std::move(arr)}});
@@ -748,7 +857,10 @@ asio::awaitable<Result<json::value>> Router::dispatch_async(InflightRequest& ctx
       }
     }
     auto handler = prompt->handler;
+    auto handling = handler_span(server_.tracer(), ctx.request().trace,
+                                 "get_prompt " + std::string(bounded(prompt->spec.name)));
     auto r = co_await handler(ctx, std::move(args));
+    if (!r) handling.set_error(std::string(bounded(r.error().message)));
     if (!r) co_return r.error();
     json::object out{{"messages", std::move(r->messages)}};
     if (!r->description.empty()) out["description"] = r->description;

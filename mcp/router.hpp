@@ -164,6 +164,7 @@ class InflightRequest final : public HandlerContext {
   TaskSupport task_support_ = TaskSupport::kForbidden;
   std::shared_ptr<Task> task_;
   std::weak_ptr<InflightRequest> self_;
+  Span span_;  // the request's MCP span, ended once it is answered
   std::shared_ptr<ClientChannel> reply_;
   json::value progress_token_;
   asio::cancellation_signal signal_;
@@ -186,6 +187,15 @@ class Router {
   /// answered yet) or max_inflight (the node's) is answered at once with -32000.
   void handle(const std::shared_ptr<Conversation>& conversation, Message m,
               const std::shared_ptr<ClientChannel>& reply);
+
+  /// The MCP span of request `m` (OpenTelemetry's MCP conventions: named "{method} {tool or
+  /// prompt}", kind SERVER): a child of the `traceparent` in `params._meta` when it holds a
+  /// valid one, else of the transport's span (`m.trace`). Not recording without a tracer or
+  /// when its trace is not sampled.
+  [[nodiscard]] Span method_span(const Conversation& conversation, const Message& m) const;
+  /// Records `outcome` on a method span: a JSON-RPC error sets error.type (the code) and the
+  /// error status; a tool result with isError sets error.type tool_error.
+  static void finish_method_span(Span& span, const Result<json::value>& outcome);
 
  private:
   /// Admits request `id` within the in-flight bounds, or answers it with -32000 (counted).

@@ -4,6 +4,7 @@
 #include "mcp/stateless.hpp"
 #include "mcp/version.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 
 #include <sys/random.h>
@@ -225,9 +226,10 @@ std::shared_ptr<Session> Server::find_session(std::string_view id) const {
   return sessions_.find(id);
 }
 
-bool Server::close_session(std::string_view id) {
+bool Server::close_session(std::string_view id, std::string_view why) {
   auto session = sessions_.extract(id);
   if (!session) return false;
+  spdlog::debug("session {} closed: {}", redact_session_id(id), why);
   session->close();
   session->drop_admission();
   release_session_slot();
@@ -259,7 +261,7 @@ void Server::close_all() {
   std::vector<std::string> ids;
   sessions_.for_each(
       [&](std::string_view id, const std::shared_ptr<Session>&) { ids.emplace_back(id); });
-  for (auto& id : ids) close_session(id);
+  for (auto& id : ids) close_session(id, "the node is shutting down");
   end_listen_streams();
 }
 
@@ -362,7 +364,9 @@ void Server::close_expiring() {
     bool due = !session->pinned() && (why == Expiry::kIdle ? session->last_activity() < idle_cutoff
                                                            : !session->established());
     if (!due || sessions_.find(session->id()) != session) continue;
-    if (close_session(session->id())) {
+    if (close_session(session->id(), why == Expiry::kIdle
+                                         ? "idle for longer than the session idle timeout"
+                                         : "initialization not completed in time")) {
       Metrics::inc(why == Expiry::kIdle ? metrics_.sessions_expired_total
                                         : metrics_.sessions_init_expired_total);
     }

@@ -161,8 +161,8 @@ class Server {
       SessionRecord record, std::vector<SessionStreams::StoredEvent> events,
       asio::io_context* context = nullptr);
   [[nodiscard]] std::shared_ptr<Session> find_session(std::string_view id) const;
-  /// Removes and closes a session. Returns false if unknown.
-  bool close_session(std::string_view id);
+  /// Removes and closes a session (logged at debug with `why`). Returns false if unknown.
+  bool close_session(std::string_view id, std::string_view why = "closed");
   /// Removes a session from the registry without closing it: requests it is handling go on,
   /// new ones no longer find it here (a drain hands it to another node).
   std::shared_ptr<Session> release_session(std::string_view id);
@@ -198,6 +198,9 @@ class Server {
   void set_observer(SessionObserver* observer) { observer_ = observer; }
   [[nodiscard]] SessionObserver* observer() const { return observer_; }
   void set_fanout(NotificationFanout* fanout) { fanout_ = fanout; }
+  /// Set once before serving; null (the default) = no spans are made.
+  void set_tracer(Tracer* tracer) { tracer_ = tracer; }
+  [[nodiscard]] Tracer* tracer() const { return tracer_; }
 
   /// Delivers a resource update / list change to this node's sessions only (the cluster's
   /// bus calls these for notifications raised elsewhere).
@@ -320,6 +323,7 @@ class Server {
   std::uint64_t next_listen_ = 0;  // guarded by listen_mutex_
   SessionObserver* observer_ = nullptr;
   NotificationFanout* fanout_ = nullptr;
+  Tracer* tracer_ = nullptr;
 };
 
 }  // namespace mcpmesh::mcp

@@ -3,6 +3,8 @@
 #include "mcp/server.hpp"
 #include "mcp/version.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -218,8 +220,22 @@ void Session::handle_response(Message m) {
 
 void Session::handle_request(Message m, const Reply& reply) {
   if (m.method == "initialize") {
+    auto span = server_.router().method_span(*this, m);
+    TraceScope scope(span.context());
     auto r = handle_initialize(m);
+    Router::finish_method_span(span, r);
     bool opened = r.has_value();
+    if (opened) {
+      std::string_view client_name, client_version;
+      if (auto c = client()) {
+        client_name = get_string(c->info, "name").value_or("?");
+        client_version = get_string(c->info, "version").value_or("?");
+      }
+      spdlog::debug("session {} opened: protocol {}, client {} {}", redact_session_id(id()),
+                    protocol_version(), client_name.substr(0, 64), client_version.substr(0, 32));
+    } else {
+      spdlog::debug("initialize refused: {}", r.error().message);
+    }
     reply->deliver(make_answer(server_.metrics(), m.id, std::move(r)), true);
     if (opened) server_.watch_initialization(shared_from_this());
     return;

@@ -94,6 +94,30 @@ std::uint64_t unix_now_ns() {
                                         .count());
 }
 
+std::string redact_session_id(std::string_view id) {
+  constexpr std::size_t kShown = 8;
+  auto dot = id.rfind('.');
+  std::size_t keep = dot == std::string_view::npos ? kShown : dot + 1 + kShown;
+  if (keep >= id.size()) return std::string(id);
+  std::string out(id.substr(0, keep));
+  out += "...";
+  return out;
+}
+
+namespace {
+thread_local const TraceContext* t_current = nullptr;
+}  // namespace
+
+const TraceContext* current_trace() { return t_current; }
+
+TraceScope::TraceScope(const TraceContext& ctx) : previous_(t_current), set_(ctx.valid()) {
+  if (set_) t_current = &ctx;
+}
+
+TraceScope::~TraceScope() {
+  if (set_) t_current = previous_;
+}
+
 Span& Span::operator=(Span&& other) noexcept {
   if (this != &other) {
     end();

@@ -116,4 +116,27 @@ class Tracer {
 /// Unix time now, in nanoseconds.
 [[nodiscard]] std::uint64_t unix_now_ns();
 
+/// A session id as spans and log lines show it: its node and epoch and the first 8 of its
+/// random hex digits (the id is the session's credential; this is enough to find it in
+/// `mcpmesh-ctl sessions`).
+[[nodiscard]] std::string redact_session_id(std::string_view id);
+
+/// The trace the calling thread is doing synchronous work for (its log lines carry the trace
+/// id), or null. Set by a TraceScope; never across a suspension point.
+[[nodiscard]] const TraceContext* current_trace();
+
+/// Makes `ctx` the calling thread's current trace until the scope ends (nothing when `ctx` is
+/// invalid). Scopes nest.
+class TraceScope {
+ public:
+  explicit TraceScope(const TraceContext& ctx);
+  ~TraceScope();
+  TraceScope(const TraceScope&) = delete;
+  TraceScope& operator=(const TraceScope&) = delete;
+
+ private:
+  const TraceContext* previous_;
+  bool set_;
+};
+
 }  // namespace mcpmesh::mcp

@@ -102,5 +102,30 @@ TEST(Tracer, TheSamplingDecisionIsTheCallersOrTheRatio) {
   EXPECT_LT(sink.spans.size(), 1200u);
 }
 
+TEST(TraceScope, TheCurrentTraceIsTheInnermostValidScope) {
+  EXPECT_EQ(current_trace(), nullptr);
+  auto outer = *parse_traceparent(kValid);
+  {
+    TraceScope a(outer);
+    ASSERT_NE(current_trace(), nullptr);
+    EXPECT_EQ(current_trace()->span_id, outer.span_id);
+    auto inner = *parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01");
+    {
+      TraceScope b(inner);
+      EXPECT_EQ(current_trace()->span_id, inner.span_id);
+      TraceScope none(TraceContext{});  // an invalid context changes nothing
+      EXPECT_EQ(current_trace()->span_id, inner.span_id);
+    }
+    EXPECT_EQ(current_trace()->span_id, outer.span_id);
+  }
+  EXPECT_EQ(current_trace(), nullptr);
+}
+
+TEST(RedactSessionId, KeepsNodeEpochAndEightRandomDigits) {
+  EXPECT_EQ(redact_session_id("n1.18c2f.0123456789abcdef0123456789abcdef"), "n1.18c2f.01234567...");
+  EXPECT_EQ(redact_session_id("n1.18c2f.0123"), "n1.18c2f.0123");  // nothing to cut
+  EXPECT_EQ(redact_session_id("0123456789abcdef"), "01234567...");
+}
+
 }  // namespace
 }  // namespace mcpmesh::mcp

@@ -3,6 +3,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/program_options.hpp>
+#include <boost/url/parse.hpp>
 
 #include <algorithm>
 #include <array>
@@ -256,8 +257,19 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
       "tasks (the tasks extension) alive on this node; beyond, calls run as ordinary calls")(
       "task-ttl-ms", po::value(&task_ttl_ms)->default_value(task_ttl_ms),
       "how long a finished task stays readable with tasks/get, from its creation");
+  po::options_description tracing("Tracing (OpenTelemetry)");
+  std::size_t otlp_queue = c.otlp.max_queue;
+  tracing.add_options()(
+      "otlp-endpoint", po::value(&c.otlp.endpoint),
+      "send spans to this OTLP/HTTP receiver, e.g. http://jaeger:4318/v1/traces (JSON "
+      "encoding); none are made without it")(
+      "trace-sample-ratio", po::value(&c.trace_sample_ratio)->default_value(c.trace_sample_ratio),
+      "share of new traces recorded, 0 to 1 (a request whose traceparent is sampled is always "
+      "recorded, one that is not never)")(
+      "otlp-max-queue", po::value(&otlp_queue)->default_value(otlp_queue),
+      "spans waiting for export; beyond, new ones are dropped (mcpmesh_trace_spans_dropped_total)");
   po::options_description all;
-  all.add(general).add(limits).add(stateless).add(cluster);
+  all.add(general).add(limits).add(stateless).add(cluster).add(tracing);
 
   po::variables_map vm;
   try {
@@ -302,6 +314,19 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
   }
   if (c.log_format != "text" && c.log_format != "json") {
     throw std::runtime_error("--log-format '" + c.log_format + "' is not text | json");
+  }
+  if (!(c.trace_sample_ratio >= 0.0 && c.trace_sample_ratio <= 1.0)) {
+    throw std::runtime_error("--trace-sample-ratio must be from 0 to 1");
+  }
+  if (otlp_queue == 0) throw std::runtime_error("--otlp-max-queue must be at least 1");
+  c.otlp.max_queue = otlp_queue;
+  c.otlp.max_batch = std::min(c.otlp.max_batch, otlp_queue);
+  if (!c.otlp.endpoint.empty()) {
+    auto url = boost::urls::parse_uri(c.otlp.endpoint);
+    if (!url || url->scheme() != "http" || url->host().empty()) {
+      throw std::runtime_error("--otlp-endpoint '" + c.otlp.endpoint +
+                               "' is not an http://HOST:PORT/PATH URL");
+    }
   }
   if (c.cluster_profile != "lan" && c.cluster_profile != "fast") {
     throw std::runtime_error("--cluster-profile '" + c.cluster_profile + "' is not lan | fast");

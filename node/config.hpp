@@ -3,6 +3,7 @@
 // long names. Parsed once at start-up (exceptions allowed here, not on the data path).
 
 #include "mcp/server.hpp"
+#include "node/otlp_exporter.hpp"
 #include "transport/http_server.hpp"
 #include "transport/stdio_transport.hpp"
 
@@ -37,6 +38,9 @@ struct NodeConfig {
   std::string advertise_http;  // HTTP address other nodes and balancers use
   std::size_t replicas = 1;    // nodes each session is replicated to
   std::chrono::milliseconds forward_timeout{3600000};
+  // Tracing: spans go to otlp.endpoint (OTLP/HTTP); none are made when it is empty.
+  OtlpConfig otlp;
+  double trace_sample_ratio = 1.0;  // share of new traces recorded (a sampled caller's always)
 };
 
 /// Parses argv (and --config FILE). Returns nullopt after printing --help or --version.

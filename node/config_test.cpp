@@ -272,6 +272,27 @@ TEST(ParseConfig, LogFormatIsTextOrJson) {
             std::string::npos);
 }
 
+TEST(ParseConfig, TracingFlagsAreChecked) {
+  auto none = parse_ok({});
+  EXPECT_TRUE(none.otlp.endpoint.empty());
+  EXPECT_EQ(none.trace_sample_ratio, 1.0);
+  auto c = parse_ok({"--otlp-endpoint", "http://jaeger:4318/v1/traces", "--trace-sample-ratio",
+                     "0.25", "--otlp-max-queue", "100"});
+  EXPECT_EQ(c.otlp.endpoint, "http://jaeger:4318/v1/traces");
+  EXPECT_EQ(c.trace_sample_ratio, 0.25);
+  EXPECT_EQ(c.otlp.max_queue, 100u);
+  EXPECT_LE(c.otlp.max_batch, 100u);
+  for (const char* bad : {"jaeger:4318", "https://jaeger:4318/v1/traces", "http:///v1/traces"}) {
+    auto why = refusal({"--otlp-endpoint", bad});
+    EXPECT_NE(why.find("--otlp-endpoint"), std::string::npos) << bad << ": " << why;
+  }
+  for (const char* bad : {"-0.1", "1.5", "nan"}) {
+    auto why = refusal({"--trace-sample-ratio", bad});
+    EXPECT_NE(why.find("--trace-sample-ratio"), std::string::npos) << bad << ": " << why;
+  }
+  EXPECT_NE(refusal({"--otlp-max-queue", "0"}).find("--otlp-max-queue"), std::string::npos);
+}
+
 TEST(ParseConfig, AnUnknownClusterProfileIsRefusedWhileParsing) {
   EXPECT_EQ(parse_ok({"--cluster-profile", "fast"}).cluster_profile, "fast");
   auto why = refusal({"--cluster", "127.0.0.1:7001", "--cluster-secret-file", "/run/s",

@@ -1,5 +1,7 @@
 #include "node/json_log.hpp"
 
+#include "mcp/trace.hpp"
+
 #include <spdlog/common.h>
 #include <spdlog/details/log_msg.h>
 
@@ -72,7 +74,29 @@ void JsonLogFormatter::format(const spdlog::details::log_msg& msg, spdlog::memor
   append(dest, std::to_string(msg.thread_id));
   append(dest, ",\"msg\":\"");
   append_escaped(dest, std::string_view(msg.payload.data(), msg.payload.size()));
-  append(dest, "\"}\n");
+  append(dest, "\"");
+  if (auto* trace = mcp::current_trace()) {
+    append(dest, ",\"trace_id\":\"");
+    append(dest, mcp::to_hex(trace->trace_id.data(), trace->trace_id.size()));
+    append(dest, "\",\"span_id\":\"");
+    append(dest, mcp::to_hex(trace->span_id.data(), trace->span_id.size()));
+    append(dest, "\"");
+  }
+  append(dest, "}\n");
+}
+
+void TraceIdFlag::format(const spdlog::details::log_msg&, const std::tm&,
+                         spdlog::memory_buf_t& dest) {
+  if (auto* trace = mcp::current_trace()) {
+    append(dest, " trace_id=");
+    append(dest, mcp::to_hex(trace->trace_id.data(), trace->trace_id.size()));
+  }
+}
+
+std::unique_ptr<spdlog::formatter> make_text_formatter() {
+  auto formatter = std::make_unique<spdlog::pattern_formatter>();
+  formatter->add_flag<TraceIdFlag>('*').set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%n] [%^%l%$] %v%*");
+  return formatter;
 }
 
 }  // namespace mcpmesh::node

@@ -1,5 +1,7 @@
 #include "node/json_log.hpp"
 
+#include "mcp/trace.hpp"
+
 #include <gtest/gtest.h>
 #include <spdlog/logger.h>
 #include <spdlog/sinks/ostream_sink.h>
@@ -44,6 +46,35 @@ TEST(JsonLog, EveryRecordIsOneJsonObjectOnItsLineWithItsTextEscaped) {
   EXPECT_EQ(records[1].at("level").as_string(), "warning");
   EXPECT_EQ(records[2].at("msg").as_string(), "session n1.abc closed");
   EXPECT_EQ(records[2].at("level").as_string(), "debug");
+}
+
+TEST(LogFormats, RecordsLoggedForATraceCarryItsId) {
+  auto trace = *mcp::parse_traceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  std::ostringstream json_out, text_out;
+  spdlog::logger json("mcpmesh", std::make_shared<spdlog::sinks::ostream_sink_st>(json_out));
+  json.set_formatter(std::make_unique<JsonLogFormatter>());
+  spdlog::logger text("mcpmesh", std::make_shared<spdlog::sinks::ostream_sink_st>(text_out));
+  text.set_formatter(make_text_formatter());
+  json.info("outside");
+  text.info("outside");
+  {
+    mcp::TraceScope scope(trace);
+    json.info("inside");
+    text.info("inside");
+  }
+  std::istringstream lines(json_out.str());
+  std::string outside, inside;
+  std::getline(lines, outside);
+  std::getline(lines, inside);
+  auto a = boost::json::parse(outside).as_object();
+  auto b = boost::json::parse(inside).as_object();
+  EXPECT_FALSE(a.contains("trace_id")) << outside;
+  EXPECT_EQ(b.at("trace_id").as_string(), "4bf92f3577b34da6a3ce929d0e0e4736") << inside;
+  EXPECT_EQ(b.at("span_id").as_string(), "00f067aa0ba902b7") << inside;
+  auto t = text_out.str();
+  EXPECT_NE(t.find("] outside\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("] inside trace_id=4bf92f3577b34da6a3ce929d0e0e4736\n"), std::string::npos) << t;
+  EXPECT_NE(t.find("[mcpmesh] [info] inside"), std::string::npos) << t;
 }
 
 }  // namespace

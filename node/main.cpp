@@ -96,7 +96,11 @@ int main(int argc, char** argv) {
   if (!parsed) return 0;
   auto& cfg = *parsed;
   spdlog::set_level(spdlog::level::from_str(cfg.log_level));
-  if (cfg.log_format == "json") spdlog::set_formatter(std::make_unique<node::JsonLogFormatter>());
+  if (cfg.log_format == "json") {
+    spdlog::set_formatter(std::make_unique<node::JsonLogFormatter>());
+  } else {
+    spdlog::set_formatter(node::make_text_formatter());
+  }
   {
     auto fit = connections_for_descriptors(!cfg.cluster.empty());
     auto& max = cfg.http_config.max_connections;
@@ -141,7 +145,19 @@ int main(int argc, char** argv) {
     cfg.server.request_state_keys.push_back(mcp::RequestStateSealer::derive_key(cluster_secret));
   }
 #endif
+  // Spans (when --otlp-endpoint is set) go to the exporter; it outlives everything that makes
+  // them.
+  std::unique_ptr<node::OtlpExporter> exporter;
+  std::unique_ptr<mcp::Tracer> tracer;
+  if (!cfg.otlp.endpoint.empty()) {
+    cfg.otlp.resource = {{"service.name", "mcpmesh"},
+                         {"service.instance.id", cfg.server.node_id},
+                         {"service.version", cfg.server.server_version}};
+    exporter = std::make_unique<node::OtlpExporter>(cfg.otlp);
+    tracer = std::make_unique<mcp::Tracer>(*exporter, cfg.trace_sample_ratio);
+  }
   mcp::Server server(io, app, cfg.server, cfg.worker_threads);
+  server.set_tracer(tracer.get());
   // Session ids carry the ownership epoch: this process's start, in wall-clock milliseconds.
   server.set_epoch(
       static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -156,7 +172,10 @@ int main(int argc, char** argv) {
     if (cfg.http) {
       try {
         http = std::make_unique<transport::HttpServer>(pool, server, cfg.http_config);
-        http->set_extra_metrics(node::render_process_metrics);
+        http->set_extra_metrics([&exporter](std::string& out) {
+          node::render_process_metrics(out);
+          if (exporter) exporter->render_metrics(out);
+        });
       } catch (const boost::system::system_error& e) {
         // The code's message only: what() would carry a library source location.
         std::fprintf(stderr, "mcpmesh-node: cannot listen on %s (--http): %s\n", cfg.http->c_str(),
@@ -214,8 +233,9 @@ int main(int argc, char** argv) {
           },
           {.server = &server, .http = http.get(), .pool = &pool});
       if (http) {
-        http->set_extra_metrics([node = cluster_node.get()](std::string& out) {
+        http->set_extra_metrics([node = cluster_node.get(), &exporter](std::string& out) {
           node::render_process_metrics(out);
+          if (exporter) exporter->render_metrics(out);
           node->render_metrics(out);
         });
       }

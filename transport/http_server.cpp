@@ -233,8 +233,17 @@ class Exchange {
   /// streams). Returns whether the connection may carry another request.
   asio::awaitable<bool> exchange(Request& req) {
     close_after_ = false;
+    status_ = 0;
+    req_ = &req;
+    mcp::Span span = start_http_span(req);
+    trace_ = span.context();
+    Next next;
+    {
+      mcp::TraceScope scope(trace_);
+      next = handle(req);
+    }
     bool keep = false;
-    switch (handle(req)) {
+    switch (next) {
       case Next::kClose:
         break;
       case Next::kKeep:
@@ -264,8 +273,60 @@ class Exchange {
         keep = co_await handle_legacy_get(req);
         break;
     }
+    end_http_span(span);
     co_return keep&& req.keep_alive() && !close_after_;
   }
+
+  // -- tracing --------------------------------------------------------------------------------
+  /// The span of an exchange on the MCP endpoints (probes and scrapes are not traced): "POST
+  /// /mcp" (kind SERVER) for one from a client, "mcpmesh.v1.Forward/Relay" (SERVER) for one
+  /// another node relayed here, a child of the request's `traceparent` either way.
+  mcp::Span start_http_span(const Request& req) {
+    auto* tracer = shared_->server.tracer();
+    if (!tracer) return {};
+    std::string_view path = req.target();
+    path = path.substr(0, path.find('?'));
+    if (path != cfg_.path &&
+        (cfg_.legacy_sse_path.empty() ||
+         (path != cfg_.legacy_sse_path && path != cfg_.legacy_messages_path))) {
+      return {};
+    }
+    auto parent = mcp::parse_traceparent(req["traceparent"], req["tracestate"]);
+    std::string_view verb = http::to_string(req.method());
+    auto span = tracer->start(
+        hops_ > 0 ? std::string(kRelaySpan) : std::string(verb) + " " + std::string(path),
+        mcp::SpanKind::kServer, parent);
+    if (!span.recording()) return span;
+    span.set_attribute("http.request.method", std::string(verb));
+    span.set_attribute("url.path", std::string(path.substr(0, 256)));
+    span.set_attribute("network.protocol.version",
+                       std::string(req.version() == 10 ? "1.0" : "1.1"));
+    if (auto id = req["Mcp-Session-Id"]; !id.empty()) {
+      span.set_attribute("mcp.session.id", mcp::redact_session_id(id.substr(0, 256)));
+    }
+    if (hops_ > 0) {
+      span.set_attribute("rpc.system", std::string("grpc"));
+      span.set_attribute("rpc.service", std::string("mcpmesh.v1.Forward"));
+      span.set_attribute("rpc.method", std::string("Relay"));
+      span.set_attribute("mcpmesh.forward.hops", static_cast<std::int64_t>(hops_));
+    }
+    return span;
+  }
+
+  /// Ends an exchange's span with the answer's status (5xx is an error on the server side).
+  void end_http_span(mcp::Span& span) const {
+    if (!span.recording()) return;
+    if (status_ != 0) {
+      span.set_attribute("http.response.status_code", static_cast<std::int64_t>(status_));
+    }
+    if (status_ >= 500) {
+      span.set_attribute("error.type", std::to_string(status_));
+      span.set_error("HTTP " + std::to_string(status_));
+    }
+    span.end();
+  }
+
+  static constexpr std::string_view kRelaySpan = "mcpmesh.v1.Forward/Relay";
 
   /// The exchange's event queue, emptied for the next stream. One queue (and its timer) per
   /// connection: a connection carries one stream at a time.
@@ -289,6 +350,7 @@ class Exchange {
   void append_head(http::status status, unsigned version, bool keep, std::string_view content_type,
                    std::size_t length, std::initializer_list<Header> extra = {}) {
     auto code = static_cast<unsigned>(status);
+    status_ = code;
     if (code >= 500) {
       Metrics::inc(shared_->metrics().http_5xx_total);
     } else if (code >= 400) {
@@ -333,7 +395,21 @@ class Exchange {
                std::string_view body, std::initializer_list<Header> extra = {}) {
     append_head(status, version, keep, content_type, body.size(), extra);
     out_ += body;
+    if (status_ >= 400) log_refusal(body);
   }
+
+  /// An exchange answered with an error status, at debug level with the answer (its JSON-RPC
+  /// error says why) and, when traced, the trace id.
+  void log_refusal(std::string_view body) const {
+    if (!spdlog::should_log(spdlog::level::debug) || !req_) return;
+    std::string_view path = req_->target();
+    path = path.substr(0, std::min<std::size_t>(path.find('?'), 256));
+    spdlog::debug("answered {} to {} {}{}{}: {}", status_, http::to_string(req_->method()), path,
+                  hops_ > 0 ? " (relayed here)" : "", client_note(), body.substr(0, 300));
+  }
+
+  /// " from ADDRESS" for a client connection (nothing for an exchange relayed here).
+  [[nodiscard]] virtual std::string client_note() const { return {}; }
 
   /// Admission control said no: 429 or 503 with Retry-After and a JSON-RPC error.
   void respond_refusal(const Refusal& refusal, const Request& req,
@@ -569,6 +645,9 @@ class Exchange {
                     frame.errors[0].first);
       return after(keep);
     }
+    if (trace_.valid()) {
+      for (auto& m : frame.messages) m.trace = trace_;
+    }
     // A request that names a 2026-07-28 version is served statelessly, initialize included
     // (which that revision removed).
     if (!frame.is_batch && frame.messages.size() == 1 && req["Mcp-Session-Id"].empty()) {
@@ -704,7 +783,7 @@ class Exchange {
     struct EndSession {
       mcp::Server& server;
       std::string id;
-      ~EndSession() { server.close_session(id); }
+      ~EndSession() { server.close_session(id, "its HTTP+SSE stream ended"); }
     } end{shared_->server, session->id()};
     append_sse_head(req, {}, false, 0);
     append_sse({"event: endpoint\ndata: ", cfg_.legacy_messages_path, "?sessionId=", session->id(),
@@ -737,6 +816,9 @@ class Exchange {
     if (frame.frame_error) {
       respond_error(http::status::bad_request, version, keep, *frame.frame_error);
       return after(keep);
+    }
+    if (trace_.valid()) {
+      for (auto& m : frame.messages) m.trace = trace_;
     }
     std::size_t requests = 0;
     for (auto& m : frame.messages) requests += m.is_request() ? 1 : 0;
@@ -917,7 +999,7 @@ class Exchange {
     if (post_.created && post_.session->protocol_version().empty()) {
       // The initialize failed (a version is set only by a successful one): the session never
       // existed for the client.
-      shared_->server.close_session(post_.session->id());
+      shared_->server.close_session(post_.session->id(), "initialize failed");
       with_session = false;
     }
     // One message answers one request; a batch is an array of them.
@@ -1068,7 +1150,7 @@ class Exchange {
   Next handle_delete(Request& req) {
     auto session = require_session(req).session;
     if (!session) return after(req.keep_alive());
-    shared_->server.close_session(session->id());
+    shared_->server.close_session(session->id(), "the client sent DELETE");
     respond(http::status::ok, req.version(), req.keep_alive(), "text/plain", {});
     return after(req.keep_alive());
   }
@@ -1081,7 +1163,17 @@ class Exchange {
     auto target = std::move(remote_);
     Metrics::inc(shared_->metrics().forwarded_total);
     auto queue = std::make_shared<RelayQueue>(executor(), cfg_.relay_queue_parts);
-    auto handle = target->relay(req, hops_ + 1, queue);
+    // The relaying end of the hop: the holder's span is its child.
+    mcp::Span hop;
+    if (auto* tracer = shared_->server.tracer(); tracer && trace_.valid()) {
+      hop = tracer->start(std::string(kRelaySpan), mcp::SpanKind::kClient, trace_);
+      hop.set_attribute("rpc.system", std::string("grpc"));
+      hop.set_attribute("rpc.service", std::string("mcpmesh.v1.Forward"));
+      hop.set_attribute("rpc.method", std::string("Relay"));
+      hop.set_attribute("mcpmesh.forward.node", target->node());
+    }
+    auto handle =
+        target->relay(req, hops_ + 1, queue, hop.context().valid() ? &hop.context() : nullptr);
     bool answered = false;
     for (;;) {
       auto [status, ev] = co_await queue->pop(std::chrono::hours(24));
@@ -1091,6 +1183,13 @@ class Exchange {
         Metrics::inc(shared_->metrics().slow_consumers_total);
         close_after_ = true;
         co_return false;
+      }
+      if (!answered && ev->kind != RelayEvent::Kind::kFailed) {
+        // The holder's status line: this exchange's status.
+        status_ = status_of(ev->bytes);
+        if (hop.recording() && status_ != 0) {
+          hop.set_attribute("http.response.status_code", static_cast<std::int64_t>(status_));
+        }
       }
       switch (ev->kind) {
         case RelayEvent::Kind::kBytes:
@@ -1102,6 +1201,7 @@ class Exchange {
           out_ += ev->bytes;
           co_return !ev->close;
         case RelayEvent::Kind::kFailed:
+          hop.set_error(ev->error);
           Metrics::inc(shared_->metrics().forward_failures_total);
           if (answered) {
             close_after_ = true;
@@ -1128,6 +1228,14 @@ class Exchange {
     }
   }
 
+  /// The status code of an HTTP answer's status line ("HTTP/1.1 200 OK"), or 0.
+  static unsigned status_of(std::string_view head) {
+    if (head.size() < 12 || !head.starts_with("HTTP/")) return 0;
+    unsigned code = 0;
+    auto [end, ec] = std::from_chars(head.data() + 9, head.data() + 12, code);
+    return ec == std::errc() && end == head.data() + 12 ? code : 0;
+  }
+
   asio::io_context& context_;  // the one this exchange (and sessions it creates) runs on
   std::shared_ptr<HttpServer::Shared> shared_;
   const HttpConfig& cfg_;
@@ -1138,6 +1246,9 @@ class Exchange {
   std::string out_;                        // the answer being written
   bool sse_chunked_ = true;                // the SSE answer being written is chunked (HTTP/1.1)
   bool close_after_ = false;               // the answer ends with the connection (HTTP/1.0 SSE)
+  const Request* req_ = nullptr;           // the request being served (for log lines)
+  unsigned status_ = 0;                    // the status of the answer being written
+  mcp::TraceContext trace_;                // the exchange's span (or the caller's, not sampled)
 };
 
 /// One HTTP connection: reads requests off its socket and runs each as an exchange. Lives as
@@ -1322,6 +1433,10 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
   ClientRef client_of(const Request& req) override {
     if (!proxy_) return client_;
     return shared_->admission->forwarded_client(req["X-Forwarded-For"], client_);
+  }
+
+  std::string client_note() const override {
+    return client_ ? " from " + client_->key.to_string() : std::string();
   }
 
   void fail(boost::system::error_code ec) {

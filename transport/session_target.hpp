@@ -12,6 +12,7 @@
 /// Thread-safety: see each class.
 
 #include "mcp/async_queue.hpp"
+#include "mcp/trace.hpp"
 #include "transport/http_request.hpp"
 
 #include <functional>
@@ -46,8 +47,11 @@ class SessionTarget {
   /// Starts relaying `request` (the `hops`-th relay of this exchange). The answer arrives on
   /// `queue` as kBytes events ending with kEnd or kFailed. Dropping the returned handle
   /// cancels the relay (the client went away); an exchange that may have run is never retried.
+  /// `trace` (the relaying span), when given, replaces the request's `traceparent` and
+  /// `tracestate`: the holder's span is its child.
   [[nodiscard]] virtual std::shared_ptr<void> relay(const HttpRequest& request, unsigned hops,
-                                                    std::shared_ptr<RelayQueue> queue) = 0;
+                                                    std::shared_ptr<RelayQueue> queue,
+                                                    const mcp::TraceContext* trace) = 0;
   /// The node holding the session (for logs and errors).
   [[nodiscard]] virtual const std::string& node() const = 0;
 };

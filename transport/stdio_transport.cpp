@@ -288,7 +288,7 @@ asio::awaitable<void> read_loop(std::shared_ptr<StdioTransport::State> st,
     if (st->out->broken()) break;
   }
   if (!pending.empty() && !discarding) handle_line(*st, pending);
-  st->server.close_session(st->session->id());
+  st->server.close_session(st->session->id(), "stdin ended");
   // Answers already produced still go out; handlers still running were cancelled above.
   st->out->when_drained([on_eof = std::move(on_eof)] {
     if (on_eof) on_eof();

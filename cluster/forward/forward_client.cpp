@@ -6,6 +6,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/beast/http/verb.hpp>
 
+#include <algorithm>
 #include <thread>
 #include <unordered_map>
 #include <vector>
@@ -19,19 +20,25 @@ using transport::RelayEvent;
 using transport::RelayQueue;
 using Clock = std::chrono::steady_clock;
 
+/// Whether field name `name` is `lower` (given in lower case), whatever its case.
+bool field_is(std::string_view name, std::string_view lower) {
+  return name.size() == lower.size() &&
+         std::equal(name.begin(), name.end(), lower.begin(),
+                    [](char a, char b) { return (a >= 'A' && a <= 'Z' ? a + 32 : a) == b; });
+}
+
 /// Fields that describe one hop's connection, not the request: never relayed.
 bool hop_by_hop(std::string_view name) {
   static constexpr std::string_view kDropped[] = {
       "connection", "keep-alive",       "transfer-encoding", "te",
       "upgrade",    "proxy-connection", "content-length"};
-  for (auto d : kDropped) {
-    if (name.size() == d.size() &&
-        std::equal(name.begin(), name.end(), d.begin(),
-                   [](char a, char b) { return (a >= 'A' && a <= 'Z' ? a + 32 : a) == b; })) {
-      return true;
-    }
-  }
-  return false;
+  return std::any_of(std::begin(kDropped), std::end(kDropped),
+                     [name](std::string_view d) { return field_is(name, d); });
+}
+
+/// Fields of the W3C trace context: replaced by the relaying span's.
+bool trace_field(std::string_view name) {
+  return field_is(name, "traceparent") || field_is(name, "tracestate");
 }
 
 std::string describe(const grpc::Status& status) {
@@ -323,7 +330,8 @@ class RemoteSession final : public transport::SessionTarget {
       : client_(client), node_(std::move(node)), address_(std::move(address)) {}
 
   std::shared_ptr<void> relay(const transport::HttpRequest& request, unsigned hops,
-                              std::shared_ptr<RelayQueue> queue) override {
+                              std::shared_ptr<RelayQueue> queue,
+                              const mcp::TraceContext* trace) override {
     client_.calls_.fetch_add(1, std::memory_order_relaxed);
     pb::ForwardRequest req;
     req.set_method(std::string(http::to_string(request.method())));
@@ -335,13 +343,23 @@ class RemoteSession final : public transport::SessionTarget {
     req.set_from(client_.config_.self_id);
     auto* fields = req.mutable_fields();
     fields->reserve(512);
-    request.for_each_field([fields](std::string_view name, std::string_view value) {
-      if (hop_by_hop(name)) return;
+    request.for_each_field([fields, trace](std::string_view name, std::string_view value) {
+      if (hop_by_hop(name) || (trace && trace_field(name))) return;
       fields->append(name);
       fields->append(": ");
       fields->append(value);
       fields->append("\r\n");
     });
+    if (trace) {
+      fields->append("traceparent: ");
+      fields->append(mcp::format_traceparent(*trace));
+      fields->append("\r\n");
+      if (!trace->state.empty()) {
+        fields->append("tracestate: ");
+        fields->append(trace->state);
+        fields->append("\r\n");
+      }
+    }
     req.set_body(request.body());
     auto id = client_.next_id_.fetch_add(1, std::memory_order_relaxed);
     auto link = client_.link(address_);

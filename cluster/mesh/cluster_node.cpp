@@ -348,6 +348,11 @@ struct ClusterNode::Impl {
   /// Mesh thread: continues every session this node holds a copy of for `holder` (of its life
   /// `life`, when it is known to have restarted since).
   std::uint64_t adopt(const std::string& holder, std::optional<std::uint64_t> life = {}) {
+    mcp::Span span;
+    if (auto* tracer = svc.server->tracer()) {
+      span = tracer->start("mcpmesh.adopt", mcp::SpanKind::kInternal);
+      span.set_attribute("mcpmesh.adopt.holder", holder);
+    }
     std::uint64_t store_epoch = 0;
     auto copies = store->take(holder, &store_epoch);
     auto hm = view->member(holder);
@@ -392,6 +397,12 @@ struct ClusterNode::Impl {
     spdlog::info(
         "cluster {}: continuing {} sessions of {} ({} copies, {} held elsewhere, {} failed)",
         cfg.node_id, n, holder, copies.size(), skipped, failed);
+    if (span.recording()) {
+      span.set_attribute("mcpmesh.adopt.sessions", static_cast<std::int64_t>(n));
+      span.set_attribute("mcpmesh.adopt.held_elsewhere", static_cast<std::int64_t>(skipped));
+      span.set_attribute("mcpmesh.adopt.failed", static_cast<std::int64_t>(failed));
+      if (failed > 0) span.set_error(std::to_string(failed) + " sessions could not be restored");
+    }
     return n;
   }
 
@@ -579,6 +590,7 @@ std::unique_ptr<ClusterNode> ClusterNode::start(const ClusterNodeConfig& cfg,
             done(raw->adopt(holder));
           });
         });
+    impl->replication_service->set_tracer(svc.server->tracer());
     builder.RegisterService(impl->replication_service.get());
     impl->node_admin_service = std::make_unique<NodeAdminService>(
         *impl->auth, NodeAdminSources{.node_id = cfg.node_id,

@@ -37,4 +37,20 @@ void PeerChannels::reset(const std::string& address) {
   peers_.erase(address);
 }
 
+void inject_trace(grpc::ClientContext& context, const mcp::TraceContext& trace) {
+  if (!trace.valid()) return;
+  context.AddMetadata("traceparent", mcp::format_traceparent(trace));
+  if (!trace.state.empty()) context.AddMetadata("tracestate", trace.state);
+}
+
+std::optional<mcp::TraceContext> extract_trace(const grpc::CallbackServerContext& context) {
+  const auto& metadata = context.client_metadata();
+  auto parent = metadata.find("traceparent");
+  if (parent == metadata.end()) return std::nullopt;
+  auto state = metadata.find("tracestate");
+  auto view = [](const grpc::string_ref& r) { return std::string_view(r.data(), r.size()); };
+  return mcp::parse_traceparent(view(parent->second),
+                                state == metadata.end() ? std::string_view() : view(state->second));
+}
+
 }  // namespace mcpmesh::cluster

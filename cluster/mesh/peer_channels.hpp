@@ -5,8 +5,10 @@
 /// helper that makes an authenticated unary call with a deadline.
 ///
 /// Thread-safety: every member may be called from any thread.
+/// A call may carry its caller's trace context in its metadata (inject_trace, extract_trace).
 
 #include "cluster/auth.hpp"
+#include "mcp/trace.hpp"
 #include "proto/admin.grpc.pb.h"
 #include "proto/mesh.grpc.pb.h"
 
@@ -55,6 +57,13 @@ class PeerChannels {
   std::unordered_map<std::string, std::shared_ptr<PeerStubs>> peers_;  // guarded by mutex_
 };
 
+/// W3C trace context in gRPC metadata (`traceparent`, `tracestate`): the callee's span is a
+/// child of `trace`.
+void inject_trace(grpc::ClientContext& context, const mcp::TraceContext& trace);
+/// The caller's trace context, when its metadata carries a valid one.
+[[nodiscard]] std::optional<mcp::TraceContext> extract_trace(
+    const grpc::CallbackServerContext& context);
+
 /// Makes one authenticated unary call with a deadline and calls `done(status, response)` on a
 /// gRPC thread when it ends (exactly once). `start` issues the call:
 /// `[&](pb::X::Stub::async_interface* a, grpc::ClientContext* c, const Req* q, Resp* r, auto cb)`
@@ -69,12 +78,14 @@ struct UnaryCall {
 
 template <class Req, class Resp, class Start, class Done>
 void call_unary(const ClusterAuth& auth, std::string_view method, std::shared_ptr<PeerStubs> stubs,
-                Req request, std::chrono::milliseconds deadline, Start start, Done done) {
+                Req request, std::chrono::milliseconds deadline, Start start, Done done,
+                const mcp::TraceContext* trace = nullptr) {
   auto call = std::make_shared<UnaryCall<Req, Resp>>();
   call->request = std::move(request);
   call->stubs = std::move(stubs);
   call->context.set_deadline(std::chrono::system_clock::now() + deadline);
   auth.stamp(call->context, method);
+  if (trace) inject_trace(call->context, *trace);
   start(*call->stubs, &call->context, &call->request, &call->response,
         [call, done = std::move(done)](grpc::Status status) mutable {
           done(status, call->response);

@@ -31,13 +31,24 @@ grpc::ServerUnaryReactor* ReplicationService::Replicate(grpc::CallbackServerCont
                                                         pb::ReplicationAck* response) {
   if (auto* refused = auth_.refuse_unary(context, Replicator::kReplicateMethod)) return refused;
   auto* reactor = context->DefaultReactor();
+  mcp::Span span;
+  if (tracer_) {
+    span = tracer_->start(std::string(Replicator::kReplicateMethod.substr(1)),
+                          mcp::SpanKind::kServer, extract_trace(*context));
+    span.set_attribute("rpc.system", std::string("grpc"));
+    span.set_attribute("mcpmesh.replication.holder", request->holder().substr(0, 256));
+    span.set_attribute("mcpmesh.replication.sessions",
+                       static_cast<std::int64_t>(request->sessions_size()));
+  }
   if (auto status = check_holder(request->holder()); !status.ok()) {
+    span.set_error(status.error_message());
     reactor->Finish(status);
     return reactor;
   }
   auto outcome = store_.apply(*request);
   if (!outcome.refused.empty()) {
     spdlog::debug("replication batch from {} refused: {}", request->holder(), outcome.refused);
+    span.set_error(outcome.refused);
     reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, outcome.refused));
     return reactor;
   }

@@ -9,6 +9,7 @@
 
 #include "cluster/auth.hpp"
 #include "cluster/replication/replica_store.hpp"
+#include "mcp/trace.hpp"
 #include "proto/mesh.grpc.pb.h"
 #include "registry/cluster_view.hpp"
 
@@ -30,6 +31,9 @@ class ReplicationService final : public ::mcpmesh::v1::Replication::CallbackServ
                                     const ::mcpmesh::v1::HandoffRequest* request,
                                     ::mcpmesh::v1::HandoffReply* response) override;
 
+  /// Set before serving; null = no spans.
+  void set_tracer(mcp::Tracer* tracer) { tracer_ = tracer; }
+
   /// Batches refused because of who sent them (unknown, dead, this node).
   [[nodiscard]] std::uint64_t refused() const { return refused_.load(std::memory_order_relaxed); }
 
@@ -45,6 +49,7 @@ class ReplicationService final : public ::mcpmesh::v1::Replication::CallbackServ
   registry::ClusterView& view_;
   std::function<void(std::string, std::function<void(std::uint64_t)>)> adopt_;
   std::atomic<std::uint64_t> refused_{0};
+  mcp::Tracer* tracer_ = nullptr;
 };
 
 }  // namespace mcpmesh::cluster

@@ -341,19 +341,34 @@ void Replicator::send(Link& link) {
   auto peer = link.peer.id;
   auto generation = generation_;
   auto seq = batch.seq();
+  // Replication is its own trace (a batch carries the changes of many requests).
+  auto span = std::make_shared<mcp::Span>();
+  if (auto* tracer = server_.tracer()) {
+    *span = tracer->start(std::string(kReplicateMethod.substr(1)), mcp::SpanKind::kClient);
+    span->set_attribute("rpc.system", std::string("grpc"));
+    span->set_attribute("mcpmesh.replication.peer", peer);
+    span->set_attribute("mcpmesh.replication.sessions", static_cast<std::int64_t>(sessions));
+    span->set_attribute("mcpmesh.replication.bytes", static_cast<std::int64_t>(bytes));
+    span->set_attribute("mcpmesh.replication.full", batch.full());
+  }
+  const mcp::TraceContext* trace = span->recording() ? &span->context() : nullptr;
   call_unary<pb::ReplicationBatch, pb::ReplicationAck>(
       auth_, kReplicateMethod, channels_.get(link.peer.address), std::move(batch),
       config_.call_timeout,
       [](PeerStubs& stubs, grpc::ClientContext* ctx, const pb::ReplicationBatch* req,
          pb::ReplicationAck* resp,
          auto cb) { stubs.replication->async()->Replicate(ctx, req, resp, std::move(cb)); },
-      [this, alive = std::weak_ptr<bool>(alive_), peer, generation, seq, mark, oldest](
+      [this, alive = std::weak_ptr<bool>(alive_), peer, generation, seq, mark, oldest, span](
           grpc::Status status, const pb::ReplicationAck& ack) {
         bool ok = status.ok() && ack.seq() == seq;
         bool need_full = ack.need_full();
         if (!status.ok()) {
           spdlog::debug("replication to {} failed: {}", peer, status.error_message());
+          span->set_error(status.error_message());
+        } else if (need_full) {
+          span->set_attribute("mcpmesh.replication.need_full", true);
         }
+        span->end();
         asio::post(executor_, [this, alive, peer, generation, seq, ok, need_full, mark, oldest] {
           if (!alive.lock()) return;
           on_ack(peer, generation, seq, ok, need_full, oldest);
@@ -363,7 +378,8 @@ void Replicator::send(Link& link) {
           }
           check_flushes_locked();
         });
-      });
+      },
+      trace);
 }
 
 void Replicator::on_ack(const std::string& peer, std::uint64_t generation, std::uint64_t seq,

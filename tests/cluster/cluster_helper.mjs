@@ -117,17 +117,19 @@ export const hostPort = (addr) => {
 
 /**
  * Brings up `cluster.sh up --nodes N --port P --dir D --app APP --profile PROFILE --detach`
- * (P a free port, D a fresh temporary directory) and returns a Cluster. Registers process
+ * (P a free port, D a fresh temporary directory; each of `nodeArgs` passed to every node with
+ * --node-arg) and returns a Cluster. Registers process
  * signal handlers that bring it down when the test process is interrupted.
  */
-export async function clusterUp({ nodes = 4, app = 'demo', profile = 'fast', name = 'cluster' } = {}) {
+export async function clusterUp({ nodes = 4, app = 'demo', profile = 'fast', name = 'cluster', nodeArgs = [] } = {}) {
   if (!process.env.MCPMESH_NODE) throw new Error('MCPMESH_NODE is not set (path to mcpmesh-node)');
   const c = new Cluster(fs.mkdtempSync(path.join(os.tmpdir(), `mcpmesh-${name}-`)));
   c.port = await freePort();
   c.armSignals();
   try {
     const r = await run(CLUSTER_SH, ['up', '--nodes', String(nodes), '--port', String(c.port), '--dir', c.dir,
-      '--app', app, '--profile', profile, '--detach'], { deadlineMs: UP_DEADLINE_MS });
+      '--app', app, '--profile', profile, '--detach', ...nodeArgs.flatMap((a) => ['--node-arg', a])],
+    { deadlineMs: UP_DEADLINE_MS });
     c.started = true; // `down` runs from here on, whatever happened to `up`
     assert.equal(r.code, 0, `cluster.sh up failed:\n${r.stdout}\n${r.stderr}`);
     const lines = r.stdout.trim().split('\n');

@@ -365,21 +365,6 @@ podman image prune --force --filter until=168h >/dev/null 2>&1 || true
 podman images --format '{{.Repository}}:{{.Tag}} {{.Size}}' |
   grep -E "mcpmesh-(node|nginx|otlp-receiver):$tag|debian:$release" | sed "s/^/$prog: image /" >&2 || true
 
-# The trace check turns on by itself once the node can export: the flag is added to every node
-# when the image's mcpmesh-node lists it.
-help=$(podman run --rm --network none --entrypoint mcpmesh-node "mcpmesh-node:$tag" --help 2>&1) ||
-  die "mcpmesh-node --help failed in the image: $help"
-if grep -q -- '--otlp-endpoint' <<<"$help"; then
-  export MCPMESH_OTLP=1 MCPMESH_NODE_ARGS="--otlp-endpoint=http://$net.20:4318/v1/traces"
-else
-  export MCPMESH_OTLP=0
-  export MCPMESH_OTLP_WHY="mcpmesh-node in the image has no --otlp-endpoint (its --help does not list it): the nodes cannot export traces yet"
-  say "########################################################################################"
-  say "## TRACE CHECK SKIPPED: $MCPMESH_OTLP_WHY."
-  say "## It turns on by itself once mcpmesh-node --help lists --otlp-endpoint."
-  say "########################################################################################"
-fi
-
 say "starting the stack (project $project, network $net.0/24, MCP on 127.0.0.1:$MCPMESH_PORT)"
 rc=0
 compose up --detach --no-build >"$logs/up.log" 2>&1 || rc=$?
@@ -413,6 +398,5 @@ bounded 600 "$repo/tests/run-node-tests.sh" --needs @modelcontextprotocol/sdk --
   --test --test-reporter=spec "$here/journey.test.mjs" || rc=$?
 t_test=$SECONDS
 say "base image $(elapsed $((t_base - t_start))), build $(elapsed $((t_build - t_base))), up $(elapsed $((t_up - t_build))), test $(elapsed $((t_test - t_up)))"
-((MCPMESH_OTLP)) || say "(the trace check was SKIPPED: $MCPMESH_OTLP_WHY)"
 if ((rc != 0)); then say "the journey failed (exit $rc)"; exit "$rc"; fi
 say "passed in $(elapsed "$SECONDS") (teardown follows)"

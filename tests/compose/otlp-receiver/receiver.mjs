@@ -7,6 +7,8 @@
 //   :16686 the part of Jaeger's query API the test reads, same paths and shapes:
 //          GET /api/services                 {"data": [service names], "total": N}
 //          GET /api/traces?service=S[&limit=N] {"data": [{traceID, spans, processes}]}
+//          GET /api/traces/ID                {"data": [that trace]} (404 when unknown)
+//          (each span's kind is its `span.kind` tag, as Jaeger shows it)
 //          GET /                             "ok" (health check)
 //
 // Spans are kept in memory, at most MAX_SPANS (oldest dropped first). OTLP/gRPC (4317) is not
@@ -14,6 +16,7 @@
 import http from 'node:http';
 import zlib from 'node:zlib';
 
+const LISTEN_HOST = process.env.LISTEN_HOST ?? '0.0.0.0';
 const OTLP_PORT = Number(process.env.OTLP_HTTP_PORT ?? 4318);
 const QUERY_PORT = Number(process.env.QUERY_PORT ?? 16686);
 const MAX_SPANS = 100_000;
@@ -68,12 +71,17 @@ class ProtoReader {
 
 const each = (buf, fn) => new ProtoReader(buf).fields(fn);
 
+/** An int64 attribute as Jaeger shows it: a number (a decimal string beyond 2^53). */
+function intAttribute(n) {
+  return Number.isSafeInteger(Number(n)) ? Number(n) : n.toString();
+}
+
 function protoAnyValue(buf) {
   let v = null;
   each(buf, (f, w, value) => {
     if (f === 1) v = value.toString('utf8');
     else if (f === 2) v = value !== 0n;
-    else if (f === 3) v = BigInt.asIntN(64, value).toString();
+    else if (f === 3) v = intAttribute(BigInt.asIntN(64, value));
     else if (f === 4) v = value.readDoubleLE(0);
     else if (f === 7) v = value.toString('base64');
   });
@@ -130,7 +138,7 @@ function jsonAnyValue(v) {
   if (!v || typeof v !== 'object') return null;
   if ('stringValue' in v) return v.stringValue;
   if ('boolValue' in v) return v.boolValue;
-  if ('intValue' in v) return String(v.intValue);
+  if ('intValue' in v) return intAttribute(BigInt(v.intValue));
   if ('doubleValue' in v) return v.doubleValue;
   if ('bytesValue' in v) return v.bytesValue;
   return null;
@@ -209,6 +217,9 @@ const otlp = http.createServer(async (req, res) => {
   }
 });
 
+/** OTLP's SpanKind numbers as Jaeger names them. */
+const SPAN_KINDS = { 1: 'internal', 2: 'server', 3: 'client', 4: 'producer', 5: 'consumer' };
+
 /** Jaeger's JSON model for the spans of one trace. */
 function jaegerTrace(traceId, list) {
   const processes = {};
@@ -232,7 +243,10 @@ function jaegerTrace(traceId, list) {
       references: s.parentSpanId ? [{ refType: 'CHILD_OF', traceID: traceId, spanID: s.parentSpanId }] : [],
       startTime: Number(start / 1000n),
       duration: Number((end > start ? end - start : 0n) / 1000n),
-      tags: Object.entries(s.attributes).map(([k, v]) => ({ key: k, type: typeof v === 'string' ? 'string' : typeof v, value: v })),
+      tags: [
+        ...Object.entries(s.attributes).map(([k, v]) => ({ key: k, type: typeof v === 'string' ? 'string' : typeof v, value: v })),
+        ...(SPAN_KINDS[s.kind] ? [{ key: 'span.kind', type: 'string', value: SPAN_KINDS[s.kind] }] : []),
+      ],
       processID: processOf.get(key),
     };
   });
@@ -246,6 +260,13 @@ const query = http.createServer((req, res) => {
   if (url.pathname === '/api/services') {
     const names = [...new Set(spans.map((s) => String(s.resource['service.name'] ?? 'unknown')))].sort();
     send(res, 200, 'application/json', JSON.stringify({ data: names, total: names.length }));
+    return;
+  }
+  if (url.pathname.startsWith('/api/traces/')) {
+    const id = url.pathname.slice('/api/traces/'.length).toLowerCase();
+    const list = spans.filter((s) => s.traceId === id);
+    if (!list.length) { send(res, 404, 'application/json', JSON.stringify({ data: null, errors: [{ code: 404, msg: 'trace not found' }] })); return; }
+    send(res, 200, 'application/json', JSON.stringify({ data: [jaegerTrace(id, list)], total: 1 }));
     return;
   }
   if (url.pathname === '/api/traces') {
@@ -266,8 +287,8 @@ const query = http.createServer((req, res) => {
   send(res, 404, 'text/plain', 'not found\n');
 });
 
-otlp.listen(OTLP_PORT, '0.0.0.0', () => console.log(`OTLP/HTTP on :${OTLP_PORT}/v1/traces`));
-query.listen(QUERY_PORT, '0.0.0.0', () => console.log(`query API on :${QUERY_PORT}/api/services, /api/traces`));
+otlp.listen(OTLP_PORT, LISTEN_HOST, () => console.log(`OTLP/HTTP on :${OTLP_PORT}/v1/traces`));
+query.listen(QUERY_PORT, LISTEN_HOST, () => console.log(`query API on :${QUERY_PORT}/api/services, /api/traces`));
 for (const sig of ['SIGTERM', 'SIGINT']) {
   process.on(sig, () => { otlp.close(); query.close(); process.exit(0); });
 }
