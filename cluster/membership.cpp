@@ -453,6 +453,31 @@ void Membership::push_pull_tick() {
                });
 }
 
+void Membership::exchange_state(const std::string& node_id,
+                                std::function<void(bool alive_there)> done) {
+  auto it = members_.find(node_id);
+  if (!running_ || it == members_.end() || &it->second == self_ || !it->second.meta ||
+      !is_live(it->second.state)) {
+    done(false);
+    return;
+  }
+  std::weak_ptr<bool> token = alive_token_;
+  send_request(it->second.meta->grpc_addr, make_push_pull(/*join=*/false), cfg_.bulk_timeout,
+               [this, token, done = std::move(done)](const Message* reply) {
+                 if (token.expired()) return;
+                 if (!reply) {
+                   done(false);
+                   return;
+                 }
+                 counters_.push_pulls++;
+                 bool alive = false;
+                 for (const auto& u : reply->updates) {
+                   if (u.node_id == self_->id) alive = u.state == MemberState::kAlive;
+                 }
+                 done(alive);
+               });
+}
+
 void Membership::reconnect_tick() {
   timers_[kReconnectTimer] = clock_.schedule(cfg_.reconnect_interval, [this] { reconnect_tick(); });
   if (!running_) return;

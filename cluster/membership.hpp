@@ -80,6 +80,11 @@ class Membership {
   /// max_app_meta_bytes, since every peer would reject the update as malformed. After leave()
   /// only the local copy changes. Meant for occasional changes, not a stream of them.
   void update_app_meta(std::string app);
+  /// Exchanges the whole state (a push-pull, with the delegate's) with live member `node_id`,
+  /// now. `done(alive_there)` once its reply is applied here: true when it lists us alive;
+  /// false when it lists us otherwise (we refute it by then), or on no answer or an unknown or
+  /// dead member (then at once).
+  void exchange_state(const std::string& node_id, std::function<void(bool alive_there)> done);
 
   [[nodiscard]] std::vector<MemberView> members() const;
   [[nodiscard]] const MemberMeta& self() const { return *self_meta_; }

@@ -9,7 +9,8 @@ expected=(format_check suites_check registry_test registry_tsan_test mcp_test tr
   cluster_mesh_test node_test bench_smoke scale_bench_smoke overload_bench_smoke
   integration_bad_input conformance_suite
   interop_sdk_v1 cluster_process_test cluster_nginx_routing conformance_cluster
-  interop_sdk_v1_cluster cluster_sessions cluster_failover cluster_drain
+  interop_sdk_v1_cluster cluster_sessions cluster_failover cluster_pause cluster_restart cluster_quorum
+  cluster_drain
   cluster_security_test mcpmesh_bench_test mcpmesh_bench_smoke mcpmesh_bench_sdk
   integration_admission integration_stdio_backpressure integration_startup cluster_ctl
   cluster_tracing

@@ -26,7 +26,7 @@ namespace mcpmesh::mcp {
   X(sessions_closed_total, "sessions closed (DELETE, idle expiry, shutdown)")                     \
   X(sessions_expired_total, "sessions removed after the idle timeout")                            \
   X(sessions_restored_total, "sessions continued here after another node held them")              \
-  X(sessions_rejected_total, "initialize refused because max_sessions was reached")               \
+  X(sessions_rejected_total, "initialize refused: max_sessions reached, draining, or no quorum")  \
   X(sessions_active, "sessions alive on this node")                                               \
   X(inflight_requests, "requests whose handler is running on this node")                          \
   X(connections_total, "TCP connections accepted")                                                \
@@ -79,8 +79,18 @@ namespace mcpmesh::mcp {
   X(request_states_rejected_total, "requestState refused: tampered, expired or for another call") \
   X(listen_streams_active, "subscriptions/listen streams open on this node")                      \
   X(listen_streams_rejected_total, "subscriptions/listen refused: max_listen_streams")            \
-  X(tasks_created_total, "tools/call turned into tasks (the tasks extension)")                    \
-  X(tasks_rejected_total, "calls not turned into tasks: max_tasks live (ran as ordinary calls)")
+  X(tasks_created_total, "tools/call turned into tasks (tasks extension, 2025-11-25 sessions)")   \
+  X(tasks_per_session_rejected_total,                                                             \
+    "task-augmented calls refused (-32000): max_tasks_per_session unfinished in the session")     \
+  X(task_messages_dropped_total,                                                                  \
+    "messages of a session's task dropped: more than 32 waited for a tasks/result")               \
+  X(tasks_rejected_total,                                                                         \
+    "calls not made tasks: max_tasks live (2026-07-28: run as ordinary calls; sessions: -32000)") \
+  X(notifications_held_total,                                                                     \
+    "notifications held while this node could not tell which sessions are its own")               \
+  X(notifications_held_dropped_total, "notifications dropped: max_held_notifications were held")  \
+  X(notifications_stale_skipped_total,                                                            \
+    "notifications not given to a stale copy of a session another node continues")
 
 struct Metrics {
 #define MCPMESH_METRIC_FIELD(name, help) std::atomic<std::uint64_t> name{0};

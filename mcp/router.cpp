@@ -1,6 +1,7 @@
 #include "mcp/router.hpp"
 
 #include "mcp/server.hpp"
+#include "mcp/session_tasks.hpp"
 #include "mcp/stateless.hpp"
 
 #include <boost/asio/bind_cancellation_slot.hpp>
@@ -250,6 +251,7 @@ void InflightRequest::report_progress(double progress, std::optional<double> tot
   json::object p{{"progressToken", progress_token_}, {"progress", json_number(progress)}};
   if (total) p["total"] = json_number(*total);
   if (!message.empty()) p["message"] = message;
+  if (session_task()) add_related_task(p, task_->id);
   deliver_notification(make_notification("notifications/progress", std::move(p)));
 }
 
@@ -261,6 +263,7 @@ void InflightRequest::log(LogLevel level, json::value data, std::string_view log
   if (threshold && level < *threshold) return;
   json::object p{{"level", to_string(level)}, {"data", std::move(data)}};
   if (!logger.empty()) p["logger"] = logger;
+  if (session_task()) add_related_task(p, task_->id);
   deliver_notification(make_notification("notifications/message", std::move(p)));
 }
 
@@ -290,9 +293,25 @@ asio::awaitable<Result<json::object>> InflightRequest::request_client(
     if (!answers) co_return answers.error();
     co_return std::move(answers->at(key));
   }
+  if (session_task()) {
+    co_return co_await request_client_in_task(std::move(method), std::move(params), deadline);
+  }
   // The handler runs while this context lives, so the conversation is still set.
   co_return co_await conversation_->request_client(std::move(method), std::move(params), deadline,
                                                    reply_);
+}
+
+asio::awaitable<Result<json::object>> InflightRequest::request_client_in_task(
+    std::string method, json::object params, std::chrono::milliseconds deadline) {
+  auto& store = server_.tasks();
+  auto task = task_;
+  auto conversation = conversation_;  // the handler runs while this context lives
+  add_related_task(params, task->id);
+  if (store.begin_input(*task)) announce_task_status(store, *task, *conversation);
+  auto answer = co_await conversation->request_client(std::move(method), std::move(params),
+                                                      deadline, task_inputs_);
+  if (store.end_input(*task)) announce_task_status(store, *task, *conversation);
+  co_return answer;
 }
 
 asio::awaitable<Result<InputResponses>> InflightRequest::ask(std::vector<InputRequest> inputs,
@@ -416,6 +435,11 @@ bool InflightRequest::start_task() {
   created["_meta"] = json::object{{kMetaServerInfo, server_.server_info()}};
   reply_->deliver(make_result(rc_.request_id, json::value(std::move(created))), true);
   reply_ = std::make_shared<TaskChannel>(store, task);
+  leave_exchange();
+  return true;
+}
+
+void InflightRequest::leave_exchange() {
   // The exchange that asked is answered: its end must not cancel the task, and the task's
   // run time is not a tools/call latency.
   auto& inflight = conversation_->inflight;
@@ -425,7 +449,24 @@ bool InflightRequest::start_task() {
   }
   method_latency_ = nullptr;
   tool_latency_.reset();
-  return true;
+}
+
+void InflightRequest::begin_session_task(std::shared_ptr<Task> task) {
+  auto& store = server_.tasks();
+  store.with(*task, [&](Task& t) {
+    t.executor = conversation_->executor();
+    t.request = self_;
+  });
+  task_ = task;
+  Metrics::inc(server_.metrics().tasks_created_total);
+  // The task exists before the client hears of it: a tasks/get right after finds it.
+  reply_->deliver(
+      make_result(rc_.request_id, json::value(json::object{{"task", store.session_json(*task)}})),
+      true);
+  reply_ = std::make_shared<SessionTaskChannel>(store, task, conversation_);
+  task_inputs_ = std::make_shared<TaskInputChannel>(store, task, server_.metrics());
+  leave_exchange();
+  slot_.release();  // the tasks bounds count it from here on
 }
 
 asio::any_io_executor InflightRequest::executor() const { return conversation_->executor(); }
@@ -611,6 +652,16 @@ void Router::serve(const std::shared_ptr<Conversation>& conversation, Message m,
       return answer(handle_task_method(method, m.params));
     }
   }
+  // Sessions of 2025-11-25: tasks/get, tasks/list and tasks/cancel answer at once, tasks/result
+  // waits for its task.
+  bool task_result = false;
+  if (!stateless && method.starts_with("tasks/") && has_session_tasks(*conversation)) {
+    if (method == "tasks/get" || method == "tasks/list" || method == "tasks/cancel") {
+      return answer(serve_session_task_method(server_.tasks(), *conversation, method, m.params,
+                                              server_.config().page_size));
+    }
+    task_result = method == "tasks/result";
+  }
   if (method == "ping") return answer(json::value(json::object{}));
   if (method == "tools/list" || method == "resources/list" ||
       method == "resources/templates/list" || method == "prompts/list") {
@@ -645,7 +696,8 @@ void Router::serve(const std::shared_ptr<Conversation>& conversation, Message m,
     return answer(conversation->set_log_level(*parsed));
   }
   if (method != "tools/call" && method != "resources/read" && method != "prompts/get" &&
-      method != "completion/complete" && (!stateless || method != "subscriptions/listen")) {
+      method != "completion/complete" && (!stateless || method != "subscriptions/listen") &&
+      !task_result) {
     return answer(RpcError(ErrorCode::kMethodNotFound, "method not found: " + m.method));
   }
   std::unique_ptr<InflightRequest::InputRounds> input;
@@ -674,6 +726,7 @@ void Router::serve(const std::shared_ptr<Conversation>& conversation, Message m,
   std::shared_ptr<LatencyHistogram> tool_latency;
   TaskSupport task_support = TaskSupport::kForbidden;
   bool auto_task = false;
+  std::shared_ptr<Task> session_task;  // 2025-11-25: the call asked to run as this task
   if (method == "tools/call") {
     // A synchronous tool (and any call that fails its checks) is answered right here: no
     // coroutine, no in-flight entry (nothing can cancel it before it ends). A handler that
@@ -690,7 +743,23 @@ void Router::serve(const std::shared_ptr<Conversation>& conversation, Message m,
       task_support = (*tool)->spec.task_support;
       auto_task = !(*tool)->spec.starts_task_itself;
     }
-    if (!tool || (*tool)->sync_handler) {
+    if (tool && !stateless && has_session_tasks(*conversation)) {
+      auto augmentation = read_task_augmentation((*tool)->spec, m.params);
+      if (augmentation && augmentation->requested) {
+        auto created = create_session_task(*conversation, augmentation->ttl);
+        if (created) {
+          session_task = std::move(*created);
+        } else {
+          augmentation = created.error();
+        }
+      }
+      if (!augmentation) {
+        Metrics::inc(server_.metrics().tool_calls_total);
+        return answer(augmentation.error());
+      }
+    }
+    // A task runs its handler, synchronous or not, after the CreateTaskResult.
+    if (!tool || ((*tool)->sync_handler && !session_task)) {
       Metrics::inc(server_.metrics().tool_calls_total);
       if (!tool) return answer(tool.error());
       auto args = tool_arguments(**tool, m.params);
@@ -724,8 +793,13 @@ void Router::serve(const std::shared_ptr<Conversation>& conversation, Message m,
   request->self_ = request;
   inflight.emplace(std::move(key), request);
   // A task-supporting tool called by a client that takes tasks becomes a task before its
-  // handler starts, unless the handler decides when (ToolSpec::starts_task_itself).
-  if (auto_task) request->start_task();
+  // handler starts, unless the handler decides when (ToolSpec::starts_task_itself); in a
+  // session, a call that asked for a task is one before its handler starts.
+  if (session_task) {
+    request->begin_session_task(std::move(session_task));
+  } else if (auto_task) {
+    request->start_task();
+  }
   auto cancellation = request->signal_.slot();
   // The completion handler owns `request` too: co_spawn keeps using the slot (and so the
   // signal inside InflightRequest) after run_request returns, until it calls the handler.
@@ -781,6 +855,7 @@ asio::awaitable<void> Router::run_request(std::shared_ptr<InflightRequest> infli
 #endif
 asio::awaitable<Result<json::value>> Router::dispatch_async(InflightRequest& ctx, Message& m) {
   if (m.method == "subscriptions/listen") co_return co_await listen(ctx, m);
+  if (m.method == "tasks/result") co_return co_await task_result(ctx, m);
   auto catalog = server_.app().catalog();
   auto& p = m.params;
   if (m.method == "tools/call") {
@@ -1027,6 +1102,48 @@ Result<json::value> Router::handle_task_method(std::string_view method,
     asio::post(task->executor, [request] { request->cancel(); });
   }
   return json::value(json::object{});
+}
+
+Result<std::shared_ptr<Task>> Router::create_session_task(
+    const Conversation& conversation, std::optional<std::chrono::milliseconds> ttl) {
+  const auto& config = server_.config();
+  bool session_full = false;
+  auto task = server_.tasks().create_for_session(server_.new_session_id(),
+                                                 std::string(conversation.session_id()), ttl,
+                                                 config.max_tasks_per_session, session_full);
+  if (task) return task;
+  if (session_full) {
+    Metrics::inc(server_.metrics().tasks_per_session_rejected_total);
+    return RpcError(ErrorCode::kServerBusy,
+                    "this session has max_tasks_per_session (" +
+                        std::to_string(config.max_tasks_per_session) +
+                        ") tasks not finished: wait for one to end, or cancel one");
+  }
+  Metrics::inc(server_.metrics().tasks_rejected_total);
+  return RpcError(
+      ErrorCode::kServerBusy,
+      "this node holds max_tasks (" + std::to_string(config.max_tasks) + ") tasks: retry later");
+}
+
+asio::awaitable<Result<json::value>> Router::task_result(InflightRequest& ctx, const Message& m) {
+  auto& store = server_.tasks();
+  auto task = find_session_task(store, *ctx.conversation_, m.method, m.params);
+  if (!task) co_return task.error();
+  auto wake =
+      std::make_shared<asio::steady_timer>(ctx.executor(), asio::steady_timer::time_point::max());
+  for (;;) {
+    std::deque<Payload> queued;
+    if (auto answer = store.wait_for_result(**task, ctx.reply_, wake, queued)) {
+      co_return std::move(*answer);
+    }
+    // What the handler asked of the client while nobody waited goes out on this stream.
+    for (auto& message : queued) ctx.reply_->deliver(std::move(message), false);
+    boost::system::error_code ec;
+    co_await wake->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    store.stop_waiting(**task, ctx.reply_.get());
+    if (ctx.is_cancelled()) co_return RpcError(ErrorCode::kInternalError, "request cancelled");
+    wake->expires_at(asio::steady_timer::time_point::max());
+  }
 }
 
 asio::awaitable<Result<json::value>> Router::listen(InflightRequest& ctx, const Message& m) {

@@ -57,6 +57,9 @@ class Conversation {
   virtual asio::awaitable<Result<json::object>> request_client(
       std::string method, json::object params, std::chrono::milliseconds deadline,
       const std::shared_ptr<ClientChannel>& via) = 0;
+  /// Sends `message`, which answers no request, on the conversation's standalone stream (a
+  /// session's GET stream or stdout); dropped where there is none. Any thread.
+  virtual void notify_client(Payload message) {}
 
   /// Requests of this conversation being handled, by id_key.
   std::unordered_map<std::string, std::shared_ptr<InflightRequest>> inflight;
@@ -140,6 +143,20 @@ class InflightRequest final : public HandlerContext {
                                       std::vector<const InputRequest*>& missing);
   /// ask() for a call that became a task: the task waits in input_required for tasks/update.
   asio::awaitable<Result<InputResponses>> ask_in_task(std::vector<InputRequest> inputs);
+  /// Makes this tools/call the session-era task `task` (2025-11-25) before its handler starts:
+  /// answers the CreateTaskResult, and from then on the handler's messages go the task's ways
+  /// (SessionTaskChannel, TaskInputChannel). The task is bounded by the tasks limits, no
+  /// longer by the in-flight ones.
+  void begin_session_task(std::shared_ptr<Task> task);
+  /// request_client() of a session-era task: the request carries the related-task `_meta`, and
+  /// the task is input_required until it is answered.
+  asio::awaitable<Result<json::object>> request_client_in_task(std::string method,
+                                                               json::object params,
+                                                               std::chrono::milliseconds deadline);
+  [[nodiscard]] bool session_task() const { return task_ && !task_->session_id.empty(); }
+  /// Once the call became a task: drops it from the in-flight requests and from the tools/call
+  /// latencies.
+  void leave_exchange();
   /// Sends a progress or log notification; null (it held a non-finite number) is dropped.
   void deliver_notification(Payload notification);
 
@@ -160,9 +177,11 @@ class InflightRequest final : public HandlerContext {
   std::shared_ptr<Conversation> conversation_;  // reset when done (breaks the cycle)
   RequestContext rc_;
   std::unique_ptr<InputRounds> input_;  // null: the session era, or a method without input
-  // The tasks extension: whether this call may become a task, and the task once it is one.
+  // The tasks extension: whether this call may become a task, and the task once it is one
+  // (of either era).
   TaskSupport task_support_ = TaskSupport::kForbidden;
   std::shared_ptr<Task> task_;
+  std::shared_ptr<ClientChannel> task_inputs_;  // a session-era task's way for its requests
   std::weak_ptr<InflightRequest> self_;
   Span span_;  // the request's MCP span, ended once it is answered
   std::shared_ptr<ClientChannel> reply_;
@@ -220,6 +239,14 @@ class Router {
   Result<json::value> complete_stateless(std::string_view method, Result<json::value> outcome);
   /// tasks/get, tasks/update, tasks/cancel (the tasks extension).
   Result<json::value> handle_task_method(std::string_view method, const json::object& params);
+  /// tasks/result of a session-era task: waits until the task ends, carrying the handler's
+  /// messages to the client on this request's stream meanwhile, then answers what the call
+  /// would have answered.
+  asio::awaitable<Result<json::value>> task_result(InflightRequest& ctx, const Message& m);
+  /// A new task of `conversation` (a session) for a task-augmented tools/call, or -32000 when
+  /// the session's or the node's bound is reached (counted).
+  Result<std::shared_ptr<Task>> create_session_task(const Conversation& conversation,
+                                                    std::optional<std::chrono::milliseconds> ttl);
   /// subscriptions/listen: acknowledges, then delivers what the client opted in to until the
   /// client goes away or the server ends the stream.
   asio::awaitable<Result<json::value>> listen(InflightRequest& ctx, const Message& m);

@@ -1,6 +1,7 @@
 #include "mcp/server.hpp"
 
 #include "mcp/roaming_executor.hpp"
+#include "mcp/session_tasks.hpp"
 #include "mcp/stateless.hpp"
 #include "mcp/version.hpp"
 
@@ -144,6 +145,12 @@ Result<std::shared_ptr<Session>> Server::make_session(std::shared_ptr<ClientChan
   if (!accepting()) {
     Metrics::inc(metrics_.sessions_rejected_total);
     return RpcError(ErrorCode::kServerBusy, "this node is draining: not taking new sessions");
+  }
+  if (!quorate()) {
+    Metrics::inc(metrics_.sessions_rejected_total);
+    return RpcError(ErrorCode::kServerBusy,
+                    "this node sees at most half of its cluster alive: not taking new sessions "
+                    "(another node may)");
   }
   if (!reserve_session_slot()) {
     Metrics::inc(metrics_.sessions_rejected_total);
@@ -384,6 +391,7 @@ json::value Server::initialize_result(std::string_view version) const {
       {"logging", json::object{}},
   };
   if (version != "2024-11-05") caps["completions"] = json::object{};
+  if (version >= "2025-11-25") caps["tasks"] = session_tasks_capability();
   json::object result{{"protocolVersion", version},
                       {"capabilities", std::move(caps)},
                       {"serverInfo", server_info_}};
@@ -494,20 +502,75 @@ void Server::remove_listen_stream(const std::shared_ptr<ListenStream>& stream) {
 }
 
 void Server::on_resource_updated(std::string_view uri) {
+  // Held whole, fan-out included: once the gate opens, the cluster knows which nodes care.
+  if (hold({.raised_here = true, .uri = std::string(uri)})) return;
   deliver_resource_updated(uri);
   if (fanout_) fanout_->resource_updated(uri);
 }
 
 void Server::on_list_changed(ListKind kind) {
+  if (hold({.raised_here = true, .list = kind})) return;
   deliver_list_changed(kind);
   if (fanout_) fanout_->list_changed(kind);
 }
 
+bool Server::hold(HeldNotification n) {
+  if (!gate_ || gate_->open()) return false;
+  std::lock_guard lock(held_mutex_);
+  // Checked again under the lock release_held_notifications() takes after the gate opened: a
+  // notification is either delivered now or found by that release, never left behind.
+  if (gate_->open()) return false;
+  if (held_.size() >= config_.max_held_notifications) {
+    Metrics::inc(metrics_.notifications_held_dropped_total);
+    return true;
+  }
+  held_.push_back(std::move(n));
+  held_count_.store(held_.size(), std::memory_order_relaxed);
+  Metrics::inc(metrics_.notifications_held_total);
+  return true;
+}
+
+void Server::release_held_notifications() {
+  std::deque<HeldNotification> ready;
+  {
+    std::lock_guard lock(held_mutex_);
+    ready.swap(held_);
+    held_count_.store(0, std::memory_order_relaxed);
+  }
+  for (auto& n : ready) {
+    if (n.raised_here) {
+      if (n.list) {
+        on_list_changed(*n.list);
+      } else {
+        on_resource_updated(n.uri);
+      }
+    } else if (n.list) {
+      deliver_list_changed(*n.list);
+    } else {
+      deliver_resource_updated(n.uri);
+    }
+  }
+}
+
+bool Server::delivers_to(std::string_view session_id, GateAnswer& last) {
+  std::string_view owner;
+  std::uint64_t epoch = 0;
+  if (!gate_ || !parse_session_id(session_id, owner, epoch)) return true;
+  if (!last.asked || owner != last.owner || epoch != last.epoch) {
+    last = {std::string(owner), epoch, true, gate_->holds(owner, epoch)};
+  }
+  if (last.holds) return true;
+  Metrics::inc(metrics_.notifications_stale_skipped_total);
+  return false;
+}
+
 void Server::deliver_resource_updated(std::string_view uri) {
+  if (hold({.uri = std::string(uri)})) return;
   auto subscribers = subscriptions_.subscribers(uri);
   if (subscribers.empty()) return;
   // One immutable payload shared by every subscriber's stream.
   auto payload = make_notification("notifications/resources/updated", json::object{{"uri", uri}});
+  GateAnswer last;
   for (auto& id : subscribers) {
     if (!id.empty() && id.front() == '~') {
       std::lock_guard lock(listen_mutex_);
@@ -522,17 +585,20 @@ void Server::deliver_resource_updated(std::string_view uri) {
           false);
       continue;
     }
-    if (auto s = sessions_.find(id)) s->post_notification(payload);
+    if (auto s = sessions_.find(id); s && delivers_to(id, last)) s->post_notification(payload);
   }
 }
 
 void Server::deliver_list_changed(ListKind kind) {
+  if (hold({.list = kind})) return;
   std::string_view method = kind == ListKind::kTools       ? "notifications/tools/list_changed"
                             : kind == ListKind::kResources ? "notifications/resources/list_changed"
                                                            : "notifications/prompts/list_changed";
   auto payload = make_notification(method, {});
-  sessions_.for_each(
-      [&](std::string_view, const std::shared_ptr<Session>& s) { s->post_notification(payload); });
+  GateAnswer last;
+  sessions_.for_each([&](std::string_view id, const std::shared_ptr<Session>& s) {
+    if (delivers_to(id, last)) s->post_notification(payload);
+  });
   std::lock_guard lock(listen_mutex_);
   for (auto& [key, stream] : listen_streams_) {
     bool wanted = kind == ListKind::kTools       ? stream->tools

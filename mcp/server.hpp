@@ -4,9 +4,10 @@
 /// worker pool, independent of any transport and of the cluster.
 ///
 /// Threading: each `Session` owns a strand; all its state is touched only there. `Server`'s
-/// public members are thread-safe. The cluster plugs in through two interfaces it implements:
-/// `SessionObserver` (told of every change worth replicating) and `NotificationFanout` (carries
-/// resource updates and list changes to the other nodes).
+/// public members are thread-safe. The cluster plugs in through three interfaces it implements:
+/// `SessionObserver` (told of every change worth replicating), `NotificationFanout` (carries
+/// resource updates and list changes to the other nodes) and `DeliveryGate` (which sessions
+/// held here may get them now).
 
 #include "mcp/app.hpp"
 #include "mcp/client_channel.hpp"
@@ -32,6 +33,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -78,12 +80,20 @@ struct ServerConfig {
   std::size_t max_listen_streams = 10000;
   /// ttlMs on cacheable results (the lists, resources/read, server/discover).
   std::chrono::milliseconds cache_ttl{0};
-  /// Tasks (the tasks extension) alive on this node; beyond, calls run as ordinary calls.
+  /// Tasks alive on this node, of both eras (finished ones count until their ttl ends);
+  /// beyond, a 2026-07-28 call runs as an ordinary call and a task-augmented 2025-11-25 call
+  /// gets -32000.
   std::size_t max_tasks = 10000;
-  /// How long a task is kept after it was created (a finished one is dropped then).
+  /// Tasks of one 2025-11-25 session not finished yet (-32000 above).
+  std::size_t max_tasks_per_session = 32;
+  /// How long a task is kept after it was created (a finished one is dropped then); a
+  /// 2025-11-25 client may ask for less.
   std::chrono::milliseconds task_ttl{3600000};
-  /// The pollIntervalMs tasks suggest.
+  /// The pollIntervalMs (2025-11-25: pollInterval) tasks suggest.
   std::chrono::milliseconds task_poll_interval{500};
+  /// Notifications (resource updates, list changes) held while the delivery gate is closed
+  /// (see DeliveryGate); more are dropped and counted (notifications_held_dropped_total).
+  std::size_t max_held_notifications = 4096;
 };
 
 /// One subscriptions/listen stream (2026-07-28): the notifications it opted in to and where
@@ -133,6 +143,22 @@ class NotificationFanout {
   virtual ~NotificationFanout() = default;
   virtual void resource_updated(std::string_view uri) = 0;
   virtual void list_changed(ListKind kind) = 0;
+};
+
+/// Which of this node's sessions may be given a notification (resource update, list change)
+/// now. Implemented by the cluster: a session another node has continued since (this node's
+/// copy is stale and about to be closed) gets none, and while this node cannot tell which of
+/// its sessions are still its own (it may have been declared dead: a stall, a partition),
+/// notifications wait until Server::release_held_notifications().
+/// Thread-safety: called from any thread; must not block.
+class DeliveryGate {
+ public:
+  virtual ~DeliveryGate() = default;
+  /// False while notifications must wait.
+  virtual bool open() = 0;
+  /// Whether this node still holds the sessions `owner` created in `epoch` (false: another
+  /// node continues them).
+  virtual bool holds(std::string_view owner, std::uint64_t epoch) = 0;
 };
 
 /// The node's MCP server: sessions, subscriptions, the app, the worker pool.
@@ -189,6 +215,11 @@ class Server {
   /// New sessions are refused while this is false (a draining node).
   void set_accepting(bool accepting) { accepting_.store(accepting, std::memory_order_relaxed); }
   [[nodiscard]] bool accepting() const { return accepting_.load(std::memory_order_relaxed); }
+  /// New sessions are refused while this is false too: a cluster node that sees at most half of
+  /// its cluster alive (its sessions of this epoch may be continued elsewhere, and a session
+  /// made now would be lost with them when the cut heals).
+  void set_quorate(bool quorate) { quorate_.store(quorate, std::memory_order_relaxed); }
+  [[nodiscard]] bool quorate() const { return quorate_.load(std::memory_order_relaxed); }
   /// The ownership epoch written into new session ids; 0 until set (single node: the boot
   /// time). A node whose sessions were continued elsewhere starts a new epoch.
   void set_epoch(std::uint64_t epoch) { epoch_.store(epoch, std::memory_order_relaxed); }
@@ -198,6 +229,15 @@ class Server {
   void set_observer(SessionObserver* observer) { observer_ = observer; }
   [[nodiscard]] SessionObserver* observer() const { return observer_; }
   void set_fanout(NotificationFanout* fanout) { fanout_ = fanout; }
+  /// Set once before serving; null = every session held here gets every notification at once.
+  void set_delivery_gate(DeliveryGate* gate) { gate_ = gate; }
+  /// Any thread, once the gate opened: raises and delivers what waited while it was closed, in
+  /// order, to the sessions held here then (what waits again if it closed meanwhile).
+  void release_held_notifications();
+  /// Notifications waiting for the gate.
+  [[nodiscard]] std::size_t held_notifications() const {
+    return held_count_.load(std::memory_order_relaxed);
+  }
   /// Set once before serving; null (the default) = no spans are made.
   void set_tracer(Tracer* tracer) { tracer_ = tracer; }
   [[nodiscard]] Tracer* tracer() const { return tracer_; }
@@ -230,7 +270,7 @@ class Server {
   [[nodiscard]] const json::object& server_info() const { return server_info_; }
   /// Seals and opens multi round-trip requestState (2026-07-28).
   [[nodiscard]] const RequestStateSealer& request_states() const { return request_states_; }
-  /// The tasks of this node (the tasks extension).
+  /// The tasks of this node (the tasks extension and 2025-11-25 sessions').
   [[nodiscard]] TaskStore& tasks() { return tasks_; }
 
   /// Serves one request of the stateless era (2026-07-28), already checked by
@@ -270,6 +310,24 @@ class Server {
   void release_session_slot();
   void on_resource_updated(std::string_view uri);
   void on_list_changed(ListKind kind);
+  /// A notification waiting for the delivery gate: raised by this node's app (to deliver here
+  /// and fan out) or delivered by the cluster's bus (to deliver here only).
+  struct HeldNotification {
+    bool raised_here = false;
+    std::optional<ListKind> list;  // a list change; else a resource update of `uri`
+    std::string uri;
+  };
+  /// True when the gate is closed: `n` waits (or is dropped, counted, past the bound).
+  bool hold(HeldNotification n);
+  /// The gate's last answer in one delivery: its subscribers belong to a few sets only.
+  struct GateAnswer {
+    std::string owner;
+    std::uint64_t epoch = 0;
+    bool asked = false;
+    bool holds = true;
+  };
+  /// Whether `session_id` may be given a notification (the gate says it is held here).
+  bool delivers_to(std::string_view session_id, GateAnswer& last);
   // The sweeps run on sweep_strand_. A scan copies only the sessions it finds due, and those
   // are closed a chunk per turn, so that 100K sessions expiring at once never hold an I/O
   // thread for long.
@@ -314,6 +372,7 @@ class Server {
   std::atomic<std::size_t> blocking_jobs_{0};
   std::atomic<std::size_t> session_slots_{0};
   std::atomic<bool> accepting_{true};
+  std::atomic<bool> quorate_{true};
   std::atomic<std::uint64_t> epoch_{0};
   json::object server_info_;
   RequestStateSealer request_states_;
@@ -324,6 +383,10 @@ class Server {
   SessionObserver* observer_ = nullptr;
   NotificationFanout* fanout_ = nullptr;
   Tracer* tracer_ = nullptr;
+  DeliveryGate* gate_ = nullptr;
+  std::mutex held_mutex_;
+  std::deque<HeldNotification> held_;  // guarded by held_mutex_
+  std::atomic<std::size_t> held_count_{0};
 };
 
 }  // namespace mcpmesh::mcp

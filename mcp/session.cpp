@@ -146,6 +146,8 @@ void Session::do_close() {
   auto requests = std::move(inflight);
   inflight.clear();
   for (auto& [key, request] : requests) request->cancel();
+  // Nobody can see this session's tasks any more: they end with it.
+  for (auto& request : server_.tasks().drop_session(record_.id)) request->cancel();
   for (auto& [key, pending] : pending_) {
     pending->outcome = RpcError(ErrorCode::kInternalError, "session closed");
     pending->timer.cancel();
@@ -339,6 +341,11 @@ asio::awaitable<Result<json::object>> Session::request_client(std::string method
                        "client did not declare the capability for " + method);
   }
   if (closing_) co_return RpcError(ErrorCode::kInternalError, "session closed");
+  // A task's request names its task; so does its cancellation (2025-11-25).
+  json::value related_task = nullptr;
+  if (auto* meta = get_object(params, "_meta")) {
+    if (auto* task = meta->if_contains(kRelatedTaskMeta)) related_task = *task;
+  }
   json::value id = record_.next_client_request_id;
   auto request = make_request(id, method, std::move(params));
   if (!request) {
@@ -364,9 +371,9 @@ asio::awaitable<Result<json::object>> Session::request_client(std::string method
     co_return RpcError(ErrorCode::kInternalError, "request cancelled");
   }
   Metrics::inc(server_.metrics().client_request_timeouts_total);
-  via->deliver(make_notification("notifications/cancelled",
-                                 json::object{{"requestId", id}, {"reason", "timed out"}}),
-               false);
+  json::object cancelled{{"requestId", id}, {"reason", "timed out"}};
+  if (!related_task.is_null()) cancelled["_meta"] = json::object{{kRelatedTaskMeta, related_task}};
+  via->deliver(make_notification("notifications/cancelled", std::move(cancelled)), false);
   co_return RpcError(ErrorCode::kRequestTimeout,
                      method + " got no answer within " + std::to_string(deadline.count()) + " ms");
 }

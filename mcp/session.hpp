@@ -91,6 +91,7 @@ class Session final : public Conversation, public std::enable_shared_from_this<S
   asio::awaitable<Result<json::object>> request_client(
       std::string method, json::object params, std::chrono::milliseconds deadline,
       const std::shared_ptr<ClientChannel>& via) override;
+  void notify_client(Payload message) override { post_notification(std::move(message)); }
 
  private:
   using Reply = std::shared_ptr<ClientChannel>;

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <filesystem>
 #include <limits>
+#include <set>
 #include <thread>
 
 namespace mcpmesh::mcp {
@@ -992,6 +993,100 @@ TEST_F(InitTimeoutTest, SessionsThatNeverCompleteInitializationExpire) {
   EXPECT_TRUE(result_of(complete->call("ping")).empty());
   EXPECT_TRUE(result_of(working->call("ping")).empty());
   EXPECT_EQ(harness_.metrics().sessions_init_expired_total.load(), 1u);
+}
+
+/// The cluster's side of DeliveryGate: closed while the node may have been declared dead;
+/// sessions continued elsewhere (stale copies) named in `stale`.
+class FakeGate final : public DeliveryGate {
+ public:
+  bool open() override { return is_open.load(); }
+  bool holds(std::string_view owner, std::uint64_t epoch) override {
+    return !stale.contains({std::string(owner), epoch});
+  }
+  std::atomic<bool> is_open{true};
+  std::set<std::pair<std::string, std::uint64_t>> stale;  // set before deliveries run
+};
+
+/// Counts what this node's app raised for the other nodes.
+class CountingFanout final : public NotificationFanout {
+ public:
+  void resource_updated(std::string_view) override { ++updates; }
+  void list_changed(ListKind) override { ++lists; }
+  std::atomic<int> updates{0}, lists{0};
+};
+
+class HeldNotificationsTest : public SessionTest {
+ protected:
+  HeldNotificationsTest() : SessionTest(ServerConfig{.max_held_notifications = 3}) {
+    harness_.server().set_fanout(&fanout_);
+    harness_.server().set_delivery_gate(&gate_);
+  }
+  ~HeldNotificationsTest() override {
+    harness_.server().set_delivery_gate(nullptr);
+    harness_.server().set_fanout(nullptr);
+  }
+  static std::size_t updates_of(const TestClient& c) {
+    return c.standalone().with_method("notifications/resources/updated").size();
+  }
+  FakeGate gate_;
+  CountingFanout fanout_;
+};
+
+TEST_F(HeldNotificationsTest, AClosedGateHoldsThenAStaleCopyGetsNothing) {
+  // Two sets: this node's sessions of epoch 1 (still its own) and of epoch 2 (continued by
+  // another node below).
+  harness_.server().set_epoch(1);
+  auto own = harness_.connect();
+  own->initialize();
+  harness_.server().set_epoch(2);
+  auto stale = harness_.connect();
+  stale->initialize();
+  for (auto* c : {own.get(), stale.get()}) {
+    ASSERT_TRUE(result_of(c->call("resources/subscribe", {{"uri", "mem://a"}})).empty());
+  }
+  harness_.server().app().notify_resource_updated("mem://a");
+  ASSERT_TRUE(harness_.run_until([&] { return updates_of(*own) == 1 && updates_of(*stale) == 1; }));
+  EXPECT_EQ(fanout_.updates.load(), 1);
+
+  // Closed: raised here (to deliver and fan out) or from another node (to deliver), both wait;
+  // beyond max_held_notifications they are dropped, counted.
+  gate_.is_open = false;
+  harness_.server().app().notify_resource_updated("mem://a");
+  harness_.server().deliver_resource_updated("mem://a");
+  harness_.server().deliver_list_changed(ListKind::kTools);
+  harness_.server().deliver_resource_updated("mem://a");
+  harness_.settle();
+  EXPECT_EQ(updates_of(*own), 1u);
+  EXPECT_EQ(fanout_.updates.load(), 1);
+  EXPECT_EQ(harness_.server().held_notifications(), 3u);
+  EXPECT_EQ(harness_.metrics().notifications_held_total.load(), 3u);
+  EXPECT_EQ(harness_.metrics().notifications_held_dropped_total.load(), 1u);
+
+  // Meanwhile another node continued `stale`: once open, what waited goes, in order, to the
+  // sessions still held here only; what this node raised goes to the other nodes too.
+  std::string_view owner;
+  std::uint64_t epoch = 0;
+  ASSERT_TRUE(parse_session_id(stale->id(), owner, epoch));
+  gate_.stale.insert({std::string(owner), epoch});
+  gate_.is_open = true;
+  harness_.server().release_held_notifications();
+  ASSERT_TRUE(harness_.run_until([&] {
+    return updates_of(*own) == 3 &&
+           !own->standalone().with_method("notifications/tools/list_changed").empty();
+  }));
+  harness_.settle();
+  EXPECT_EQ(updates_of(*own), 3u);
+  EXPECT_EQ(updates_of(*stale), 1u);
+  EXPECT_TRUE(stale->standalone().with_method("notifications/tools/list_changed").empty());
+  EXPECT_EQ(fanout_.updates.load(), 2);
+  EXPECT_EQ(harness_.server().held_notifications(), 0u);
+  EXPECT_EQ(harness_.metrics().notifications_stale_skipped_total.load(), 3u);
+
+  // Open: at once, still never to the stale copy.
+  harness_.server().app().notify_resource_updated("mem://a");
+  ASSERT_TRUE(harness_.run_until([&] { return updates_of(*own) == 4; }));
+  harness_.settle();
+  EXPECT_EQ(updates_of(*stale), 1u);
 }
 
 }  // namespace

@@ -231,6 +231,9 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
       "HOST:PORT of this node's HTTP endpoint as others reach it (default: the bound address)")(
       "replicas", po::value(&c.replicas)->default_value(c.replicas),
       "other nodes each session's state is replicated to (0 = sessions die with their node)")(
+      "adopt-without-quorum", po::bool_switch(&c.adopt_without_quorum),
+      "continue a failed node's sessions even when this node sees at most half of the cluster "
+      "alive (a two-node cluster; two sides of a partition may then both continue them)")(
       "forward-timeout-ms", po::value(&forward_ms)->default_value(forward_ms),
       "deadline of one exchange relayed to the node holding its session (an SSE stream "
       "ends there and the client resumes it)");
@@ -254,9 +257,14 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
       "cache-ttl-ms", po::value(&cache_ttl_ms)->default_value(cache_ttl_ms),
       "ttlMs hint on the lists, resources/read and server/discover (0 = refetch each time)")(
       "max-tasks", po::value(&s.max_tasks)->default_value(s.max_tasks),
-      "tasks (the tasks extension) alive on this node; beyond, calls run as ordinary calls")(
+      "tasks alive on this node, of both eras (finished ones until their ttl ends); beyond, a "
+      "2026-07-28 call runs as an ordinary call, a task-augmented 2025-11-25 call gets -32000")(
+      "max-tasks-per-session",
+      po::value(&s.max_tasks_per_session)->default_value(s.max_tasks_per_session),
+      "unfinished tasks of one 2025-11-25 session; a task-augmented call beyond gets -32000")(
       "task-ttl-ms", po::value(&task_ttl_ms)->default_value(task_ttl_ms),
-      "how long a finished task stays readable with tasks/get, from its creation");
+      "how long a finished task stays readable with tasks/get, from its creation (a 2025-11-25 "
+      "client may ask for less)");
   po::options_description tracing("Tracing (OpenTelemetry)");
   std::size_t otlp_queue = c.otlp.max_queue;
   tracing.add_options()(
@@ -353,6 +361,9 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
   s.request_state_ttl = std::chrono::milliseconds(state_ttl_ms);
   s.cache_ttl = std::chrono::milliseconds(cache_ttl_ms);
   if (task_ttl_ms <= 0) throw std::runtime_error("--task-ttl-ms must be positive");
+  if (s.max_tasks_per_session == 0) {
+    throw std::runtime_error("--max-tasks-per-session must be at least 1");
+  }
   s.task_ttl = std::chrono::milliseconds(task_ttl_ms);
   if (!state_key_file.empty()) {
     std::ifstream in(state_key_file);

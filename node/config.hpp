@@ -34,9 +34,10 @@ struct NodeConfig {
   std::string cluster_name = "mcpmesh";
   std::string cluster_secret_file;                                // required with --cluster
   std::string cluster_tls_cert, cluster_tls_key, cluster_tls_ca;  // all or none
-  std::string advertise;       // cluster address other nodes dial; default: the bound one
-  std::string advertise_http;  // HTTP address other nodes and balancers use
-  std::size_t replicas = 1;    // nodes each session is replicated to
+  std::string advertise;              // cluster address other nodes dial; default: the bound one
+  std::string advertise_http;         // HTTP address other nodes and balancers use
+  std::size_t replicas = 1;           // nodes each session is replicated to
+  bool adopt_without_quorum = false;  // continue sessions on a side without the quorum
   std::chrono::milliseconds forward_timeout{3600000};
   // Tracing: spans go to otlp.endpoint (OTLP/HTTP); none are made when it is empty.
   OtlpConfig otlp;

@@ -192,6 +192,16 @@ TEST(ParseConfig, LimitsReachTheirConfigs) {
   EXPECT_THROW(parse({"--init-timeout-ms", "0"}), std::runtime_error);
 }
 
+TEST(ParseConfig, TaskBoundsReachTheirConfig) {
+  auto defaults = parse_ok({});
+  EXPECT_EQ(defaults.server.max_tasks_per_session, 32u);
+  auto c = parse_ok({"--max-tasks", "50", "--max-tasks-per-session", "4", "--task-ttl-ms", "900"});
+  EXPECT_EQ(c.server.max_tasks, 50u);
+  EXPECT_EQ(c.server.max_tasks_per_session, 4u);
+  EXPECT_EQ(c.server.task_ttl, std::chrono::milliseconds(900));
+  EXPECT_THROW(parse({"--max-tasks-per-session", "0"}), std::runtime_error);
+}
+
 TEST(ParseConfig, ReplicatedSubscriptionsMustFitARecord) {
   std::vector<std::string> cluster = {"--cluster", "127.0.0.1:0", "--cluster-secret-file", "s"};
   auto with = [&](std::vector<std::string> more) {

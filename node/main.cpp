@@ -230,6 +230,7 @@ int main(int argc, char** argv) {
               .max_body_bytes = cfg.http_config.max_body_bytes,
               .max_header_bytes = cfg.http_config.max_header_bytes,
               .max_forward_hops = cfg.http_config.max_forward_hops,
+              .adopt_without_quorum = cfg.adopt_without_quorum,
           },
           {.server = &server, .http = http.get(), .pool = &pool});
       if (http) {
@@ -326,7 +327,8 @@ int main(int argc, char** argv) {
 #ifdef MCPMESH_WITH_CLUSTER
   if (cluster_node) cluster_node->set_drain_handler(start_drain);
 #endif
-  if (http) http->set_readiness([&] { return server.accepting() && !draining.load(); });
+  if (http)
+    http->set_readiness([&] { return server.accepting() && server.quorate() && !draining.load(); });
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](boost::system::error_code ec, int) {

@@ -98,6 +98,21 @@ std::array<std::size_t, 4> ClusterView::member_counts() const {
   return counts;
 }
 
+bool ClusterView::quorate() const {
+  std::shared_lock lock(mutex_);
+  std::size_t members = 0, alive = 0;
+  const Member* lowest = nullptr;
+  for (auto& [id, m] : members_) {
+    if (m.state == NodeState::kLeft) continue;
+    ++members;
+    bool up = m.state == NodeState::kAlive || id == self_;
+    if (up) ++alive;
+    if (!lowest || id < lowest->id) lowest = &m;
+  }
+  if (members == 0 || 2 * alive > members) return true;
+  return 2 * alive == members && (lowest->id == self_ || lowest->state == NodeState::kAlive);
+}
+
 std::vector<std::string> ClusterView::rendezvous(std::string_view key,
                                                  std::vector<std::string> candidates,
                                                  std::size_t n) {

@@ -88,6 +88,12 @@ class ClusterView {
   [[nodiscard]] std::vector<Member> members() const;
   /// Members per state, in NodeState order.
   [[nodiscard]] std::array<std::size_t, 4> member_counts() const;
+  /// Whether this node is on the side of the cluster that may continue failed members'
+  /// sessions: it sees more than half of the members that did not leave alive (itself
+  /// included), or exactly half with the lowest such id among them. Two sides of a partition
+  /// can never both hold it, so they never both take a set of sessions over (a member that
+  /// is merely suspect does not count: in a partition the far side is suspect first).
+  [[nodiscard]] bool quorate() const;
 
   /// The node that continues `node`'s sessions if it fails now: the first live member of its
   /// announced replicas; without an announcement, the rendezvous-hash choice among live members.

@@ -143,6 +143,43 @@ TEST_F(ClusterViewTest, AdoptionsOnlyMoveForward) {
   EXPECT_EQ(view.refused(), 1u);
 }
 
+TEST_F(ClusterViewTest, QuorumIsAMajorityOfTheMembersThatDidNotLeave) {
+  EXPECT_TRUE(view.quorate());
+  set_state("n4", State::kDead);  // 3 of 4
+  EXPECT_TRUE(view.quorate());
+  set_state("n3", State::kSuspect);  // 2 of 4, n1 (the lowest id) among them
+  EXPECT_TRUE(view.quorate());
+  set_state("n3", State::kLeft);  // 2 of 3
+  EXPECT_TRUE(view.quorate());
+  set_state("n2", State::kDead);  // 1 of 3
+  EXPECT_FALSE(view.quorate());
+}
+
+TEST_F(ClusterViewTest, TwoSidesOfAPartitionNeverBothHoldTheQuorum) {
+  // n1 isolated: it sees every other member suspect, then dead.
+  for (auto* id : {"n2", "n3", "n4"}) set_state(id, State::kSuspect);
+  EXPECT_FALSE(view.quorate());
+  for (auto* id : {"n2", "n3", "n4"}) set_state(id, State::kDead);
+  EXPECT_FALSE(view.quorate());
+  // The other side of that cut, seen from n2.
+  ClusterView n2{"n2"};
+  for (auto* id : {"n2", "n3", "n4"}) ASSERT_TRUE(n2.set_member({id, State::kAlive, 1, "", {}}));
+  ASSERT_TRUE(n2.set_member({"n1", State::kDead, 1, "", {}}));
+  EXPECT_TRUE(n2.quorate());
+  // Halves: {n1, n2} | {n3, n4}. Only the half with the lowest id continues sessions.
+  for (auto* id : {"n2", "n3", "n4"}) set_state(id, State::kAlive);
+  set_state("n3", State::kDead);
+  set_state("n4", State::kDead);
+  EXPECT_TRUE(view.quorate());
+  ClusterView n3{"n3"};
+  for (auto* id : {"n3", "n4"}) ASSERT_TRUE(n3.set_member({id, State::kAlive, 1, "", {}}));
+  for (auto* id : {"n1", "n2"}) ASSERT_TRUE(n3.set_member({id, State::kDead, 1, "", {}}));
+  EXPECT_FALSE(n3.quorate());
+  // A node alone, before it heard of anyone, holds it.
+  ClusterView alone{"n9"};
+  EXPECT_TRUE(alone.quorate());
+}
+
 TEST(ClusterViewLimits, AdoptionTableAndMembersAreBounded) {
   ClusterView view("n1", {.max_members = 3, .max_adoptions = 2});
   EXPECT_TRUE(view.apply_adoption({"a", 1, "h", 1}));

@@ -134,6 +134,7 @@ struct HttpServer::Shared {
   /// /readyz: why the node is not taking new work (not ready or draining, full, shedding
   /// requests), or "" when it is.
   [[nodiscard]] std::string_view not_ready_because() const {
+    if (!server.quorate()) return "no quorum: at most half of the cluster seen alive";
     if (!(this->ready ? this->ready() : server.accepting())) return "not accepting new sessions";
     if (server.session_count() >= server.config().max_sessions) return "sessions at max_sessions";
     if (server.metrics().connections_active.load(std::memory_order_relaxed) >=

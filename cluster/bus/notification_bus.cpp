@@ -214,7 +214,12 @@ grpc::ServerUnaryReactor* NotificationBus::Interested(grpc::CallbackServerContex
     return reactor;
   }
   if (result == R::kGap) {
-    if (auto m = view_.member(request->node())) fetch_interest(request->node(), m->address);
+    // Missed deltas, or the sender restarted: its whole set, before answering, so that the
+    // subscribe waiting for this answer is not answered before this node knows the URI.
+    if (auto m = view_.member(request->node())) {
+      fetch_interest(request->node(), m->address, [reactor] { reactor->Finish(grpc::Status::OK); });
+      return reactor;
+    }
   }
   reactor->Finish(grpc::Status::OK);
   return reactor;
@@ -258,10 +263,13 @@ void NotificationBus::push_interest(const InterestTracker::Delta& delta,
   }
 }
 
-void NotificationBus::fetch_interest(const std::string& node, const std::string& address) {
+void NotificationBus::fetch_interest(const std::string& node, const std::string& address,
+                                     std::function<void()> done) {
   {
     std::lock_guard lock(fetch_mutex_);
-    if (!fetching_.insert(node).second) return;  // one at a time per node
+    auto [it, first] = fetching_.try_emplace(node);
+    if (done) it->second.push_back(std::move(done));
+    if (!first) return;  // one at a time per node: this one waits for it
   }
   fetches_.fetch_add(1, std::memory_order_relaxed);
   call_unary<pb::InterestRequest, pb::InterestSet>(
@@ -270,12 +278,19 @@ void NotificationBus::fetch_interest(const std::string& node, const std::string&
          pb::InterestSet* resp,
          auto cb) { stubs.bus->async()->Interest(ctx, req, resp, std::move(cb)); },
       [this, node](grpc::Status status, const pb::InterestSet& set) {
+        if (status.ok() && set.node() == node) {
+          view_.set_interest(node, set.version(), {set.uris().begin(), set.uris().end()});
+        }
+        std::vector<std::function<void()>> waiting;
         {
           std::lock_guard lock(fetch_mutex_);
-          fetching_.erase(node);
+          auto it = fetching_.find(node);
+          if (it != fetching_.end()) {
+            waiting = std::move(it->second);
+            fetching_.erase(it);
+          }
         }
-        if (!status.ok() || set.node() != node) return;
-        view_.set_interest(node, set.version(), {set.uris().begin(), set.uris().end()});
+        for (auto& w : waiting) w();
       });
 }
 

@@ -22,6 +22,8 @@
 #include <atomic>
 #include <bitset>
 #include <chrono>
+#include <functional>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -34,7 +36,11 @@ namespace mcpmesh::cluster {
 /// taken as deltas to publish.
 class InterestTracker {
  public:
-  explicit InterestTracker(registry::SubscriptionIndex& index) : index_(index) {}
+  /// Versions start after `first_version`: the node's start time in ms, so that a restarted
+  /// node's set is newer than its previous life's, which the other nodes may still hold (they
+  /// drop any version they hold already).
+  explicit InterestTracker(registry::SubscriptionIndex& index, std::uint64_t first_version = 0)
+      : index_(index), version_(first_version) {}
 
   /// Any thread: whether this node subscribes to `uri` may have changed. True when the set
   /// changed (a delta is waiting to be taken).
@@ -91,8 +97,10 @@ class NotificationBus final : public mcp::NotificationFanout,
   /// when each has answered or failed; at once when there is nobody to tell.
   void push_interest(const InterestTracker::Delta& delta, std::function<void()> done);
 
-  /// Asks `node` (at `address`) for its whole interest set and applies it to the view.
-  void fetch_interest(const std::string& node, const std::string& address);
+  /// Asks `node` (at `address`) for its whole interest set and applies it to the view; then
+  /// `done` (any thread), also when the fetch failed.
+  void fetch_interest(const std::string& node, const std::string& address,
+                      std::function<void()> done = {});
 
   struct Stats {
     std::uint64_t published = 0;   // messages sent to other nodes
@@ -131,7 +139,8 @@ class NotificationBus final : public mcp::NotificationFanout,
   std::unordered_map<std::string, Window> windows_;  // by origin; guarded by dedupe_mutex_
 
   std::mutex fetch_mutex_;
-  std::set<std::string> fetching_;  // guarded by fetch_mutex_
+  // Nodes whose set is being fetched (one fetch at a time per node), and what waits for it.
+  std::map<std::string, std::vector<std::function<void()>>> fetching_;  // guarded by fetch_mutex_
 
   std::atomic<std::uint64_t> published_{0}, failed_{0}, delivered_{0}, duplicates_{0}, fetches_{0};
 };

@@ -148,6 +148,62 @@ class Locator final : public transport::SessionLocator {
   ForwardClient& client_;
 };
 
+/// Which sessions this node may give notifications to (mcp::DeliveryGate). A session whose set
+/// the adoption table gives to another live node is a stale copy: none. And a node that may have
+/// been declared dead without knowing it (its membership loop stalled past `stall`, or a member
+/// that could have declared it dead came back) is *fenced*: notifications wait until it has
+/// heard from the members that could have continued its sessions (ClusterNode::Impl::fence).
+class Gate final : public mcp::DeliveryGate {
+ public:
+  Gate(ClusterView& view, std::string self, Duration stall)
+      : view_(view), self_(std::move(self)), stall_(stall.count()), beat_(now_ns()) {}
+
+  bool open() override {
+    // The time first: a heartbeat read after it is at most as recent, so a stall not yet seen
+    // by the loop still shows; one the loop saw set the fence before its heartbeat.
+    auto now = now_ns();
+    auto beat = beat_.load();
+    return fence_.load() == 0 && now - beat <= stall_;
+  }
+  bool holds(std::string_view owner, std::uint64_t epoch) override {
+    auto a = view_.adoption(owner, epoch);
+    if (!a || a->holder == self_) return true;
+    // Another node continues it; unless that node is gone: this one may be taking the set over
+    // from it right now (restored, not yet announced).
+    auto holder = view_.member(a->holder);
+    return !holder || !live(holder->state);
+  }
+
+  /// Membership loop, each heartbeat: when the loop did not run for longer than `stall` (the
+  /// node was stopped or starved and may have been declared dead meanwhile), closes the gate
+  /// as fence `id` and returns true.
+  bool beat(std::uint64_t id) {
+    auto now = now_ns();
+    bool stalled = now - beat_.load() > stall_;
+    if (stalled) fence_.store(id);  // before the heartbeat that would open the gate again
+    beat_.store(now);
+    return stalled;
+  }
+  /// Closes the gate until lift(id).
+  void fence(std::uint64_t id) { fence_.store(id); }
+  /// Opens it, unless a later fence closed it again.
+  void lift(std::uint64_t id) { fence_.compare_exchange_strong(id, 0); }
+  [[nodiscard]] bool fenced() const { return fence_.load() != 0; }
+
+ private:
+  static std::int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+  }
+
+  ClusterView& view_;
+  const std::string self_;
+  const std::int64_t stall_;
+  std::atomic<std::int64_t> beat_;
+  std::atomic<std::uint64_t> fence_{0};  // the fence in force, 0 = none
+};
+
 }  // namespace
 
 struct ClusterNode::Impl {
@@ -185,6 +241,8 @@ struct ClusterNode::Impl {
   std::mutex meta_mu;
   std::uint64_t epoch = 0;       // guarded by meta_mu
   std::vector<std::string> isr;  // guarded by meta_mu
+  // The adoption that made this node renew its epoch, announced with the new one.
+  std::optional<ClusterView::Adoption> renewal;  // guarded by meta_mu
 
   mutable std::mutex snap_mu;
   MembershipCounters counters;  // guarded by snap_mu
@@ -195,8 +253,22 @@ struct ClusterNode::Impl {
   std::atomic<bool> draining{false};
   std::atomic<bool> interest_flush_scheduled{false};
   std::atomic<std::uint64_t> adopted_sessions{0}, adoptions{0}, adopt_failures{0},
-      epoch_renewals{0};
+      epoch_renewals{0}, adoptions_deferred{0};
+  // Mesh thread: failed holders whose sessions wait for this node's side to hold the quorum.
+  std::set<std::string> deferred;
+  bool retry_scheduled = false;  // mesh thread
+  // How long a regained quorum must last before the deferred holders are looked at again: the
+  // time a member back from a cut needs to refute its death (set at start).
+  std::chrono::steady_clock::duration retry_after{};
   bool stopped = false;
+
+  // The delivery fence (see Gate and fence()). Loop thread, but the gate and the counters.
+  std::unique_ptr<Gate> gate;
+  std::set<std::string> fence_waits_for;  // members to exchange state with before it lifts
+  std::uint64_t fence_id = 0;             // the last fence set
+  TimePoint fence_limit{};                // lifted then, whoever did not answer
+  TimerId heartbeat_timer = 0;
+  std::atomic<std::uint64_t> fences_stall{0}, fences_rejoin{0}, fence_timeouts{0};
 
   bool mcp() const { return svc.server != nullptr; }
 
@@ -217,6 +289,18 @@ struct ClusterNode::Impl {
     pb::NodeMeta meta;
     meta.set_epoch(epoch);
     for (auto& r : isr) meta.add_replicas(r);
+    if (renewal) {
+      auto* a = meta.mutable_continued();
+      a->set_node(renewal->node);
+      a->set_epoch(renewal->epoch);
+      a->set_holder(renewal->holder);
+      a->set_version(renewal->version);
+      // Never at the cost of the metadata itself (long node ids): the adoption's own gossip
+      // still brings it.
+      if (membership && meta.ByteSizeLong() > membership->config().max_app_meta_bytes) {
+        meta.clear_continued();
+      }
+    }
     return meta.SerializeAsString();
   }
 
@@ -253,10 +337,123 @@ struct ClusterNode::Impl {
       spdlog::info("cluster {}: {} is {} (was {}, incarnation {}, {})", cfg.node_id, v.meta.node_id,
                    to_string(v.state), to_string(old), v.incarnation, v.meta.grpc_addr);
     }
+    if (mcp()) {
+      // A renewed epoch comes with the adoption that made it, applied before the epoch itself:
+      // the renewal is never taken for a restart (on_member), whichever reaches us first.
+      if (auto a = continued_of(v); a && view->apply_adoption(*a)) {
+        if (!stopped) delegate->broadcast_adoption(*a);
+        asio::post(mesh_io, [this, a = *a] { on_adoption(a); });
+      }
+      // Back from dead in the same life (it was paused or cut off, not restarted): it may have
+      // declared this node dead meanwhile and continued its sessions.
+      auto prev = view->member(m.id);
+      if (old == MemberState::kDead && live(m.state) && prev && prev->epoch == m.epoch) {
+        gate->fence(++fence_id);
+        fence({m.id}, fences_rejoin);
+      }
+    }
     view->set_member(m);
     if (mcp()) {
       asio::post(mesh_io, [this, m, old] { on_member(m, to_view(old)); });
     }
+  }
+
+  /// The adoption member `v` announced with its renewed epoch (NodeMeta.continued), if any.
+  static std::optional<ClusterView::Adoption> continued_of(const MemberView& v) {
+    pb::NodeMeta meta;
+    if (v.meta.app.empty() || !meta.ParseFromString(v.meta.app) || !meta.has_continued()) {
+      return std::nullopt;
+    }
+    const auto& c = meta.continued();
+    // A member speaks for its own earlier lives only.
+    if (c.node() != v.meta.node_id || c.holder().empty() || c.holder() == c.node()) {
+      return std::nullopt;
+    }
+    return ClusterView::Adoption{c.node(), c.epoch(), c.holder(), c.version()};
+  }
+
+  // -- The delivery fence (membership loop) ---------------------------------------------------
+  // A node declared dead while it was not (stopped, starved, cut off) learns only from its
+  // peers that another node continued its sessions. Until then it would go on giving
+  // notifications to its stale copies while that node gives the same ones to the sessions it
+  // took: the client, whose stream moves there, gets them twice. So whenever this node may
+  // have been declared dead, notifications wait (Gate) until it has exchanged state with the
+  // members that could have continued its sessions; what they hold arrives with their answer
+  // (the adoptions close the stale copies, on the mesh thread, before the gate opens).
+
+  /// Every heartbeat: a stall fences the gate (Gate::beat) until the heirs are heard from.
+  void heartbeat() {
+    if (gate->beat(fence_id + 1)) {
+      ++fence_id;
+      auto members = heirs();
+      spdlog::info("cluster {}: the membership loop stalled; notifications wait for {} heir(s)",
+                   cfg.node_id, members.size());
+      fence(members, fences_stall);
+    } else if (!fence_waits_for.empty() && loop->now() >= fence_limit) {
+      fence_timeouts.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn("cluster {}: {} member(s) did not answer; notifications go again", cfg.node_id,
+                   fence_waits_for.size());
+      lift_fence();
+    } else if (!gate->fenced() && svc.server->held_notifications() > 0) {
+      // Held by a thread that saw the stall before this loop did, which found none.
+      asio::post(mesh_io, [this] { svc.server->release_held_notifications(); });
+    }
+    heartbeat_timer = loop->schedule(membership->config().probe_interval / 4, [this] {
+      if (!stopped) heartbeat();
+    });
+  }
+
+  /// The members that would continue this node's sessions: its live announced heirs (without
+  /// any, the one the view names).
+  std::vector<std::string> heirs() {
+    std::vector<std::string> announced, out;
+    {
+      std::lock_guard lock(meta_mu);
+      announced = isr;
+    }
+    for (auto& r : announced) {
+      if (auto m = view->member(r); m && live(m->state)) out.push_back(r);
+    }
+    if (out.empty()) {
+      if (auto h = view->heir_of(cfg.node_id)) out.push_back(*h);
+    }
+    return out;
+  }
+
+  /// The gate is fenced: waits for `members` too (counted in `why`), until the limit.
+  void fence(const std::vector<std::string>& members, std::atomic<std::uint64_t>& why) {
+    why.fetch_add(1, std::memory_order_relaxed);
+    fence_limit = loop->now() + 2 * membership->config().bulk_timeout;
+    for (const auto& m : members) {
+      if (fence_waits_for.insert(m).second) exchange_with(m);
+    }
+    if (fence_waits_for.empty()) lift_fence();
+  }
+
+  void exchange_with(const std::string& id) {
+    membership->exchange_state(id, [this, id](bool alive_there) {
+      if (stopped || !fence_waits_for.contains(id)) return;
+      if (alive_there) {
+        fence_waits_for.erase(id);
+        if (fence_waits_for.empty()) lift_fence();
+        return;
+      }
+      // It holds this node dead (refuted by now) or did not answer: again shortly, so that an
+      // adoption it makes after its verdict (on its mesh thread) comes with a later answer.
+      loop->schedule(membership->config().gossip_interval, [this, id] {
+        if (!stopped && fence_waits_for.contains(id)) exchange_with(id);
+      });
+    });
+  }
+
+  void lift_fence() {
+    fence_waits_for.clear();
+    // On the mesh thread, behind the adoptions the answers brought: the stale copies are closed
+    // by then, and what waited goes to the sessions still held here.
+    asio::post(mesh_io, [this, id = fence_id] {
+      gate->lift(id);
+      svc.server->release_held_notifications();
+    });
   }
 
   /// Mesh thread: a member changed.
@@ -274,10 +471,13 @@ struct ClusterNode::Impl {
     if (prev != known.end()) before = prev->second;
     known[m.id] = m;
     update_candidates();
+    svc.server->set_quorate(may_adopt());
     if (!live(m.state)) {
       maybe_adopt(m.id);
       return;
     }
+    deferred.erase(m.id);
+    retry_deferred();
     // A member whose previous life was continued by another node renewed its epoch (it was
     // declared dead and was not), or restarted after that node took its sessions over: either
     // way what it held then is where the adoptions say, not here.
@@ -322,10 +522,20 @@ struct ClusterNode::Impl {
     }
   }
 
+  /// Whether this node may continue a failed member's sessions now: its side of the cluster
+  /// holds the quorum (ClusterView::quorate). A node cut off from the others sees them all
+  /// dead; were it to continue their sessions, the nodes still holding them would give them up
+  /// when the cut heals, and with them every session they made meanwhile.
+  bool may_adopt() { return cfg.adopt_without_quorum || view->quorate(); }
+
   /// Mesh thread: `holder` failed or left; continue its sessions here if this node is its heir.
   void maybe_adopt(const std::string& holder) {
     auto heir = view->heir_of(holder);
     if (heir == cfg.node_id) {
+      if (!may_adopt()) {
+        defer(holder);
+        return;
+      }
       adopt(holder);
       return;
     }
@@ -337,10 +547,39 @@ struct ClusterNode::Impl {
       if (ec || stopped) return;
       auto m = view->member(holder);
       if (m && live(m->state)) return;
-      if (view->heir_of(holder) == cfg.node_id) {
+      if (!may_adopt()) {
+        defer(holder);  // nothing is dropped without the quorum: the cut may heal
+      } else if (view->heir_of(holder) == cfg.node_id) {
         adopt(holder);
       } else {
         store->drop(holder);
+      }
+    });
+  }
+
+  void defer(const std::string& holder) {
+    if (!deferred.insert(holder).second) return;
+    adoptions_deferred.fetch_add(1, std::memory_order_relaxed);
+    spdlog::warn(
+        "cluster {}: {} failed, but this node sees at most half of the cluster alive: its "
+        "sessions are not continued here until it does (or {} comes back)",
+        cfg.node_id, holder, holder);
+  }
+
+  /// Mesh thread: a member came back. Once the quorum has held for `retry_after` (when a cut
+  /// heals, the members on its far side refute their deaths meanwhile and are not taken over),
+  /// the failed holders whose sessions waited for it are looked at again.
+  void retry_deferred() {
+    if (deferred.empty() || retry_scheduled || !may_adopt()) return;
+    retry_scheduled = true;
+    auto timer = std::make_shared<asio::steady_timer>(mesh_io, retry_after);
+    timer->async_wait([this, timer](boost::system::error_code ec) {
+      retry_scheduled = false;
+      if (ec || stopped || !may_adopt()) return;
+      auto waiting = std::exchange(deferred, {});
+      for (auto& holder : waiting) {
+        auto m = view->member(holder);
+        if (!m || !live(m->state)) maybe_adopt(holder);
       }
     });
   }
@@ -446,6 +685,7 @@ struct ClusterNode::Impl {
     {
       std::lock_guard lock(meta_mu);
       epoch = new_epoch;
+      renewal = a;
     }
     announce_meta();
     std::size_t closed = 0;
@@ -484,6 +724,7 @@ struct ClusterNode::Impl {
     run_on_loop([this] {
       stopped = true;
       if (snapshot_timer) loop->cancel(snapshot_timer);
+      if (heartbeat_timer) loop->cancel(heartbeat_timer);
       membership->set_delegate(nullptr);
       membership->stop();
     });
@@ -600,11 +841,16 @@ std::unique_ptr<ClusterNode> ClusterNode::start(const ClusterNodeConfig& cfg,
                                       .store = impl->store.get(),
                                       .draining = [raw] { return raw->draining.load(); }});
     builder.RegisterService(impl->node_admin_service.get());
-    impl->interest = std::make_unique<InterestTracker>(svc.server->subscriptions());
+    impl->interest = std::make_unique<InterestTracker>(svc.server->subscriptions(), impl->epoch);
     impl->bus =
         std::make_unique<NotificationBus>(*svc.server, *impl->view, *impl->channels, *impl->auth,
                                           *impl->interest, BusConfig{.self_id = cfg.node_id});
     impl->bus->set_epoch(impl->epoch);
+    // Half the shortest time in which the others can declare a stopped node dead (a probe
+    // period and the least suspicion, see docs/CLUSTER.md §3): a stall that long may have.
+    impl->gate = std::make_unique<Gate>(*impl->view, cfg.node_id,
+                                        (mcfg.probe_interval + mcfg.suspicion_min(1)) / 2);
+    impl->retry_after = 2 * (mcfg.probe_interval + mcfg.suspicion_min(1));
     builder.RegisterService(impl->bus.get());
     impl->delegate = std::make_unique<MeshDelegate>(
         cfg.node_id, *impl->view, *impl->interest, *impl->membership,
@@ -643,6 +889,7 @@ std::unique_ptr<ClusterNode> ClusterNode::start(const ClusterNodeConfig& cfg,
     // Sessions created from here on are replicated; the ones before (none, at start) are not.
     svc.server->set_observer(impl->observer.get());
     svc.server->set_fanout(impl->bus.get());
+    svc.server->set_delivery_gate(impl->gate.get());
     if (svc.http) svc.http->set_locator(impl->locator.get());
     impl->mesh_work.emplace(impl->mesh_io.get_executor());
     impl->mesh_thread = std::thread([raw = impl.get()] { raw->mesh_io.run(); });
@@ -658,6 +905,7 @@ std::unique_ptr<ClusterNode> ClusterNode::start(const ClusterNodeConfig& cfg,
     raw->membership->set_self_addr(bound);
     raw->membership->start(seeds);
     raw->snapshot();
+    if (raw->gate) raw->heartbeat();
   });
   spdlog::info("cluster {} listening on {} (profile {}, {} seeds, {} replicas)", cfg.node_id,
                impl->bound, cfg.profile, cfg.seeds.size(), cfg.replicas);
@@ -671,6 +919,7 @@ ClusterNode::~ClusterNode() {
   if (impl_->svc.server) {
     impl_->svc.server->set_observer(nullptr);
     impl_->svc.server->set_fanout(nullptr);
+    impl_->svc.server->set_delivery_gate(nullptr);
   }
   if (impl_->svc.http) impl_->svc.http->set_locator(nullptr);
   impl_->stop();
@@ -750,6 +999,7 @@ void ClusterNode::leave(std::chrono::milliseconds deadline) {
   if (impl.svc.server) {
     impl.svc.server->set_observer(nullptr);
     impl.svc.server->set_fanout(nullptr);
+    impl.svc.server->set_delivery_gate(nullptr);
   }
   impl.stop();
 }
@@ -841,10 +1091,25 @@ void ClusterNode::render_metrics(std::string& out) const {
   line("adoptions_total", {}, static_cast<double>(impl.adoptions.load()));
   out += "# TYPE mcpmesh_cluster_adopted_sessions_total counter\n";
   line("adopted_sessions_total", {}, static_cast<double>(impl.adopted_sessions.load()));
+  out += "# TYPE mcpmesh_cluster_adoptions_deferred_total counter\n";
+  line("adoptions_deferred_total", {}, static_cast<double>(impl.adoptions_deferred.load()));
+  out += "# TYPE mcpmesh_cluster_quorate gauge\n";
+  line("quorate", {}, impl.view->quorate() ? 1.0 : 0.0);
   out += "# TYPE mcpmesh_cluster_adopt_failures_total counter\n";
   line("adopt_failures_total", {}, static_cast<double>(impl.adopt_failures.load()));
   out += "# TYPE mcpmesh_cluster_epoch_renewals_total counter\n";
   line("epoch_renewals_total", {}, static_cast<double>(impl.epoch_renewals.load()));
+  out +=
+      "# HELP mcpmesh_cluster_delivery_fences_total notifications held until this node heard "
+      "from the members that could have continued its sessions: after a stall of its loop, or "
+      "a member back from dead\n";
+  out += "# TYPE mcpmesh_cluster_delivery_fences_total counter\n";
+  line("delivery_fences_total", "why=\"stall\"", static_cast<double>(impl.fences_stall.load()));
+  line("delivery_fences_total", "why=\"rejoin\"", static_cast<double>(impl.fences_rejoin.load()));
+  out += "# TYPE mcpmesh_cluster_delivery_fence_timeouts_total counter\n";
+  line("delivery_fence_timeouts_total", {}, static_cast<double>(impl.fence_timeouts.load()));
+  out += "# TYPE mcpmesh_cluster_delivery_fenced gauge\n";
+  line("delivery_fenced", {}, impl.gate->fenced() ? 1 : 0);
   auto rs = impl.replicator->stats();
   out += "# TYPE mcpmesh_cluster_replication_batches_total counter\n";
   line("replication_batches_total", {}, static_cast<double>(rs.batches));

@@ -49,6 +49,10 @@ struct ClusterNodeConfig {
   std::size_t max_body_bytes = 4 * 1024 * 1024;
   std::size_t max_header_bytes = 16 * 1024;
   unsigned max_forward_hops = 2;
+  // Continue a failed member's sessions even where this node sees at most half of the cluster
+  // alive (ClusterView::quorate): a two-node cluster whose lower-id node died. Two sides of a
+  // partition may then both continue the same sessions.
+  bool adopt_without_quorum = false;
 };
 
 /// What the node serves over MCP; all null for a membership-only process.

@@ -133,7 +133,7 @@ grpc::ServerUnaryReactor* NodeAdminService::Health(grpc::CallbackServerContext* 
     auto& admission = src_.http->admission();
     resp->set_zone(std::string(transport::to_string(admission.zone())));
   } else {
-    resp->set_ready(src_.server->accepting());
+    resp->set_ready(src_.server->accepting() && src_.server->quorate());
     if (!resp->ready()) resp->set_not_ready_because("not accepting new sessions");
     resp->set_zone("green");
   }

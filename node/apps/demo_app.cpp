@@ -50,6 +50,22 @@ std::uint64_t burn_cpu(std::chrono::nanoseconds cpu, std::uint64_t seed) {
   return x;
 }
 
+/// Works for `seconds` in `steps` equal parts, reporting progress after each; false when the
+/// call is cancelled first.
+asio::awaitable<bool> work_in_steps(HandlerContext& ctx, double seconds, std::int64_t steps) {
+  auto step = std::chrono::duration<double>(seconds / static_cast<double>(steps));
+  asio::steady_timer timer(ctx.executor());
+  for (std::int64_t i = 1; i <= steps; ++i) {
+    timer.expires_after(std::chrono::duration_cast<std::chrono::nanoseconds>(step));
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (ctx.is_cancelled() || ec) co_return false;
+    ctx.report_progress(static_cast<double>(i), static_cast<double>(steps),
+                        "step " + std::to_string(i) + " of " + std::to_string(steps));
+  }
+  co_return true;
+}
+
 constexpr std::int64_t kMaxBurnMicros = 100000;
 constexpr std::chrono::seconds kClientDeadline{60};
 // The demo's notes are shared by every session of the node: bound them.
@@ -95,17 +111,51 @@ std::shared_ptr<void> install_demo_app(App& app) {
         if (seconds < 0 || seconds > 3600 || steps < 1 || steps > 10000) {
           co_return ToolResult::error("seconds must be in [0, 3600] and steps in [1, 10000]");
         }
-        auto step = std::chrono::duration<double>(seconds / static_cast<double>(steps));
-        asio::steady_timer timer(ctx.executor());
-        for (std::int64_t i = 1; i <= steps; ++i) {
-          timer.expires_after(std::chrono::duration_cast<std::chrono::nanoseconds>(step));
-          boost::system::error_code ec;
-          co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-          if (ctx.is_cancelled() || ec) co_return ToolResult::error("cancelled");
-          ctx.report_progress(static_cast<double>(i), static_cast<double>(steps),
-                              "step " + std::to_string(i) + " of " + std::to_string(steps));
-        }
+        if (!co_await work_in_steps(ctx, seconds, steps)) co_return ToolResult::error("cancelled");
         co_return ToolResult::text("completed " + std::to_string(steps) + " steps");
+      });
+
+  app.add_tool(
+      {.name = "job",
+       .title = "Job",
+       .description = "Works for `seconds`, reporting progress `steps` times (default 1); runs as "
+                      "a task when the client asks for one. With `confirm`, first asks the user "
+                      "(elicitation/create) whether to start; with `fail`, ends in a tool error.",
+       .input_schema = object_schema({{"seconds", "number"},
+                                      {"steps", "integer"},
+                                      {"confirm", "boolean"},
+                                      {"fail", "boolean"}},
+                                     {"seconds"}),
+       .task_support = TaskSupport::kOptional},
+      [](HandlerContext& ctx, json::object args) -> asio::awaitable<Result<ToolResult>> {
+        double seconds = args.at("seconds").to_number<double>();
+        std::int64_t steps = 1;
+        if (auto* s = args.if_contains("steps")) steps = s->to_number<std::int64_t>();
+        if (seconds < 0 || seconds > 3600 || steps < 1 || steps > 10000) {
+          co_return ToolResult::error("seconds must be in [0, 3600] and steps in [1, 10000]");
+        }
+        auto flag = [&args](std::string_view key) {
+          auto* v = args.if_contains(key);
+          return v && v->is_bool() && v->get_bool();
+        };
+        if (flag("confirm")) {
+          json::object params{
+              {"message", "Start the job?"},
+              {"requestedSchema", object_schema({{"start", "boolean"}}, {"start"})}};
+          auto r =
+              co_await ctx.request_client("elicitation/create", std::move(params), kClientDeadline);
+          if (!r) co_return ToolResult::error("elicitation failed: " + r.error().message);
+          auto* content = r->if_contains("content");
+          auto* start = content && content->is_object() ? content->get_object().if_contains("start")
+                                                        : nullptr;
+          if (get_string(*r, "action") != "accept" || !start || !start->is_bool() ||
+              !start->get_bool()) {
+            co_return ToolResult::text("not started");
+          }
+        }
+        if (!co_await work_in_steps(ctx, seconds, steps)) co_return ToolResult::error("cancelled");
+        if (flag("fail")) co_return ToolResult::error("the job failed");
+        co_return ToolResult::text("job done: " + std::to_string(steps) + " steps");
       });
 
   // CPU work, done the way the app API asks for it (run_blocking: the node's bounded worker

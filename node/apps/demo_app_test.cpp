@@ -34,7 +34,7 @@ TEST_F(DemoAppTest, ListsItsTools) {
   std::vector<std::string> names;
   for (auto& t : tools) names.emplace_back(t.at("name").as_string());
   for (std::string expected :
-       {"echo", "add", "slow", "burn", "note_set", "whoami", "log", "ask_llm", "ask_user"}) {
+       {"echo", "add", "slow", "job", "burn", "note_set", "whoami", "log", "ask_llm", "ask_user"}) {
     EXPECT_NE(std::find(names.begin(), names.end(), expected), names.end()) << expected;
   }
 }
@@ -164,6 +164,41 @@ TEST_F(DemoAppTest, SlowReportsProgressAndStopsOnCancel) {
   client_->notify("notifications/cancelled", {{"requestId", "long"}});
   ASSERT_TRUE(harness_.run_until([&] { return long_call->completion().has_value(); }));
   EXPECT_EQ(long_call->completion()->message, nullptr);
+}
+
+TEST_F(DemoAppTest, JobRunsAsATaskWhenAsked) {
+  auto created = result_of(client_->call(
+      "tools/call",
+      {{"name", "job"}, {"arguments", {{"seconds", 0}, {"steps", 2}}}, {"task", object{}}}));
+  auto id = created.at("task").at("taskId");
+  auto r = result_of(client_->call("tasks/result", {{"taskId", id}}));
+  EXPECT_EQ(r.at("content").at(0).at("text"), "job done: 2 steps");
+  auto failed = result_of(client_->call(
+      "tools/call",
+      {{"name", "job"}, {"arguments", {{"seconds", 0}, {"fail", true}}}, {"task", object{}}}));
+  auto failed_id = failed.at("task").at("taskId");
+  EXPECT_TRUE(
+      result_of(client_->call("tasks/result", {{"taskId", failed_id}})).at("isError").as_bool());
+  EXPECT_EQ(result_of(client_->call("tasks/get", {{"taskId", failed_id}})).at("status"), "failed");
+  // Without a task it is an ordinary call.
+  EXPECT_EQ(result_of(client_->call_tool("job", {{"seconds", 0}})).at("content").at(0).at("text"),
+            "job done: 1 steps");
+}
+
+TEST_F(DemoAppTest, JobAsksBeforeStartingWhenToldTo) {
+  auto client = harness_.connect();
+  client->initialize({{"elicitation", object{}}});
+  auto created = result_of(client->call(
+      "tools/call",
+      {{"name", "job"}, {"arguments", {{"seconds", 0}, {"confirm", true}}}, {"task", object{}}}));
+  auto id = created.at("task").at("taskId");
+  auto result = client->start("tasks/result", {{"taskId", id}});
+  ASSERT_TRUE(
+      harness_.run_until([&] { return !result->with_method("elicitation/create").empty(); }));
+  auto request = result->with_method("elicitation/create")[0];
+  client->send({{"jsonrpc", "2.0"}, {"id", request.at("id")}, {"result", {{"action", "decline"}}}});
+  EXPECT_EQ(result_of(client->wait_response(*result)).at("content").at(0).at("text"),
+            "not started");
 }
 
 }  // namespace
