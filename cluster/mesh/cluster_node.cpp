@@ -652,8 +652,9 @@ struct ClusterNode::Impl {
     // The previous holder's copies go when it is confirmed dead and someone else continued
     // them, or when it restarted; see maybe_adopt and continue_previous_life.)
     if (a.holder == cfg.node_id || draining.load()) return;
-    if (a.node != cfg.node_id) {
-      // Sessions this node continued for another (a.node's life a.epoch) are now continued by
+    if (a.node != cfg.node_id || a.epoch != svc.server->epoch()) {
+      // Sessions this node continued for another (a.node's life a.epoch; or for an earlier life
+      // of its own, which came back to it through a chain of take-overs) are now continued by
       // a.holder: this node was declared dead while it held them, wrongly or not. Stop serving
       // them here, or two nodes would answer for them for good.
       std::size_t released = 0;
@@ -673,7 +674,6 @@ struct ClusterNode::Impl {
       }
       return;
     }
-    if (a.epoch != svc.server->epoch()) return;
     // Our sessions of this epoch are continued elsewhere (we were declared dead, wrongly or
     // not): stop serving them here, and create new sessions under a new epoch.
     auto old_epoch = svc.server->epoch();
