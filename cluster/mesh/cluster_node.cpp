@@ -290,11 +290,7 @@ struct ClusterNode::Impl {
     meta.set_epoch(epoch);
     for (auto& r : isr) meta.add_replicas(r);
     if (renewal) {
-      auto* a = meta.mutable_continued();
-      a->set_node(renewal->node);
-      a->set_epoch(renewal->epoch);
-      a->set_holder(renewal->holder);
-      a->set_version(renewal->version);
+      adoption_to_proto(*renewal, meta.mutable_continued());
       // Never at the cost of the metadata itself (long node ids): the adoption's own gossip
       // still brings it.
       if (membership && meta.ByteSizeLong() > membership->config().max_app_meta_bytes) {
@@ -364,12 +360,10 @@ struct ClusterNode::Impl {
     if (v.meta.app.empty() || !meta.ParseFromString(v.meta.app) || !meta.has_continued()) {
       return std::nullopt;
     }
-    const auto& c = meta.continued();
+    auto c = adoption_from_proto(meta.continued());
     // A member speaks for its own earlier lives only.
-    if (c.node() != v.meta.node_id || c.holder().empty() || c.holder() == c.node()) {
-      return std::nullopt;
-    }
-    return ClusterView::Adoption{c.node(), c.epoch(), c.holder(), c.version()};
+    if (c.node != v.meta.node_id || c.holder.empty() || c.holder == c.node) return std::nullopt;
+    return c;
   }
 
   // -- The delivery fence (membership loop) ---------------------------------------------------

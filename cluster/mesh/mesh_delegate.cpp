@@ -16,18 +16,18 @@ std::string interest_key(const std::string& node, std::uint64_t to) {
   return "i/" + node + "/" + std::to_string(to);
 }
 
-registry::ClusterView::Adoption from_proto(const pb::Adoption& a) {
+}  // namespace
+
+registry::ClusterView::Adoption adoption_from_proto(const pb::Adoption& a) {
   return {a.node(), a.epoch(), a.holder(), a.version()};
 }
 
-void to_proto(const registry::ClusterView::Adoption& a, pb::Adoption* out) {
+void adoption_to_proto(const registry::ClusterView::Adoption& a, pb::Adoption* out) {
   out->set_node(a.node);
   out->set_epoch(a.epoch);
   out->set_holder(a.holder);
   out->set_version(a.version);
 }
-
-}  // namespace
 
 MeshDelegate::MeshDelegate(std::string self, registry::ClusterView& view, InterestTracker& interest,
                            const Membership& membership, Hooks hooks)
@@ -39,7 +39,7 @@ MeshDelegate::MeshDelegate(std::string self, registry::ClusterView& view, Intere
 
 void MeshDelegate::broadcast_adoption(const registry::ClusterView::Adoption& adoption) {
   pb::MeshBroadcast b;
-  to_proto(adoption, b.mutable_adoption());
+  adoption_to_proto(adoption, b.mutable_adoption());
   queue_.queue(adoption_key(adoption), b.SerializeAsString());
 }
 
@@ -67,7 +67,7 @@ void MeshDelegate::on_broadcast(std::string_view data, const std::string& from) 
     return;
   }
   if (b.has_adoption()) {
-    auto a = from_proto(b.adoption());
+    auto a = adoption_from_proto(b.adoption());
     if (view_.apply_adoption(a)) {
       queue_.queue(adoption_key(a), std::string(data));
       if (hooks_.on_adoption) hooks_.on_adoption(a);
@@ -98,7 +98,7 @@ void MeshDelegate::on_broadcast(std::string_view data, const std::string& from) 
 
 std::string MeshDelegate::local_state(bool) {
   pb::MeshState state;
-  for (auto& a : view_.adoptions()) to_proto(a, state.add_adoptions());
+  for (auto& a : view_.adoptions()) adoption_to_proto(a, state.add_adoptions());
   auto [version, uris] = interest_.full();
   auto* own = state.mutable_interest();
   own->set_node(self_);
@@ -120,7 +120,7 @@ void MeshDelegate::merge_remote_state(std::string_view data, bool, const std::st
     return;
   }
   for (const auto& wire : state.adoptions()) {
-    auto a = from_proto(wire);
+    auto a = adoption_from_proto(wire);
     if (view_.apply_adoption(a) && hooks_.on_adoption) hooks_.on_adoption(a);
   }
   if (state.has_interest()) {

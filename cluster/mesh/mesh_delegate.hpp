@@ -19,7 +19,15 @@
 #include <functional>
 #include <string>
 
+namespace mcpmesh::v1 {
+class Adoption;
+}
+
 namespace mcpmesh::cluster {
+
+/// An adoption's wire form (proto/mesh.proto), both ways.
+registry::ClusterView::Adoption adoption_from_proto(const v1::Adoption& a);
+void adoption_to_proto(const registry::ClusterView::Adoption& a, v1::Adoption* out);
 
 class MeshDelegate final : public Delegate {
  public:
