@@ -478,6 +478,35 @@ void Membership::exchange_state(const std::string& node_id,
                });
 }
 
+void Membership::ping_members(const std::vector<std::string>& ids,
+                              std::function<void(std::vector<std::string> answered)> done) {
+  struct Round {
+    std::vector<std::string> answered;
+    std::size_t waiting = 0;
+    std::function<void(std::vector<std::string>)> done;
+  };
+  auto round = std::make_shared<Round>();
+  round->done = std::move(done);
+  std::weak_ptr<bool> token = alive_token_;
+  for (const auto& id : ids) {
+    auto it = members_.find(id);
+    if (!running_ || it == members_.end() || &it->second == self_ || !it->second.meta) continue;
+    Message ping = make_msg(MsgType::kPing);
+    ping.probe_seq = ++probe_seq_;
+    ping.target_id = id;
+    ++round->waiting;
+    send_request(it->second.meta->grpc_addr, std::move(ping), scaled(cfg_.probe_timeout),
+                 [token, round, id](const Message* reply) {
+                   if (token.expired()) return;
+                   if (reply && reply->type == MsgType::kAck && reply->ack) {
+                     round->answered.push_back(id);
+                   }
+                   if (--round->waiting == 0) round->done(std::move(round->answered));
+                 });
+  }
+  if (round->waiting == 0) round->done({});
+}
+
 void Membership::reconnect_tick() {
   timers_[kReconnectTimer] = clock_.schedule(cfg_.reconnect_interval, [this] { reconnect_tick(); });
   if (!running_) return;

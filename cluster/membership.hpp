@@ -87,6 +87,11 @@ class Membership {
   void exchange_state(const std::string& node_id, std::function<void(bool alive_there)> done);
 
   [[nodiscard]] std::vector<MemberView> members() const;
+  /// Pings each of `ids` now (one try each, the probe timeout); `done(answered)` once every
+  /// ping was answered or timed out, with the members that answered (at once when none could be
+  /// pinged: unknown, self, no address). Not called once the membership is destroyed.
+  void ping_members(const std::vector<std::string>& ids,
+                    std::function<void(std::vector<std::string> answered)> done);
   [[nodiscard]] const MemberMeta& self() const { return *self_meta_; }
   [[nodiscard]] uint64_t incarnation() const;
   [[nodiscard]] int local_health() const { return lhm_; }

@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <map>
+#include <optional>
 
 #include "cluster/delegate.hpp"
 #include "cluster/sim_network.hpp"
@@ -86,6 +88,39 @@ TEST_F(SimClusterTest, JoinThroughOneSeed) {
       10s);
   EXPECT_GE(t, 0);
   EXPECT_LE(t, 3.0);
+}
+
+TEST_F(SimClusterTest, PingMembersReportsWhoAnswersNow) {
+  make(4, true, MembershipConfig::fast());
+  net.run_for(2s);
+  auto ping = [&](int from, std::vector<std::string> ids) {
+    std::optional<std::vector<std::string>> answered;
+    net.membership(from)->ping_members(ids, [&](std::vector<std::string> a) {
+      std::sort(a.begin(), a.end());
+      answered = std::move(a);
+    });
+    net.run_for(1s);
+    return answered;
+  };
+  auto all = ping(0, {"n1", "n2", "n3", "n0", "nobody"});  // itself and strangers are skipped
+  ASSERT_TRUE(all);
+  EXPECT_EQ(*all, (std::vector<std::string>{"n1", "n2", "n3"}));
+  // Cut off a moment ago: its view still holds every member alive, and nobody answers.
+  net.partition({0}, {1, 2, 3});
+  EXPECT_EQ(state(0, 3), MemberState::kAlive);
+  auto cut = ping(0, {"n1", "n2", "n3"});
+  ASSERT_TRUE(cut);
+  EXPECT_TRUE(cut->empty());
+  // One way only: n1's answers to n0 are lost, n2 and n3 answer.
+  net.heal();
+  net.partition({1}, {0}, /*symmetric=*/false);
+  auto oneway = ping(0, {"n1", "n2", "n3"});
+  ASSERT_TRUE(oneway);
+  EXPECT_EQ(*oneway, (std::vector<std::string>{"n2", "n3"}));
+  // Nobody to ask: answered at once.
+  auto none = ping(0, {});
+  ASSERT_TRUE(none);
+  EXPECT_TRUE(none->empty());
 }
 
 TEST_F(SimClusterTest, JoinRetriesUntilSeedAppears) {

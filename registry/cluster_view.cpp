@@ -98,19 +98,23 @@ std::array<std::size_t, 4> ClusterView::member_counts() const {
   return counts;
 }
 
-bool ClusterView::quorate() const {
+bool ClusterView::quorate(const std::vector<std::string>* answered) const {
+  auto up = [&](const std::string& id, const Member& m) {
+    if (id == self_) return true;
+    if (m.state != NodeState::kAlive) return false;
+    return !answered || std::find(answered->begin(), answered->end(), id) != answered->end();
+  };
   std::shared_lock lock(mutex_);
   std::size_t members = 0, alive = 0;
   const Member* lowest = nullptr;
   for (auto& [id, m] : members_) {
     if (m.state == NodeState::kLeft) continue;
     ++members;
-    bool up = m.state == NodeState::kAlive || id == self_;
-    if (up) ++alive;
+    if (up(id, m)) ++alive;
     if (!lowest || id < lowest->id) lowest = &m;
   }
   if (members == 0 || 2 * alive > members) return true;
-  return 2 * alive == members && (lowest->id == self_ || lowest->state == NodeState::kAlive);
+  return 2 * alive == members && up(lowest->id, *lowest);
 }
 
 std::vector<std::string> ClusterView::rendezvous(std::string_view key,

@@ -93,7 +93,10 @@ class ClusterView {
   /// included), or exactly half with the lowest such id among them. Two sides of a partition
   /// can never both hold it, so they never both take a set of sessions over (a member that
   /// is merely suspect does not count: in a partition the far side is suspect first).
-  [[nodiscard]] bool quorate() const;
+  /// With `answered`, a member counts only if it is alive and among them too (the members that
+  /// answered a ping just now): a node cut off from the others suspects them one probe at a
+  /// time, and its view still holds alive the members it has not probed since the cut.
+  [[nodiscard]] bool quorate(const std::vector<std::string>* answered = nullptr) const;
 
   /// The node that continues `node`'s sessions if it fails now: the first live member of its
   /// announced replicas; without an announcement, the rendezvous-hash choice among live members.

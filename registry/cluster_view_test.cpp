@@ -180,6 +180,28 @@ TEST_F(ClusterViewTest, TwoSidesOfAPartitionNeverBothHoldTheQuorum) {
   EXPECT_TRUE(alone.quorate());
 }
 
+TEST_F(ClusterViewTest, WithAnswersOnlyMembersThatAnsweredCount) {
+  // Cut off a moment ago: n1 declared n2 dead, n3 is suspect, n4 still alive in its view; a
+  // ping to n4 goes unanswered.
+  set_state("n2", State::kDead);
+  set_state("n3", State::kSuspect);
+  EXPECT_TRUE(view.quorate());  // n1 and n4: half, with the lowest id
+  const std::vector<std::string> nobody, n4{"n4"}, n3_n4{"n3", "n4"};
+  EXPECT_FALSE(view.quorate(&nobody));
+  EXPECT_TRUE(view.quorate(&n4));
+  EXPECT_TRUE(view.quorate(&n3_n4));
+  // An answer counts only with the view's own verdict: a suspect member that answered is not up.
+  set_state("n4", State::kSuspect);
+  EXPECT_FALSE(view.quorate(&n3_n4));
+  // From n4's side, where n1 is the lowest id: n4 and n1 are half only if n1 counts.
+  ClusterView n4_view{"n4"};
+  for (auto* id : {"n1", "n4"}) ASSERT_TRUE(n4_view.set_member({id, State::kAlive, 1, "", {}}));
+  for (auto* id : {"n2", "n3"}) ASSERT_TRUE(n4_view.set_member({id, State::kDead, 1, "", {}}));
+  const std::vector<std::string> n1{"n1"};
+  EXPECT_TRUE(n4_view.quorate(&n1));
+  EXPECT_FALSE(n4_view.quorate(&nobody));
+}
+
 TEST(ClusterViewLimits, AdoptionTableAndMembersAreBounded) {
   ClusterView view("n1", {.max_members = 3, .max_adoptions = 2});
   EXPECT_TRUE(view.apply_adoption({"a", 1, "h", 1}));

@@ -256,7 +256,8 @@ struct ClusterNode::Impl {
       epoch_renewals{0}, adoptions_deferred{0};
   // Mesh thread: failed holders whose sessions wait for this node's side to hold the quorum.
   std::set<std::string> deferred;
-  bool retry_scheduled = false;  // mesh thread
+  std::set<std::string> confirming;  // mesh thread: failed holders whose heir pings for quorum
+  bool retry_scheduled = false;      // mesh thread
   // How long a regained quorum must last before the deferred holders are looked at again: the
   // time a member back from a cut needs to refute its death (set at start).
   std::chrono::steady_clock::duration retry_after{};
@@ -465,7 +466,7 @@ struct ClusterNode::Impl {
     if (prev != known.end()) before = prev->second;
     known[m.id] = m;
     update_candidates();
-    svc.server->set_quorate(may_adopt());
+    svc.server->set_quorate(cfg.adopt_without_quorum || view->quorate());
     if (!live(m.state)) {
       maybe_adopt(m.id);
       return;
@@ -516,21 +517,17 @@ struct ClusterNode::Impl {
     }
   }
 
-  /// Whether this node may continue a failed member's sessions now: its side of the cluster
-  /// holds the quorum (ClusterView::quorate). A node cut off from the others sees them all
-  /// dead; were it to continue their sessions, the nodes still holding them would give them up
-  /// when the cut heals, and with them every session they made meanwhile.
+  /// Whether this node's side of the cluster holds the quorum as its view has it
+  /// (ClusterView::quorate). A node cut off from the others sees them all dead; were it to
+  /// continue their sessions, the nodes still holding them would give them up when the cut
+  /// heals, and with them every session they made meanwhile.
   bool may_adopt() { return cfg.adopt_without_quorum || view->quorate(); }
 
   /// Mesh thread: `holder` failed or left; continue its sessions here if this node is its heir.
   void maybe_adopt(const std::string& holder) {
     auto heir = view->heir_of(holder);
     if (heir == cfg.node_id) {
-      if (!may_adopt()) {
-        defer(holder);
-        return;
-      }
-      adopt(holder);
+      adopt_with_quorum(holder);
       return;
     }
     if (!store->holds(holder)) return;
@@ -544,25 +541,70 @@ struct ClusterNode::Impl {
       if (!may_adopt()) {
         defer(holder);  // nothing is dropped without the quorum: the cut may heal
       } else if (view->heir_of(holder) == cfg.node_id) {
-        adopt(holder);
+        adopt_with_quorum(holder);
       } else {
         store->drop(holder);
       }
     });
   }
 
-  void defer(const std::string& holder) {
-    if (!deferred.insert(holder).second) return;
-    adoptions_deferred.fetch_add(1, std::memory_order_relaxed);
-    spdlog::warn(
-        "cluster {}: {} failed, but this node sees at most half of the cluster alive: its "
-        "sessions are not continued here until it does (or {} comes back)",
-        cfg.node_id, holder, holder);
+  /// Mesh thread: `holder` failed and this node is its heir. The view's quorum is not enough:
+  /// a node cut off a moment ago still holds alive the members it has not probed since. So the
+  /// members it counts are pinged, and only those that answer count (ClusterView::quorate with
+  /// `answered`). Then `holder`'s sessions are continued here, or wait (defer).
+  void adopt_with_quorum(const std::string& holder) {
+    if (cfg.adopt_without_quorum) {
+      adopt(holder);
+      return;
+    }
+    if (!view->quorate()) {
+      defer(holder);
+      return;
+    }
+    if (!confirming.insert(holder).second) return;  // asked already; the answer decides
+    std::vector<std::string> alive;
+    for (auto& m : view->members()) {
+      if (m.id != cfg.node_id && m.state == ClusterView::NodeState::kAlive) alive.push_back(m.id);
+    }
+    loop->post([this, holder, alive = std::move(alive)] {
+      if (stopped) return;
+      membership->ping_members(alive, [this, holder](std::vector<std::string> answered) {
+        asio::post(mesh_io, [this, holder, answered = std::move(answered)] {
+          confirming.erase(holder);
+          if (stopped) return;
+          auto m = view->member(holder);
+          if (m && live(m->state)) return;  // back meanwhile: on_member saw to it
+          if (view->heir_of(holder) != cfg.node_id) {
+            deferred.erase(holder);
+            maybe_adopt(holder);  // another heir now: keep the copy a while, as for any
+            return;
+          }
+          if (!view->quorate(&answered)) {
+            defer(holder);
+            return;
+          }
+          deferred.erase(holder);
+          adopt(holder);
+        });
+      });
+    });
   }
 
-  /// Mesh thread: a member came back. Once the quorum has held for `retry_after` (when a cut
-  /// heals, the members on its far side refute their deaths meanwhile and are not taken over),
-  /// the failed holders whose sessions waited for it are looked at again.
+  void defer(const std::string& holder) {
+    if (deferred.insert(holder).second) {
+      adoptions_deferred.fetch_add(1, std::memory_order_relaxed);
+      spdlog::warn(
+          "cluster {}: {} failed, but this node does not reach more than half of the cluster: "
+          "its sessions are not continued here until it does (or {} comes back)",
+          cfg.node_id, holder, holder);
+    }
+    retry_deferred();
+  }
+
+  /// Mesh thread: while the view has the quorum, the failed holders whose sessions wait for it
+  /// are looked at again every `retry_after` (first after it: when a cut heals, the members on
+  /// its far side refute their deaths meanwhile and are not taken over). Without it, a member
+  /// coming back (on_member) calls this again.
   void retry_deferred() {
     if (deferred.empty() || retry_scheduled || !may_adopt()) return;
     retry_scheduled = true;
@@ -570,10 +612,15 @@ struct ClusterNode::Impl {
     timer->async_wait([this, timer](boost::system::error_code ec) {
       retry_scheduled = false;
       if (ec || stopped || !may_adopt()) return;
-      auto waiting = std::exchange(deferred, {});
-      for (auto& holder : waiting) {
+      for (const auto& holder : std::vector<std::string>(deferred.begin(), deferred.end())) {
         auto m = view->member(holder);
-        if (!m || !live(m->state)) maybe_adopt(holder);
+        if (m && live(m->state)) {
+          deferred.erase(holder);
+          continue;
+        }
+        // Not the heir any more: it waits no longer here (maybe_adopt keeps the copy a while).
+        if (view->heir_of(holder) != cfg.node_id) deferred.erase(holder);
+        maybe_adopt(holder);
       }
     });
   }
