@@ -79,14 +79,7 @@ std::optional<Err> decode_into(json::value& v, Message& m) {
   }
   if (auto* error = obj->if_contains("error"); error && error->is_object()) {
     m.kind = Message::Kind::kErrorResponse;
-    auto& eo = error->get_object();
-    if (auto* c = eo.if_contains("code"); c && c->is_int64()) {
-      m.error.code = static_cast<int>(c->get_int64());
-    }
-    if (auto* msg = eo.if_contains("message"); msg && msg->is_string()) {
-      m.error.message = std::string(msg->get_string());
-    }
-    if (auto* d = eo.if_contains("data")) m.error.data = *d;
+    read_error_object(error->get_object(), m.error);
     return std::nullopt;
   }
   return Err{m.id, {ErrorCode::kInvalidRequest, "message has neither method, result nor error"}};
@@ -304,6 +297,25 @@ std::optional<std::string_view> get_string(const json::object& o, std::string_vi
   auto* v = o.if_contains(key);
   if (!v || !v->is_string()) return std::nullopt;
   return std::string_view(v->get_string());
+}
+
+void read_error_object(const json::object& o, RpcError& error) {
+  if (auto* c = o.if_contains("code"); c && c->is_int64()) {
+    error.code = static_cast<int>(c->get_int64());
+  }
+  if (auto message = get_string(o, "message")) error.message = std::string(*message);
+  if (auto* d = o.if_contains("data")) error.data = *d;
+}
+
+std::optional<std::uint64_t> parse_cursor(const json::object& params) {
+  auto* c = params.if_contains("cursor");
+  if (!c || c->is_null()) return 0;
+  if (!c->is_string()) return std::nullopt;
+  std::string_view s = c->get_string();
+  std::uint64_t n = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return n;
 }
 
 }  // namespace mcpmesh::mcp

@@ -125,6 +125,9 @@ using Payload = std::shared_ptr<const std::string>;
 /// off the hot path).
 [[nodiscard]] bool holds_non_finite_number(const json::value& v);
 [[nodiscard]] json::object error_object(const RpcError& error);
+/// The inverse: sets in `error` the code (an integer), message (a string) and data that the
+/// JSON-RPC error object `o` has, and leaves the rest as it was.
+void read_error_object(const json::object& o, RpcError& error);
 
 /// A JSON number that prints as an integer when `d` is integral ("3", not "3E0").
 [[nodiscard]] json::value json_number(double d);
@@ -134,6 +137,10 @@ using Payload = std::shared_ptr<const std::string>;
 /// The string member `key` of `o`, or nullopt when absent or not a string.
 [[nodiscard]] std::optional<std::string_view> get_string(const json::object& o,
                                                          std::string_view key);
+
+/// The `cursor` of a paginated request: the decimal number this server gave out; 0 without one
+/// (absent or null), nullopt when it is anything else.
+[[nodiscard]] std::optional<std::uint64_t> parse_cursor(const json::object& params);
 
 /// Compact key for an id usable in maps: "s:<string>" or "n:<integer>".
 [[nodiscard]] std::string id_key(const json::value& id);

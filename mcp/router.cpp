@@ -9,7 +9,6 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include <charconv>
 #include <cmath>
 #include <variant>
 
@@ -220,17 +219,6 @@ std::optional<TraceContext> meta_trace(const json::object& params) {
 Span handler_span(Tracer* tracer, const TraceContext& request, std::string name) {
   if (!tracer || !request.valid()) return {};
   return tracer->start(std::move(name), SpanKind::kInternal, request);
-}
-
-std::optional<std::size_t> parse_cursor(const json::object& params) {
-  auto* c = params.if_contains("cursor");
-  if (!c || c->is_null()) return 0;
-  if (!c->is_string()) return std::nullopt;
-  std::string_view s = c->get_string();
-  std::size_t offset = 0;
-  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), offset);
-  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
-  return offset;
 }
 
 }  // namespace

@@ -4,8 +4,6 @@
 
 #include <boost/asio/post.hpp>
 
-#include <charconv>
-
 namespace mcpmesh::mcp {
 
 bool has_session_tasks(const Conversation& conversation) {
@@ -85,11 +83,11 @@ Result<json::value> serve_session_task_method(TaskStore& store, Conversation& co
   if (method == "tasks/list") {
     std::uint64_t from = 1;
     if (auto* c = params.if_contains("cursor"); c && !c->is_null()) {
-      std::string_view s = c->is_string() ? std::string_view(c->get_string()) : "";
-      auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), from);
-      if (s.empty() || ec != std::errc() || end != s.data() + s.size() || !store.issued(from)) {
+      auto cursor = parse_cursor(params);
+      if (!cursor || !store.issued(*cursor)) {
         return RpcError(ErrorCode::kInvalidParams, "invalid cursor");
       }
+      from = *cursor;
     }
     std::uint64_t next = 0;
     json::array tasks;

@@ -309,14 +309,7 @@ Result<json::value> TaskStore::final_answer(const Task& t) {
     return result;
   }
   RpcError error(ErrorCode::kInternalError, "the task failed");
-  if (t.error.is_object()) {
-    const auto& e = t.error.get_object();
-    if (auto* code = e.if_contains("code"); code && code->is_int64()) {
-      error.code = static_cast<int>(code->get_int64());
-    }
-    if (auto message = get_string(e, "message")) error.message = std::string(*message);
-    if (auto* data = e.if_contains("data")) error.data = *data;
-  }
+  if (t.error.is_object()) read_error_object(t.error.get_object(), error);
   return error;
 }
 
