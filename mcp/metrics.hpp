@@ -62,6 +62,8 @@ namespace mcpmesh::mcp {
   X(forward_failures_total, "relayed exchanges that failed (holder unreachable or gone)")         \
   X(forwarded_in_total, "HTTP exchanges another node relayed here")                               \
   X(forward_hops_exceeded_total, "exchanges refused: relayed too often (session moving)")         \
+  X(upgrades_total, "connections switched to another protocol (cluster relay links)")             \
+  X(upgrades_refused_total, "protocol switches refused (no valid cluster token, too many)")       \
   X(sessions_unavailable_total, "requests refused with 503: the session's holder is failing")     \
   X(client_connections_rejected_total, "connections refused: max_connections_per_client (503)")   \
   X(client_sessions_rejected_total, "initialize refused: max_sessions_per_client (429)")          \

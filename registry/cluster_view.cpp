@@ -236,7 +236,7 @@ ClusterView::Route ClusterView::resolve(std::string_view owner, std::uint64_t ep
     const Member& m = it->second;
     if (live(m.state)) {
       // (A restarted owner may hold its earlier sessions again if it inherited them.)
-      if (inherited || m.epoch <= epoch) return {Kind::kRemote, holder, m.address};
+      if (inherited || m.epoch <= epoch) return {Kind::kRemote, holder, m.address, m.http_address};
       // The owner restarted since this session's life. Its sessions of the life just before
       // live on if that life's heir continued them, and the news of it (an adoption) may not
       // have reached this node yet: the heir is asked, and answers or says they are gone.
@@ -246,7 +246,8 @@ ClusterView::Route ClusterView::resolve(std::string_view owner, std::uint64_t ep
       if (prev == previous_.end() || prev->second.epoch != epoch) return {Kind::kHere, {}, {}};
       auto heir = heir_locked(holder, prev->second.replicas);
       if (!heir || *heir == self_) return {Kind::kHere, {}, {}};
-      return {Kind::kRemote, *heir, members_.find(*heir)->second.address};
+      const Member& h = members_.find(*heir)->second;
+      return {Kind::kRemote, *heir, h.address, h.http_address};
     }
     auto heir = heir_locked(holder);
     if (!heir) return {Kind::kHere, {}, {}};  // nobody holds a copy: gone

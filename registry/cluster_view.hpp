@@ -48,6 +48,7 @@ class ClusterView {
     std::uint64_t epoch = 0;
     std::string address;                // cluster (gRPC) address
     std::vector<std::string> replicas;  // in-sync replicas the member announced, heir first
+    std::string http_address;           // MCP HTTP address (relay links go there)
   };
 
   struct Adoption {
@@ -67,6 +68,7 @@ class ClusterView {
     Kind kind = Kind::kHere;
     std::string node;
     std::string address;
+    std::string http_address;
   };
 
   explicit ClusterView(std::string self, ClusterViewLimits limits = {});

@@ -2,6 +2,7 @@
 
 #include "transport/http_request.hpp"
 
+#include "mcp/roaming_executor.hpp"
 #include "mcp/stateless.hpp"
 #include "mcp/version.hpp"
 
@@ -17,6 +18,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <charconv>
 #include <initializer_list>
 
@@ -117,6 +119,7 @@ struct HttpServer::Shared {
   HttpConfig config;
   tcp::acceptor acceptor;
   SessionLocator* locator = nullptr;
+  std::atomic<std::shared_ptr<const UpgradeRoute>> upgrade;
   std::function<bool()> ready;
   std::function<void(std::string&)> extra_metrics;
   std::shared_ptr<Admission> admission;
@@ -272,6 +275,9 @@ class Exchange {
         break;
       case Next::kLegacyStream:
         keep = co_await handle_legacy_get(req);
+        break;
+      case Next::kUpgrade:
+        keep = upgrade(req);
         break;
     }
     end_http_span(span);
@@ -439,15 +445,33 @@ class Exchange {
   /// What exchange() does after handle(): the answer is in `out_` (close or keep the
   /// connection), or a stream follows (a POST waiting for its answers, a GET stream), or the
   /// exchange is relayed to the node holding its session.
-  enum class Next { kClose, kKeep, kPostStream, kGetStream, kRelay, kLegacyStream };
+  enum class Next { kClose, kKeep, kPostStream, kGetStream, kRelay, kLegacyStream, kUpgrade };
 
   static Next after(bool keep) { return keep ? Next::kKeep : Next::kClose; }
+
+  /// A request to switch to the server's upgrade protocol on its path.
+  bool wants_upgrade(const Request& req) const {
+    auto route = shared_->upgrade.load();
+    if (!route || req.method() != http::verb::get) return false;
+    std::string_view target = req.target();
+    if (target.substr(0, target.find('?')) != route->path) return false;
+    return beast::iequals(req[http::field::upgrade], route->protocol);
+  }
+
+  /// Hands the connection to the upgrade route, or answers its refusal; false either way (this
+  /// exchange serves no more requests on the connection).
+  virtual bool upgrade(Request& req) {
+    respond_error(http::status::not_found, req.version(), false,
+                  RpcError(ErrorCode::kInvalidRequest, "no such endpoint"));
+    return false;
+  }
 
   Next handle(Request& req) {
     auto version = req.version();
     bool keep = req.keep_alive();
     // A relayed exchange was checked by the node it arrived at (an authenticated peer).
     if (hops_ == 0) {
+      if (wants_upgrade(req)) return Next::kUpgrade;
       auto host = req[http::field::host];
       if (!host_allowed(host, cfg_.allowed_hosts)) {
         Metrics::inc(shared_->metrics().host_rejected_total);
@@ -1424,6 +1448,23 @@ class Connection final : public Exchange, public std::enable_shared_from_this<Co
 
   asio::any_io_executor executor() override { return socket_.get_executor(); }
 
+  bool upgrade(Request& req) override {
+    std::string leftover(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+    buffer_.consume(buffer_.size());
+    auto route = shared_->upgrade.load();
+    auto refusal = route ? route->accept(req, socket_, std::move(leftover))
+                         : UpgradeRoute::Refusal{404, "no such endpoint"};
+    if (refusal) {
+      Metrics::inc(shared_->metrics().upgrades_refused_total);
+      respond_error(static_cast<http::status>(refusal->status), req.version(), false,
+                    RpcError(ErrorCode::kInvalidRequest, refusal->reason));
+      return false;
+    }
+    // The socket is the taker's now; close() finds it moved out and only does the accounting.
+    Metrics::inc(shared_->metrics().upgrades_total);
+    return false;
+  }
+
   void on_stream_idle() override {
     // DESIGN: an idle connection holds no read buffer (what the client pipelined stays).
     if (buffer_.size() == 0 && buffer_.capacity() != 0) buffer_.shrink_to_fit();
@@ -1903,6 +1944,10 @@ asio::ip::tcp::endpoint HttpServer::local_endpoint() const {
 
 void HttpServer::set_locator(SessionLocator* locator) { shared_->locator = locator; }
 
+void HttpServer::set_upgrade(std::optional<UpgradeRoute> route) {
+  shared_->upgrade.store(route ? std::make_shared<const UpgradeRoute>(std::move(*route)) : nullptr);
+}
+
 void HttpServer::set_readiness(std::function<bool()> ready) { shared_->ready = std::move(ready); }
 
 void HttpServer::set_extra_metrics(std::function<void(std::string&)> render) {
@@ -1915,7 +1960,12 @@ std::string_view HttpServer::not_ready_because() const { return shared_->not_rea
 
 void HttpServer::serve_forwarded(HttpRequest request, unsigned hops,
                                  std::shared_ptr<ForwardedAnswer> answer) {
-  auto& context = shared_->next_for_forwarded();
+  // On the calling thread when it is one of this server's: no wake-up of another thread.
+  auto* here = mcp::RoamingExecutor::thread_context();
+  auto& context = here && std::find(shared_->contexts.begin(), shared_->contexts.end(), here) !=
+                              shared_->contexts.end()
+                      ? *here
+                      : shared_->next_for_forwarded();
   auto exchange =
       std::make_shared<ForwardedExchange>(shared_, context, std::max(hops, 1u), std::move(answer));
   asio::co_spawn(

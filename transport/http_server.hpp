@@ -17,6 +17,8 @@
 #include "transport/session_target.hpp"
 
 #include <functional>
+#include <memory>
+#include <optional>
 
 #include <boost/asio/ip/tcp.hpp>
 
@@ -73,6 +75,25 @@ struct HttpConfig {
   std::vector<std::string> allowed_hosts;
 };
 
+/// A protocol a connection may switch to (HTTP/1.1 `Upgrade`) on one path: how the cluster's
+/// relay links reach a node (cluster/forward). Such a request skips the Host and Origin checks
+/// (it is not from a browser); `accept` vouches for it instead.
+struct UpgradeRoute {
+  std::string path;      // e.g. "/cluster/relay"
+  std::string protocol;  // the `Upgrade` token asked for, compared case-insensitively
+  struct Refusal {
+    unsigned status = 401;
+    std::string reason;
+  };
+  /// Runs on the connection's I/O thread and must not block. Returns why the connection may not
+  /// switch (sent as a JSON-RPC error with that status; the connection closes), or takes it:
+  /// moves the socket out (it stays on that thread's io_context) with the bytes the client sent
+  /// past the request, and answers 101 itself.
+  std::function<std::optional<Refusal>(const HttpRequest& request, asio::ip::tcp::socket& socket,
+                                       std::string leftover)>
+      accept;
+};
+
 class HttpServer {
  public:
   /// Binds and listens; throws std::system_error if the address cannot be bound (start-up).
@@ -89,6 +110,9 @@ class HttpServer {
 
   /// Set before start(); null = a single node (sessions not held here are unknown: 404).
   void set_locator(SessionLocator* locator);
+  /// Any thread: the one protocol connections may switch to from now on (none by default or
+  /// after nullopt: such a request is served as any other).
+  void set_upgrade(std::optional<UpgradeRoute> route);
   /// `/readyz` answers 200 while this holds (default: the server takes new sessions) and the
   /// node is not full (sessions, connections) and not shedding requests (zone red).
   void set_readiness(std::function<bool()> ready);
@@ -103,7 +127,8 @@ class HttpServer {
 
   /// Any thread. Serves `request`, relayed here by another node (its `hops`-th relay), as if it
   /// had arrived on a connection of this node, minus the Host/Origin checks the first node
-  /// made; the answer goes to `answer`. Runs on one of the server's I/O threads.
+  /// made; the answer goes to `answer`. Runs on the calling thread when it is one of the
+  /// server's I/O threads, else on one of them.
   void serve_forwarded(HttpRequest request, unsigned hops, std::shared_ptr<ForwardedAnswer> answer);
 
   struct Shared;

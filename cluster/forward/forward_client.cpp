@@ -1,13 +1,20 @@
 #include "cluster/forward/forward_client.hpp"
 
-#include <spdlog/spdlog.h>
 #include "mcp/roaming_executor.hpp"
+#include "proto/mesh.pb.h"
 
-#include <boost/asio/post.hpp>
+#include <spdlog/spdlog.h>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/connect.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/read_until.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/http/verb.hpp>
 
 #include <algorithm>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -19,6 +26,8 @@ namespace http = boost::beast::http;
 using transport::RelayEvent;
 using transport::RelayQueue;
 using Clock = std::chrono::steady_clock;
+namespace pb = ::mcpmesh::v1;
+using tcp = boost::asio::ip::tcp;
 
 /// Whether field name `name` is `lower` (given in lower case), whatever its case.
 bool field_is(std::string_view name, std::string_view lower) {
@@ -41,21 +50,6 @@ bool trace_field(std::string_view name) {
   return field_is(name, "traceparent") || field_is(name, "tracestate");
 }
 
-std::string describe(const grpc::Status& status) {
-  switch (status.error_code()) {
-    case grpc::StatusCode::UNAVAILABLE:
-      return "unreachable";
-    case grpc::StatusCode::DEADLINE_EXCEEDED:
-      return "no answer in time";
-    case grpc::StatusCode::UNAUTHENTICATED:
-      return "refused: cluster secret mismatch";
-    case grpc::StatusCode::CANCELLED:
-      return "connection lost";
-    default:
-      return "gRPC status " + std::to_string(static_cast<int>(status.error_code()));
-  }
-}
-
 RelayEvent failure(std::string why, bool unreachable) {
   RelayEvent ev;
   ev.kind = RelayEvent::Kind::kFailed;
@@ -66,39 +60,49 @@ RelayEvent failure(std::string why, bool unreachable) {
 
 }  // namespace
 
-/// One `Forward.Relay` stream to one holder, carrying every exchange this node relays there.
-/// Keeps itself alive until gRPC reports the stream done.
-class RelayLink final : public grpc::ClientBidiReactor<pb::RelayBatch, pb::AnswerBatch>,
-                        public std::enable_shared_from_this<RelayLink> {
+struct ForwardClient::Shared {
+  Shared(ClusterAuth& a, const std::optional<TlsFiles>& tls, ForwardClientConfig c)
+      : auth(&a), config(std::move(c)) {
+    if (tls) this->tls = std::make_unique<LinkTls>(*tls);
+  }
+  std::mutex mu;
+  ClusterAuth* auth;  // guarded by mu; null once the client is gone
+  ForwardClientConfig config;
+  std::unique_ptr<LinkTls> tls;
+  std::atomic<std::uint64_t> next_id{1};
+  std::atomic<std::uint64_t> calls{0};
+  std::atomic<std::uint64_t> failures{0};
+  std::atomic<std::uint64_t> batches{0};
+  std::atomic<std::uint64_t> streams{0};
+};
+
+/// The relay link to one holder, carrying every exchange this node relays there. Lives on the
+/// I/O thread that opened it.
+class RelayLink final : public FrameLink {
  public:
-  RelayLink(ForwardClient& client, std::shared_ptr<PeerStubs> stubs)
-      : client_(client), stubs_(std::move(stubs)) {
-    client_.open_streams_.fetch_add(1, std::memory_order_acq_rel);
+  RelayLink(std::shared_ptr<ForwardClient::Shared> shared, tcp::socket socket, std::string address)
+      : FrameLink(std::move(socket), shared->config.link),
+        shared_(std::move(shared)),
+        address_(std::move(address)) {}
+
+  void start() {
+    auto self = std::static_pointer_cast<RelayLink>(shared_from_this());
+    asio::co_spawn(
+        executor_, [self]() { return self->open_link(); }, asio::detached);
   }
 
-  void start(std::shared_ptr<RelayLink> self) {
-    self_ = std::move(self);
-    client_.auth_.stamp(context_, ForwardClient::kRelayMethod);
-    stubs_->forward->async()->Relay(&context_, this);
-    StartRead(&reading_);
-    // Writes start from any thread, whenever an exchange comes: the hold keeps OnDone from
-    // running until the stream is ending and no write is in flight.
-    AddHold();
-    StartCall();
-  }
-
-  /// Starts exchange `id`; false when this stream is broken or full (the caller fails it).
+  /// Starts exchange `id`; false when this link is broken or full (the caller fails it).
   bool open(std::uint64_t id, pb::ForwardRequest request, std::shared_ptr<RelayQueue> queue) {
     {
       std::lock_guard lock(mu_);
-      if (done_ || exchanges_.size() >= client_.config_.max_exchanges) return false;
-      exchanges_.emplace(id, Exchange{std::move(queue), Clock::now() + client_.config_.timeout});
+      if (done_ || exchanges_.size() >= shared_->config.max_exchanges) return false;
+      exchanges_.emplace(id, Exchange{std::move(queue), Clock::now() + shared_->config.timeout});
       pb::RelayFrame frame;
       frame.set_exchange(id);
       *frame.mutable_request() = std::move(request);
       outbox_.push_back(std::move(frame));
     }
-    schedule_pump();
+    kick();
     return true;
   }
 
@@ -107,12 +111,9 @@ class RelayLink final : public grpc::ClientBidiReactor<pb::RelayBatch, pb::Answe
     {
       std::lock_guard lock(mu_);
       if (done_ || exchanges_.erase(id) == 0) return;  // answered already
-      pb::RelayFrame frame;
-      frame.set_exchange(id);
-      frame.set_cancel(true);
-      outbox_.push_back(std::move(frame));
+      push_cancel(id);
     }
-    pump();
+    kick();
   }
 
   /// Fails the exchanges past their deadline (and tells the holder).
@@ -123,10 +124,7 @@ class RelayLink final : public grpc::ClientBidiReactor<pb::RelayBatch, pb::Answe
       for (auto it = exchanges_.begin(); it != exchanges_.end();) {
         if (it->second.deadline <= now) {
           late.push_back(std::move(it->second.queue));
-          pb::RelayFrame frame;
-          frame.set_exchange(it->first);
-          frame.set_cancel(true);
-          outbox_.push_back(std::move(frame));
+          push_cancel(it->first);
           it = exchanges_.erase(it);
         } else {
           ++it;
@@ -134,50 +132,144 @@ class RelayLink final : public grpc::ClientBidiReactor<pb::RelayBatch, pb::Answe
       }
     }
     for (auto& q : late) {
-      client_.failures_.fetch_add(1, std::memory_order_relaxed);
+      shared_->failures.fetch_add(1, std::memory_order_relaxed);
       q->push(failure("no answer in time", false));
     }
-    if (!late.empty()) pump();
+    if (!late.empty()) kick();
   }
-
-  /// Ends the stream (the peer restarted): every exchange fails.
-  void shut() { context_.TryCancel(); }
 
   [[nodiscard]] bool done() const {
     std::lock_guard lock(mu_);
     return done_;
   }
 
-  void OnWriteDone(bool ok) override {
-    bool release = false;
-    {
-      std::lock_guard lock(mu_);
-      writing_now_ = false;
-      if (!ok) write_failed_ = true;  // the stream is ending; OnDone fails the exchanges
-      release = closing_ && !hold_released_;
-      if (release) hold_released_ = true;
-    }
-    if (release) {
-      RemoveHold();
-      return;
-    }
-    pump();
+ private:
+  struct Exchange {
+    std::shared_ptr<RelayQueue> queue;
+    Clock::time_point deadline;
+  };
+
+  void push_cancel(std::uint64_t id) {  // mu_ held
+    pb::RelayFrame frame;
+    frame.set_exchange(id);
+    frame.set_cancel(true);
+    outbox_.push_back(std::move(frame));
   }
 
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      // The stream is ending (the holder closed it or it broke); OnDone says how. Nothing more
-      // is written; once no write is in flight the hold goes and OnDone can come.
-      bool release = false;
-      {
-        std::lock_guard lock(mu_);
-        closing_ = true;
-        release = !writing_now_ && !hold_released_;
-        if (release) hold_released_ = true;
+  /// Connects, switches protocols (checking the holder's token), then runs the frames.
+  asio::awaitable<void> open_link() {
+    auto self = shared_from_this();
+    watch();  // the opening counts against `silence`
+    std::string rest;
+    try {
+      auto colon = address_.rfind(':');
+      if (colon == std::string::npos) throw std::runtime_error("bad address");
+      std::string host = address_.substr(0, colon);
+      if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
       }
-      if (release) RemoveHold();
-      return;
+      tcp::resolver resolver(executor_);
+      auto endpoints =
+          co_await resolver.async_resolve(host, address_.substr(colon + 1), asio::use_awaitable);
+      co_await asio::async_connect(stream_.socket(), endpoints, asio::use_awaitable);
+      stream_.socket().set_option(tcp::no_delay(true));
+      std::string token;
+      {
+        std::lock_guard lock(shared_->mu);
+        if (shared_->auth) token = shared_->auth->token(kRelayMethod);
+      }
+      auto request = relay_upgrade_request(address_, token);
+      co_await asio::async_write(stream_.socket(), asio::buffer(request), asio::use_awaitable);
+      std::string head;
+      auto n = co_await asio::async_read_until(stream_.socket(), asio::dynamic_buffer(head, 16384),
+                                               "\r\n\r\n", asio::use_awaitable);
+      rest = head.substr(n);
+      head.resize(n);
+      if (auto refused = check_answer(head, token)) {
+        refuse(*refused);
+        co_return;
+      }
+      if (shared_->tls) {
+        if (!rest.empty()) {
+          refuse("bytes before the TLS handshake");
+          co_return;
+        }
+        stream_.use_tls(shared_->tls->client);
+        try {
+          co_await stream_.handshake(asio::ssl::stream_base::client);
+        } catch (const boost::system::system_error& e) {
+          refuse("TLS handshake failed (" + e.code().message() + ")");
+          co_return;
+        }
+      }
+    } catch (const std::exception& e) {
+      spdlog::debug("relay link to {}: {}", address_, e.what());
+      end("unreachable");
+      co_return;
     }
+    co_await run_frames(std::move(rest));
+  }
+
+  /// Why the holder's answer to the switch is not a valid 101 from a holder of the secret.
+  std::optional<std::string> check_answer(std::string_view head, const std::string& token) {
+    if (!head.starts_with("HTTP/1.1 101 ")) {
+      if (head.starts_with("HTTP/1.1 401 ")) return "cluster secret mismatch";
+      auto line = head.substr(0, head.find('\r'));
+      return "the holder answered " + std::string(line.substr(0, 64));
+    }
+    std::string_view theirs;
+    for (auto fields = head.substr(head.find("\r\n") + 2); !fields.empty();) {
+      auto eol = fields.find("\r\n");
+      auto line = fields.substr(0, eol);
+      fields.remove_prefix(eol == std::string_view::npos ? fields.size() : eol + 2);
+      auto colon = line.find(':');
+      if (colon == std::string_view::npos) continue;
+      if (boost::beast::iequals(line.substr(0, colon), kRelayAuthField)) {
+        theirs = line.substr(colon + 1);
+        while (!theirs.empty() && theirs.front() == ' ') theirs.remove_prefix(1);
+      }
+    }
+    std::lock_guard lock(shared_->mu);
+    if (!shared_->auth) return "shutting down";
+    auto ok = shared_->auth->check_token(theirs, std::string(kRelayAcceptMethod) + token);
+    if (!ok.ok())
+      return "the holder does not prove the cluster secret (" + ok.error_message() + ")";
+    return std::nullopt;
+  }
+
+  /// Ends the link with every exchange refused (not unreachable: 502).
+  void refuse(std::string why) {
+    {
+      std::lock_guard lock(mu_);
+      refusal_ = "refused: " + why;
+    }
+    end(refusal_);
+  }
+
+  bool fill(std::string& out) override {
+    pb::RelayBatch batch;
+    {
+      std::lock_guard lock(mu_);
+      if (outbox_.empty()) return false;
+      std::size_t bytes = 0;
+      std::size_t taken = 0;
+      for (auto& frame : outbox_) {
+        if (taken > 0 && bytes >= shared_->config.max_batch_bytes) break;
+        bytes += frame.request().body().size() + frame.request().fields().size() + 64;
+        *batch.add_frames() = std::move(frame);
+        ++taken;
+      }
+      outbox_.erase(outbox_.begin(), outbox_.begin() + static_cast<std::ptrdiff_t>(taken));
+    }
+    shared_->batches.fetch_add(1, std::memory_order_relaxed);
+    return batch.AppendToString(&out);
+  }
+
+  void written() override {}
+
+  bool on_frame(std::string_view payload) override {
+    pb::AnswerBatch answers;
+    if (!answers.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return false;
     struct Delivery {
       std::uint64_t id;
       std::shared_ptr<RelayQueue> queue;
@@ -186,7 +278,7 @@ class RelayLink final : public grpc::ClientBidiReactor<pb::RelayBatch, pb::Answe
     std::vector<Delivery> deliveries;
     {
       std::lock_guard lock(mu_);
-      for (auto& frame : *reading_.mutable_frames()) {
+      for (auto& frame : *answers.mutable_frames()) {
         auto it = exchanges_.find(frame.exchange());
         if (it == exchanges_.end()) continue;  // cancelled or timed out meanwhile
         RelayEvent ev;
@@ -207,108 +299,50 @@ class RelayLink final : public grpc::ClientBidiReactor<pb::RelayBatch, pb::Answe
     for (auto& d : deliveries) {
       bool final_frame = d.ev.kind != RelayEvent::Kind::kBytes;
       if (d.ev.kind == RelayEvent::Kind::kFailed) {
-        client_.failures_.fetch_add(1, std::memory_order_relaxed);
+        shared_->failures.fetch_add(1, std::memory_order_relaxed);
       }
       if (!d.queue->push(std::move(d.ev)) && !final_frame) {
         // The client reads slower than the holder answers (its queue overflowed), or went
         // away: it stops reading, and the holder stops the exchange.
         std::lock_guard lock(mu_);
         if (exchanges_.erase(d.id) > 0) {
-          pb::RelayFrame frame;
-          frame.set_exchange(d.id);
-          frame.set_cancel(true);
-          outbox_.push_back(std::move(frame));
+          push_cancel(d.id);
           cancelled_any = true;
         }
       }
     }
-    if (cancelled_any) pump();
-    StartRead(&reading_);
+    if (cancelled_any) kick();
+    return true;
   }
 
-  void OnDone(const grpc::Status& status) override {
+  void ended(std::string_view why) override {
     std::unordered_map<std::uint64_t, Exchange> failed;
+    std::string refusal;
     {
       std::lock_guard lock(mu_);
       done_ = true;
       failed.swap(exchanges_);
+      outbox_.clear();
+      refusal = refusal_;
     }
-    if (!status.ok() && status.error_code() != grpc::StatusCode::CANCELLED) {
-      spdlog::debug("relay stream ended: {}", status.error_message());
-    }
-    bool unreachable = status.error_code() == grpc::StatusCode::UNAVAILABLE ||
-                       status.error_code() == grpc::StatusCode::CANCELLED ||
-                       status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED;
+    if (!failed.empty()) spdlog::debug("relay link to {} ended: {}", address_, why);
+    // Refused by the holder: a fault (502). Anything else: it may be failing over (503).
+    bool unreachable = refusal.empty();
+    std::string reason =
+        unreachable ? (why == "unreachable" ? "unreachable" : "connection lost") : refusal;
     for (auto& [id, ex] : failed) {
-      client_.failures_.fetch_add(1, std::memory_order_relaxed);
-      ex.queue->push(failure(describe(status), unreachable));
+      shared_->failures.fetch_add(1, std::memory_order_relaxed);
+      ex.queue->push(failure(reason, unreachable));
     }
-    auto& open = client_.open_streams_;
-    self_.reset();                                 // may destroy this
-    open.fetch_sub(1, std::memory_order_acq_rel);  // last: the client may go once it is 0
   }
 
- private:
-  struct Exchange {
-    std::shared_ptr<RelayQueue> queue;
-    Clock::time_point deadline;
-  };
-
-  /// Sends the queued frames soon: on an I/O thread, at the end of its current turn, so that
-  /// the exchanges read in the same turn (one epoll round) share one message.
-  void schedule_pump() {
-    auto* context = mcp::RoamingExecutor::thread_context();
-    if (!context) return pump();
-    {
-      std::lock_guard lock(mu_);
-      if (pump_posted_) return;
-      pump_posted_ = true;
-    }
-    boost::asio::post(*context, [self = shared_from_this()] {
-      {
-        std::lock_guard lock(self->mu_);
-        self->pump_posted_ = false;
-      }
-      self->pump();
-    });
-  }
-
-  /// Sends the queued frames as one batch unless a write is in flight.
-  void pump() {
-    {
-      std::lock_guard lock(mu_);
-      if (writing_now_ || write_failed_ || done_ || closing_ || outbox_.empty()) return;
-      writing_.Clear();
-      std::size_t bytes = 0;
-      std::size_t taken = 0;
-      for (auto& frame : outbox_) {
-        if (taken > 0 && bytes >= client_.config_.max_batch_bytes) break;
-        bytes += frame.ByteSizeLong();
-        *writing_.add_frames() = std::move(frame);
-        ++taken;
-      }
-      outbox_.erase(outbox_.begin(), outbox_.begin() + static_cast<std::ptrdiff_t>(taken));
-      writing_now_ = true;
-    }
-    client_.batches_.fetch_add(1, std::memory_order_relaxed);
-    StartWrite(&writing_);
-  }
-
-  ForwardClient& client_;
-  std::shared_ptr<PeerStubs> stubs_;
-  grpc::ClientContext context_;
-  pb::RelayBatch writing_;
-  pb::AnswerBatch reading_;
+  std::shared_ptr<ForwardClient::Shared> shared_;
+  std::string address_;
   mutable std::mutex mu_;
   std::unordered_map<std::uint64_t, Exchange> exchanges_;  // guarded by mu_
   std::vector<pb::RelayFrame> outbox_;                     // guarded by mu_
-  bool writing_now_ = false;                               // guarded by mu_
-  bool write_failed_ = false;                              // guarded by mu_
+  std::string refusal_;                                    // guarded by mu_
   bool done_ = false;                                      // guarded by mu_
-  bool closing_ = false;                                   // guarded by mu_
-  bool pump_posted_ = false;                               // guarded by mu_
-  bool hold_released_ = false;                             // guarded by mu_
-  std::shared_ptr<RelayLink> self_;
 };
 
 namespace {
@@ -332,7 +366,8 @@ class RemoteSession final : public transport::SessionTarget {
   std::shared_ptr<void> relay(const transport::HttpRequest& request, unsigned hops,
                               std::shared_ptr<RelayQueue> queue,
                               const mcp::TraceContext* trace) override {
-    client_.calls_.fetch_add(1, std::memory_order_relaxed);
+    auto& shared = *client_.shared_;
+    shared.calls.fetch_add(1, std::memory_order_relaxed);
     pb::ForwardRequest req;
     req.set_method(std::string(http::to_string(request.method())));
     req.set_target(std::string(request.target()));
@@ -340,7 +375,7 @@ class RemoteSession final : public transport::SessionTarget {
     req.set_keep_alive(request.keep_alive());
     req.set_hops(hops);
     req.set_session_id(std::string(request["Mcp-Session-Id"]));
-    req.set_from(client_.config_.self_id);
+    req.set_from(shared.config.self_id);
     auto* fields = req.mutable_fields();
     fields->reserve(512);
     request.for_each_field([fields, trace](std::string_view name, std::string_view value) {
@@ -361,10 +396,10 @@ class RemoteSession final : public transport::SessionTarget {
       }
     }
     req.set_body(request.body());
-    auto id = client_.next_id_.fetch_add(1, std::memory_order_relaxed);
+    auto id = shared.next_id.fetch_add(1, std::memory_order_relaxed);
     auto link = client_.link(address_);
     if (!link->open(id, std::move(req), queue)) {
-      client_.failures_.fetch_add(1, std::memory_order_relaxed);
+      shared.failures.fetch_add(1, std::memory_order_relaxed);
       queue->push(failure("unreachable", true));
       return nullptr;
     }
@@ -382,27 +417,40 @@ class RemoteSession final : public transport::SessionTarget {
   std::string address_;
 };
 
-ForwardClient::ForwardClient(PeerChannels& channels, const ClusterAuth& auth,
+ForwardClient::ForwardClient(ClusterAuth& auth, const std::optional<TlsFiles>& tls,
                              boost::asio::any_io_executor executor, ForwardClientConfig config)
-    : channels_(channels), auth_(auth), config_(std::move(config)), sweeper_(executor) {
+    : shared_(std::make_shared<Shared>(auth, tls, std::move(config))),
+      executor_(executor),
+      sweeper_(executor) {
   sweep();
 }
 
 ForwardClient::~ForwardClient() {
   *alive_ = false;
   sweeper_.cancel();
+  {
+    std::lock_guard lock(shared_->mu);
+    shared_->auth = nullptr;  // links still opening fail
+  }
   std::map<std::string, std::shared_ptr<RelayLink>> links;
   {
     std::lock_guard lock(mutex_);
     links.swap(links_);
   }
-  for (auto& [address, l] : links) l->shut();
-  links.clear();
-  // The streams' callbacks use this object: wait (bounded) until gRPC has finished them.
-  auto until = Clock::now() + std::chrono::seconds(5);
-  while (open_streams_.load(std::memory_order_acquire) > 0 && Clock::now() < until) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
+  for (auto& [address, l] : links) l->close();
+}
+
+std::uint64_t ForwardClient::calls() const {
+  return shared_->calls.load(std::memory_order_relaxed);
+}
+std::uint64_t ForwardClient::failures() const {
+  return shared_->failures.load(std::memory_order_relaxed);
+}
+std::uint64_t ForwardClient::batches() const {
+  return shared_->batches.load(std::memory_order_relaxed);
+}
+std::uint64_t ForwardClient::streams() const {
+  return shared_->streams.load(std::memory_order_relaxed);
 }
 
 void ForwardClient::sweep() {
@@ -419,36 +467,39 @@ void ForwardClient::sweep() {
   });
 }
 
-std::shared_ptr<RelayLink> ForwardClient::link(const std::string& address) {
+std::shared_ptr<RelayLink> ForwardClient::link(const std::string& http_address) {
   std::lock_guard lock(mutex_);
-  auto it = links_.find(address);
+  auto it = links_.find(http_address);
   if (it != links_.end() && !it->second->done()) return it->second;
-  if (it == links_.end() && links_.size() >= PeerChannels::kMaxPeers) {
-    // Addresses come from the membership; past the bound, forget the broken streams.
+  if (it == links_.end() && links_.size() >= shared_->config.max_links) {
+    // Addresses come from the membership; past the bound, forget the broken links.
     std::erase_if(links_, [](auto& kv) { return kv.second->done(); });
   }
-  auto l = std::make_shared<RelayLink>(*this, channels_.get(address));
-  streams_.fetch_add(1, std::memory_order_relaxed);
-  l->start(l);
-  links_[address] = l;
+  // On the I/O thread that asks, so that its exchanges cross no thread; else the fallback.
+  auto* here = mcp::RoamingExecutor::thread_context();
+  tcp::socket socket = here ? tcp::socket(*here) : tcp::socket(executor_);
+  auto l = std::make_shared<RelayLink>(shared_, std::move(socket), http_address);
+  shared_->streams.fetch_add(1, std::memory_order_relaxed);
+  l->start();
+  links_[http_address] = l;
   return l;
 }
 
-void ForwardClient::reset(const std::string& address) {
+void ForwardClient::reset(const std::string& http_address) {
   std::shared_ptr<RelayLink> old;
   {
     std::lock_guard lock(mutex_);
-    auto it = links_.find(address);
+    auto it = links_.find(http_address);
     if (it == links_.end()) return;
     old = std::move(it->second);
     links_.erase(it);
   }
-  old->shut();
+  old->close();
 }
 
 std::shared_ptr<transport::SessionTarget> ForwardClient::target(const std::string& node,
-                                                                const std::string& address) {
-  return std::make_shared<RemoteSession>(*this, node, address);
+                                                                const std::string& http_address) {
+  return std::make_shared<RemoteSession>(*this, node, http_address);
 }
 
 }  // namespace mcpmesh::cluster

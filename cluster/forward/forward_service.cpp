@@ -1,279 +1,41 @@
 #include "cluster/forward/forward_service.hpp"
 
-#include "cluster/forward/forward_client.hpp"
+#include "proto/mesh.pb.h"
 
-#include "mcp/roaming_executor.hpp"
-
-#include <boost/asio/post.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/http/verb.hpp>
 
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <unordered_set>
+#include <vector>
 
 namespace mcpmesh::cluster {
 
 namespace http = boost::beast::http;
 namespace pb = ::mcpmesh::v1;
+using tcp = boost::asio::ip::tcp;
 
-/// One `Forward.Relay` stream: the exchanges one node relays here. Reads batches of requests,
-/// starts each exchange, and writes the answers' frames in batches, one write at a time.
-/// Finish is called exactly once: when the relaying node has half-closed and every exchange has
-/// ended, or when the stream is cancelled and no write is in flight.
-class RelayServerStream final : public grpc::ServerBidiReactor<pb::RelayBatch, pb::AnswerBatch> {
- public:
-  struct Part {
-    pb::AnswerFrame frame;
-    std::function<void(bool)> sent;
-  };
+namespace {
 
-  /// Shared with every exchange's answer; outlives the reactor.
-  struct State {
-    std::mutex mu;
-    RelayServerStream* stream = nullptr;               // null once done; guarded by mu
-    std::deque<Part> queued;                           // guarded by mu
-    std::vector<std::function<void(bool)>> in_flight;  // senders of the batch being written
-    std::unordered_set<std::uint64_t> live;            // exchanges running; guarded by mu
-    std::unordered_set<std::uint64_t> cancelled;       // running, but the relaying node let go
-    bool writing = false;
-    bool read_done = false;
-    bool cancelled_stream = false;
-    bool finishing = false;
-    bool pump_posted = false;
-    std::size_t max_batch_bytes = 0;
-
-    /// Writes soon: on an I/O thread, at the end of its current turn, so that the answers made
-    /// in the same turn share one message.
-    static void schedule_pump(const std::shared_ptr<State>& state) {
-      auto* context = mcp::RoamingExecutor::thread_context();
-      if (!context) return state->pump();
-      {
-        std::lock_guard lock(state->mu);
-        if (state->pump_posted) return;
-        state->pump_posted = true;
-      }
-      boost::asio::post(*context, [state] {
-        {
-          std::lock_guard lock(state->mu);
-          state->pump_posted = false;
-        }
-        state->pump();
-      });
-    }
-
-    /// Writes what is queued, or finishes the stream when it is over. `mu` not held.
-    void pump() {
-      RelayServerStream* s = nullptr;
-      bool write = false;
-      grpc::Status finish;
-      {
-        std::lock_guard lock(mu);
-        if (!stream || writing || finishing) return;
-        s = stream;
-        if (cancelled_stream) {
-          finishing = true;
-          finish = grpc::Status(grpc::StatusCode::CANCELLED, "cancelled");
-        } else if (!queued.empty()) {
-          auto& batch = s->writing_;
-          batch.Clear();
-          std::size_t bytes = 0;
-          while (!queued.empty() && (bytes == 0 || bytes < max_batch_bytes)) {
-            auto& part = queued.front();
-            bytes += part.frame.chunk().data().size() + 16;
-            *batch.add_frames() = std::move(part.frame);
-            if (part.sent) in_flight.push_back(std::move(part.sent));
-            queued.pop_front();
-          }
-          writing = true;
-          write = true;
-        } else if (read_done && live.empty()) {
-          finishing = true;
-          finish = grpc::Status::OK;
-        } else {
-          return;
-        }
-      }
-      if (write) {
-        s->StartWrite(&s->writing_);
-      } else {
-        s->Finish(finish);
-      }
-    }
-  };
-
-  RelayServerStream(ForwardService& service, const grpc::Status& admitted)
-      : service_(service), state_(std::make_shared<State>()) {
-    state_->stream = this;
-    state_->max_batch_bytes = service.limits_.max_batch_bytes;
-    if (!admitted.ok()) {
-      {
-        std::lock_guard lock(state_->mu);
-        state_->finishing = true;
-      }
-      Finish(admitted);
-      return;
-    }
-    StartRead(&reading_);
-  }
-
-  void OnReadDone(bool ok) override {
-    if (!ok) {
-      {
-        std::lock_guard lock(state_->mu);
-        state_->read_done = true;
-      }
-      state_->pump();
-      return;
-    }
-    for (auto& frame : *reading_.mutable_frames()) {
-      auto id = frame.exchange();
-      if (frame.cancel()) {
-        std::lock_guard lock(state_->mu);
-        if (state_->live.contains(id)) state_->cancelled.insert(id);
-        continue;
-      }
-      transport::HttpRequest request;
-      auto refused = service_.check(frame.request(), request);
-      if (!refused) {
-        std::lock_guard lock(state_->mu);
-        if (state_->live.size() >= service_.limits_.max_exchanges) {
-          refused = "too many exchanges on this stream";
-        } else if (!state_->live.insert(id).second) {
-          refused = "exchange id in use";
-        }
-      }
-      if (refused) {
-        service_.refused_.fetch_add(1, std::memory_order_relaxed);
-        Part part;
-        part.frame.set_exchange(id);
-        part.frame.set_refused(*refused);
-        std::lock_guard lock(state_->mu);
-        state_->queued.push_back(std::move(part));
-        continue;
-      }
-      service_.served_.fetch_add(1, std::memory_order_relaxed);
-      service_.http_.serve_forwarded(
-          std::move(request), frame.request().hops(),
-          std::make_shared<Answer>(state_, id, service_.limits_.max_chunk_bytes));
-    }
-    state_->pump();
-    StartRead(&reading_);
-  }
-
-  void OnWriteDone(bool ok) override {
-    std::vector<std::function<void(bool)>> sent;
-    {
-      std::lock_guard lock(state_->mu);
-      state_->writing = false;
-      if (!ok) state_->cancelled_stream = true;
-      sent.swap(state_->in_flight);
-    }
-    for (auto& cb : sent) cb(ok);
-    state_->pump();
-  }
-
-  void OnCancel() override {
-    {
-      std::lock_guard lock(state_->mu);
-      state_->cancelled_stream = true;
-    }
-    state_->pump();  // finishes now unless a write is in flight (its completion will)
-  }
-
-  void OnDone() override {
-    std::deque<Part> dropped;
-    std::vector<std::function<void(bool)>> in_flight;
-    {
-      std::lock_guard lock(state_->mu);
-      state_->stream = nullptr;
-      dropped.swap(state_->queued);
-      in_flight.swap(state_->in_flight);
-    }
-    for (auto& cb : in_flight) cb(false);
-    for (auto& p : dropped) {
-      if (p.sent) p.sent(false);
-    }
-    delete this;
-  }
-
- private:
-  /// What one exchange writes its answer to.
-  class Answer final : public transport::ForwardedAnswer {
-   public:
-    Answer(std::shared_ptr<State> state, std::uint64_t id, std::size_t max_chunk)
-        : state_(std::move(state)), id_(id), max_chunk_(max_chunk) {}
-
-    void send(std::string bytes, std::function<void(bool)> sent) override {
-      queue(std::move(bytes), false, false, std::move(sent));
-    }
-    void finish(std::string bytes, bool close) override {
-      queue(std::move(bytes), true, close, {});
-    }
-
-   private:
-    void queue(std::string bytes, bool last, bool close, std::function<void(bool)> sent) {
-      bool refused = false;
-      {
-        std::lock_guard lock(state_->mu);
-        bool gone = !state_->stream || state_->cancelled_stream || state_->finishing ||
-                    state_->cancelled.contains(id_);
-        if (gone) {
-          refused = true;
-        } else {
-          // Large answers go out in parts, each far below the peer's message limit; only the
-          // last part carries the sender's callback (and the end of the answer).
-          std::size_t offset = 0;
-          do {
-            std::size_t n = std::min(max_chunk_, bytes.size() - offset);
-            Part part;
-            part.frame.set_exchange(id_);
-            auto* chunk = part.frame.mutable_chunk();
-            chunk->set_data(bytes.data() + offset, n);
-            offset += n;
-            bool final_part = offset >= bytes.size();
-            chunk->set_last(last && final_part);
-            chunk->set_close(last && final_part && close);
-            if (final_part) part.sent = std::move(sent);
-            state_->queued.push_back(std::move(part));
-          } while (offset < bytes.size());
-        }
-        if (last) {
-          state_->live.erase(id_);
-          state_->cancelled.erase(id_);
-        }
-      }
-      if (refused && sent) sent(false);
-      State::schedule_pump(state_);
-    }
-
-    std::shared_ptr<State> state_;
-    std::uint64_t id_;
-    std::size_t max_chunk_;
-  };
-
-  ForwardService& service_;
-  std::shared_ptr<State> state_;
-  pb::RelayBatch reading_;
-  pb::AnswerBatch writing_;
-};
-
-ForwardService::ForwardService(ClusterAuth& auth, transport::HttpServer& http,
-                               ForwardServiceLimits limits)
-    : auth_(auth), http_(http), limits_(limits) {}
-
-std::optional<std::string> ForwardService::check(const pb::ForwardRequest& request,
-                                                 transport::HttpRequest& out) const {
+std::optional<std::string> check_request(const pb::ForwardRequest& request,
+                                         transport::HttpRequest& out,
+                                         const ForwardServiceLimits& limits) {
   auto verb = http::string_to_verb(request.method());
   if (verb != http::verb::post && verb != http::verb::get && verb != http::verb::delete_) {
     return "method must be POST, GET or DELETE";
   }
   if (request.version() != 10 && request.version() != 11) return "bad HTTP version";
-  if (request.hops() == 0 || request.hops() > limits_.max_hops) return "bad hop count";
-  if (request.body().size() > limits_.max_body_bytes) return "body too large";
-  if (request.target().empty() || request.target().size() > limits_.max_header_bytes) {
+  if (request.hops() == 0 || request.hops() > limits.max_hops) return "bad hop count";
+  if (request.body().size() > limits.max_body_bytes) return "body too large";
+  if (request.target().empty() || request.target().size() > limits.max_header_bytes) {
     return "bad target";
   }
-  if (request.target().size() + request.fields().size() > limits_.max_header_bytes) {
+  if (request.target().size() + request.fields().size() > limits.max_header_bytes) {
     return "headers too large";
   }
   out.assign(verb, request.target(), request.version(), request.keep_alive());
@@ -289,16 +51,322 @@ std::optional<std::string> ForwardService::check(const pb::ForwardRequest& reque
     if (colon == 0 || colon == std::string_view::npos) return "malformed field";
     auto value = line.substr(colon + 1);
     if (!value.empty() && value.front() == ' ') value.remove_prefix(1);
-    if (++count > limits_.max_headers) return "too many headers";
+    if (++count > limits.max_headers) return "too many headers";
     out.add_field(line.substr(0, colon), value);
   }
   out.body() = request.body();
   return std::nullopt;
 }
 
-grpc::ServerBidiReactor<pb::RelayBatch, pb::AnswerBatch>* ForwardService::Relay(
-    grpc::CallbackServerContext* context) {
-  return new RelayServerStream(*this, auth_.check(*context, ForwardClient::kRelayMethod));
+}  // namespace
+
+class RelayServerLink;
+
+struct ForwardService::Shared {
+  std::mutex mu;
+  ClusterAuth* auth = nullptr;            // guarded by mu; null once the service is gone
+  transport::HttpServer* http = nullptr;  // guarded by mu; null once the service is gone
+  ForwardServiceLimits limits;
+  std::unique_ptr<LinkTls> tls;
+  std::vector<std::weak_ptr<RelayServerLink>> links;  // guarded by mu
+  std::atomic<std::uint64_t> refused{0};
+  std::atomic<std::uint64_t> served{0};
+  std::atomic<std::uint64_t> links_refused{0};
+
+  /// Links still open; mu held.
+  std::size_t prune() {
+    std::erase_if(links, [](const std::weak_ptr<RelayServerLink>& l) { return l.expired(); });
+    return links.size();
+  }
+};
+
+/// One relay link from one node: the exchanges it relays here. Reads batches of requests,
+/// starts each exchange, and writes the answers' parts in batches, one write at a time.
+class RelayServerLink final : public FrameLink {
+ public:
+  RelayServerLink(std::shared_ptr<ForwardService::Shared> shared, tcp::socket socket,
+                  std::string already_read, std::string accept_token)
+      : FrameLink(std::move(socket), settings_of(shared->limits)),
+        shared_(std::move(shared)),
+        already_read_(std::move(already_read)),
+        accept_token_(std::move(accept_token)) {}
+
+  void start() {
+    auto self = std::static_pointer_cast<RelayServerLink>(shared_from_this());
+    asio::co_spawn(
+        executor_, [self]() { return self->serve(); }, asio::detached);
+  }
+
+  /// Queues a part of exchange `id`'s answer; false (and nothing queued) when the link or the
+  /// exchange is gone. Any thread.
+  bool queue(std::uint64_t id, std::string bytes, bool last, bool close,
+             std::function<void(bool)>& sent, std::size_t max_chunk) {
+    bool gone = false;
+    {
+      std::lock_guard lock(mu_);
+      gone = closed_ || cancelled_.contains(id);
+      if (!gone) {
+        // Large answers go out in parts, each far below the peer's frame limit; only the last
+        // part carries the sender's callback (and the end of the answer).
+        std::size_t offset = 0;
+        do {
+          std::size_t n = std::min(max_chunk, bytes.size() - offset);
+          Part part;
+          part.frame.set_exchange(id);
+          auto* chunk = part.frame.mutable_chunk();
+          chunk->set_data(bytes.data() + offset, n);
+          offset += n;
+          bool final_part = offset >= bytes.size();
+          chunk->set_last(last && final_part);
+          chunk->set_close(last && final_part && close);
+          if (final_part) part.sent = std::move(sent);
+          queued_.push_back(std::move(part));
+        } while (offset < bytes.size());
+      }
+      if (last) {
+        live_.erase(id);
+        cancelled_.erase(id);
+      }
+    }
+    if (!gone) kick();
+    return !gone;
+  }
+
+ private:
+  struct Part {
+    pb::AnswerFrame frame;
+    std::function<void(bool)> sent;
+  };
+
+  /// The limits of a request frame follow the limits of a request.
+  static LinkSettings settings_of(const ForwardServiceLimits& limits) {
+    // A batch is closed once it holds a megabyte, so it may end with one whole request.
+    auto s = limits.link;
+    s.max_frame_bytes = std::max(
+        s.max_frame_bytes, 2 * (limits.max_body_bytes + limits.max_header_bytes) + (1u << 20));
+    return s;
+  }
+
+  asio::awaitable<void> serve() {
+    auto self = shared_from_this();
+    watch();
+    try {
+      std::string head = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ";
+      head += kRelayProtocol;
+      head += "\r\n";
+      head += kRelayAuthField;
+      head += ": ";
+      head += accept_token_;
+      head += "\r\n\r\n";
+      co_await asio::async_write(stream_.socket(), asio::buffer(head), asio::use_awaitable);
+      if (shared_->tls) {
+        stream_.use_tls(shared_->tls->server);
+        co_await stream_.handshake(asio::ssl::stream_base::server);
+      }
+    } catch (const boost::system::system_error& e) {
+      end(e.code().message());
+      co_return;
+    }
+    co_await run_frames(std::move(already_read_));
+  }
+
+  bool fill(std::string& out) override {
+    pb::AnswerBatch batch;
+    {
+      std::lock_guard lock(mu_);
+      if (queued_.empty()) return false;
+      std::size_t bytes = 0;
+      while (!queued_.empty() && (bytes == 0 || bytes < shared_->limits.max_batch_bytes)) {
+        auto& part = queued_.front();
+        bytes += part.frame.chunk().data().size() + 16;
+        *batch.add_frames() = std::move(part.frame);
+        if (part.sent) in_flight_.push_back(std::move(part.sent));
+        queued_.pop_front();
+      }
+    }
+    return batch.AppendToString(&out);
+  }
+
+  void written() override {
+    std::vector<std::function<void(bool)>> sent;
+    {
+      std::lock_guard lock(mu_);
+      sent.swap(in_flight_);
+    }
+    for (auto& cb : sent) cb(true);
+  }
+
+  bool on_frame(std::string_view payload) override;
+
+  void ended(std::string_view) override {
+    std::deque<Part> dropped;
+    std::vector<std::function<void(bool)>> in_flight;
+    {
+      std::lock_guard lock(mu_);
+      closed_ = true;
+      dropped.swap(queued_);
+      in_flight.swap(in_flight_);
+    }
+    for (auto& cb : in_flight) cb(false);
+    for (auto& p : dropped) {
+      if (p.sent) p.sent(false);
+    }
+  }
+
+  std::shared_ptr<ForwardService::Shared> shared_;
+  std::string already_read_;
+  std::string accept_token_;
+  std::mutex mu_;
+  std::deque<Part> queued_;                           // guarded by mu_
+  std::vector<std::function<void(bool)>> in_flight_;  // senders of the frame being written
+  std::unordered_set<std::uint64_t> live_;            // exchanges running; guarded by mu_
+  std::unordered_set<std::uint64_t> cancelled_;       // running, but the relaying node let go
+  bool closed_ = false;                               // guarded by mu_
+};
+
+namespace {
+
+/// What one exchange writes its answer to.
+class Answer final : public transport::ForwardedAnswer {
+ public:
+  Answer(std::shared_ptr<RelayServerLink> link, std::uint64_t id, std::size_t max_chunk)
+      : link_(std::move(link)), id_(id), max_chunk_(max_chunk) {}
+
+  void send(std::string bytes, std::function<void(bool)> sent) override {
+    if (!link_->queue(id_, std::move(bytes), false, false, sent, max_chunk_) && sent) sent(false);
+  }
+  void finish(std::string bytes, bool close) override {
+    std::function<void(bool)> none;
+    link_->queue(id_, std::move(bytes), true, close, none, max_chunk_);
+  }
+
+ private:
+  std::shared_ptr<RelayServerLink> link_;
+  std::uint64_t id_;
+  std::size_t max_chunk_;
+};
+
+}  // namespace
+
+bool RelayServerLink::on_frame(std::string_view payload) {
+  pb::RelayBatch batch;
+  if (!batch.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
+    shared_->links_refused.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  auto self = std::static_pointer_cast<RelayServerLink>(shared_from_this());
+  bool refused_any = false;
+  for (auto& frame : *batch.mutable_frames()) {
+    auto id = frame.exchange();
+    if (frame.cancel()) {
+      std::lock_guard lock(mu_);
+      if (live_.contains(id)) cancelled_.insert(id);
+      continue;
+    }
+    transport::HttpRequest request;
+    auto refused = check_request(frame.request(), request, shared_->limits);
+    if (!refused) {
+      std::lock_guard lock(mu_);
+      if (live_.size() >= shared_->limits.max_exchanges) {
+        refused = "too many exchanges on this link";
+      } else if (!live_.insert(id).second) {
+        refused = "exchange id in use";
+      }
+    }
+    if (!refused) {
+      std::lock_guard lock(shared_->mu);
+      if (!shared_->http) refused = "shutting down";
+      if (!refused) {
+        shared_->served.fetch_add(1, std::memory_order_relaxed);
+        shared_->http->serve_forwarded(
+            std::move(request), frame.request().hops(),
+            std::make_shared<Answer>(self, id, shared_->limits.max_chunk_bytes));
+        continue;
+      }
+    }
+    shared_->refused.fetch_add(1, std::memory_order_relaxed);
+    Part part;
+    part.frame.set_exchange(id);
+    part.frame.set_refused(*refused);
+    std::lock_guard lock(mu_);
+    live_.erase(id);
+    queued_.push_back(std::move(part));
+    refused_any = true;
+  }
+  if (refused_any) kick();
+  return true;
+}
+
+ForwardService::ForwardService(ClusterAuth& auth, transport::HttpServer& http,
+                               ForwardServiceLimits limits, const std::optional<TlsFiles>& tls)
+    : shared_(std::make_shared<Shared>()), http_(http) {
+  shared_->auth = &auth;
+  shared_->http = &http;
+  shared_->limits = limits;
+  if (tls) shared_->tls = std::make_unique<LinkTls>(*tls);
+  http.set_upgrade(transport::UpgradeRoute{
+      .path = std::string(kRelayPath),
+      .protocol = std::string(kRelayProtocol),
+      .accept = [shared = shared_](
+                    const transport::HttpRequest& req, tcp::socket& socket,
+                    std::string leftover) -> std::optional<transport::UpgradeRoute::Refusal> {
+        auto token = req[kRelayAuthField];
+        std::shared_ptr<RelayServerLink> link;
+        {
+          std::lock_guard lock(shared->mu);
+          if (!shared->auth || !shared->http) return {{503, "the node is shutting down"}};
+          auto status = shared->auth->check_token(token, kRelayMethod);
+          if (!status.ok()) return {{401, "relay link refused: " + status.error_message()}};
+          if (shared->prune() >= shared->limits.max_links) {
+            shared->links_refused.fetch_add(1, std::memory_order_relaxed);
+            return {{503, "too many relay links open"}};
+          }
+          if (shared->tls && !leftover.empty()) {
+            return {{400, "bytes before the TLS handshake"}};
+          }
+          auto accept = shared->auth->token(std::string(kRelayAcceptMethod) + std::string(token));
+          boost::system::error_code ec;
+          socket.set_option(tcp::no_delay(true), ec);
+          link = std::make_shared<RelayServerLink>(shared, std::move(socket), std::move(leftover),
+                                                   std::move(accept));
+          shared->links.push_back(link);
+        }
+        link->start();
+        return std::nullopt;
+      }});
+}
+
+ForwardService::~ForwardService() {
+  http_.set_upgrade(std::nullopt);
+  std::vector<std::weak_ptr<RelayServerLink>> links;
+  {
+    std::lock_guard lock(shared_->mu);
+    shared_->auth = nullptr;
+    shared_->http = nullptr;
+    links.swap(shared_->links);
+  }
+  for (auto& weak : links) {
+    if (auto l = weak.lock()) l->close();
+  }
+}
+
+std::uint64_t ForwardService::refused() const {
+  return shared_->refused.load(std::memory_order_relaxed);
+}
+std::uint64_t ForwardService::served() const {
+  return shared_->served.load(std::memory_order_relaxed);
+}
+std::uint64_t ForwardService::links_refused() const {
+  return shared_->links_refused.load(std::memory_order_relaxed);
+}
+std::size_t ForwardService::links() const {
+  std::lock_guard lock(shared_->mu);
+  return shared_->prune();
+}
+
+std::optional<std::string> ForwardService::check(const pb::ForwardRequest& request,
+                                                 transport::HttpRequest& out) const {
+  return check_request(request, out, shared_->limits);
 }
 
 }  // namespace mcpmesh::cluster

@@ -77,6 +77,7 @@ ClusterView::Member to_member(const MemberView& v) {
   m.id = v.meta.node_id;
   m.state = to_view(v.state);
   m.address = v.meta.grpc_addr;
+  m.http_address = v.meta.http_addr;
   pb::NodeMeta meta;
   if (!v.meta.app.empty() && meta.ParseFromString(v.meta.app)) {
     m.epoch = meta.epoch();
@@ -138,7 +139,7 @@ class Locator final : public transport::SessionLocator {
       case ClusterView::Route::Kind::kUnavailable:
         return {Verdict::kUnavailable, nullptr};
       case ClusterView::Route::Kind::kRemote:
-        return {Verdict::kElsewhere, client_.target(route.node, route.address)};
+        return {Verdict::kElsewhere, client_.target(route.node, route.http_address)};
     }
     return {};
   }
@@ -459,7 +460,7 @@ struct ClusterNode::Impl {
     bool restarted = new_epoch || (!live(old) && live(m.state));
     if (restarted) {
       // Streams and channels to its previous life must not hold up (or fail) the new one.
-      forward_client->reset(m.address);
+      forward_client->reset(m.http_address);
       channels->reset(m.address);
     }
     std::optional<ClusterView::Member> before;
@@ -836,15 +837,15 @@ std::unique_ptr<ClusterNode> ClusterNode::start(const ClusterNodeConfig& cfg,
   if (svc.server) {
     impl->channels = std::make_unique<PeerChannels>(cfg.tls, max_message);
     impl->forward_client = std::make_unique<ForwardClient>(
-        *impl->channels, *impl->auth, impl->mesh_io.get_executor(),
+        *impl->auth, cfg.tls, impl->mesh_io.get_executor(),
         ForwardClientConfig{.self_id = cfg.node_id, .timeout = cfg.forward_timeout});
     if (svc.http) {
       impl->forward_service = std::make_unique<ForwardService>(
           *impl->auth, *svc.http,
           ForwardServiceLimits{.max_body_bytes = cfg.max_body_bytes,
                                .max_header_bytes = cfg.max_header_bytes,
-                               .max_hops = cfg.max_forward_hops});
-      builder.RegisterService(impl->forward_service.get());
+                               .max_hops = cfg.max_forward_hops},
+          cfg.tls);
     }
     impl->store = std::make_unique<ReplicaStore>(
         ReplicaLimits{.max_sessions_per_holder = svc.server->config().max_sessions,
@@ -1184,6 +1185,11 @@ void ClusterNode::render_metrics(std::string& out) const {
     line("forward_served_total", {}, static_cast<double>(impl.forward_service->served()));
     out += "# TYPE mcpmesh_cluster_forward_refused_total counter\n";
     line("forward_refused_total", {}, static_cast<double>(impl.forward_service->refused()));
+    out += "# TYPE mcpmesh_cluster_relay_links gauge\n";
+    line("relay_links", {}, static_cast<double>(impl.forward_service->links()));
+    out += "# TYPE mcpmesh_cluster_relay_links_refused_total counter\n";
+    line("relay_links_refused_total", {},
+         static_cast<double>(impl.forward_service->links_refused()));
   }
   auto bs = impl.bus->stats();
   out += "# TYPE mcpmesh_cluster_bus_messages_total counter\n";

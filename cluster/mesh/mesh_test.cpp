@@ -5,9 +5,11 @@
 
 #include "cluster/forward/forward_client.hpp"
 #include "cluster/forward/forward_service.hpp"
+#include "cluster/forward/relay_probe.hpp"
 #include "cluster/replication/replica_store.hpp"
 #include "cluster/replication/replication_service.hpp"
 #include "cluster/replication/replicator.hpp"
+#include "cluster/test_pki.hpp"
 #include "transport/http_server.hpp"
 #include "transport/io_pool.hpp"
 
@@ -271,24 +273,17 @@ class ForwardingTest : public ::testing::Test {
  protected:
   ForwardingTest()
       : forward_service(a.auth, a.http, {}),
-        channels(std::nullopt, 8 << 20),
-        client(channels, b.auth, b.pool.at(0).get_executor(), {.self_id = "b", .timeout = 10s}) {
-    grpc_a = a.serve({&forward_service});
-    locator = std::make_unique<StaticLocator>("a", client.target("a", grpc_a));
+        client(b.auth, std::nullopt, b.pool.at(0).get_executor(),
+               {.self_id = "b", .timeout = 10s}) {
+    locator = std::make_unique<StaticLocator>("a", client.target("a", a.http_address()));
     b.http.set_locator(locator.get());
   }
-  ~ForwardingTest() override {
-    // Before the service and the client go: the relay streams end first.
-    b.http.set_locator(nullptr);
-    a.grpc_server->Shutdown(std::chrono::system_clock::now() + 200ms);
-  }
+  ~ForwardingTest() override { b.http.set_locator(nullptr); }
 
   TestNode a{"a", 0xa1};
   TestNode b{"b", 0xb1};
   ForwardService forward_service;
-  PeerChannels channels;
   ForwardClient client;
-  std::string grpc_a;
   std::unique_ptr<StaticLocator> locator;
 };
 
@@ -372,9 +367,9 @@ TEST_F(ForwardingTest, StreamsNotificationsAndDeleteCrossTheHop) {
 TEST_F(ForwardingTest, AWrongSecretIsRefusedAndTheClientGetsAnExplicitError) {
   auto id = initialize(a.http_address());
   ClusterAuth wrong(std::string(32, 'w'), "b");
-  ForwardClient bad_client(channels, wrong, b.pool.at(0).get_executor(),
+  ForwardClient bad_client(wrong, std::nullopt, b.pool.at(0).get_executor(),
                            {.self_id = "b", .timeout = 5s});
-  StaticLocator bad_locator("a", bad_client.target("a", grpc_a));
+  StaticLocator bad_locator("a", bad_client.target("a", a.http_address()));
   b.http.set_locator(&bad_locator);
   auto res = request(b.http_address(), http::verb::post,
                      R"({"jsonrpc":"2.0","id":3,"method":"ping"})", {{"Mcp-Session-Id", id}});
@@ -386,7 +381,6 @@ TEST_F(ForwardingTest, AWrongSecretIsRefusedAndTheClientGetsAnExplicitError) {
 }
 
 TEST_F(ForwardingTest, MalformedRelayedRequestsAreRefusedAndCounted) {
-  auto stubs = channels.get(grpc_a);
   pb::ForwardRequest good;
   good.set_method("POST");
   good.set_target("/mcp");
@@ -401,24 +395,23 @@ TEST_F(ForwardingTest, MalformedRelayedRequestsAreRefusedAndCounted) {
   std::string many;
   for (int i = 0; i < 101; ++i) many += "X-" + std::to_string(i) + ": v\r\n";
   bad[5].set_fields(many);
-  // One stream, one batch of four exchanges: each is refused with its reason, alone.
-  grpc::ClientContext ctx;
-  b.auth.stamp(ctx, ForwardClient::kRelayMethod);
-  auto stream = stubs->forward->Relay(&ctx);
+  // One link, one batch of six exchanges: each is refused with its reason, alone.
+  RelayProbe probe(a.http_address());
+  auto head = probe.open(b.auth.token(kRelayMethod));
+  ASSERT_TRUE(head.starts_with("HTTP/1.1 101 ")) << head;
   pb::RelayBatch batch;
   for (std::size_t i = 0; i < bad.size(); ++i) {
     auto* f = batch.add_frames();
     f->set_exchange(i + 1);
     *f->mutable_request() = bad[i];
   }
-  ASSERT_TRUE(stream->Write(batch));
-  stream->WritesDone();
+  probe.send(batch);
   std::map<std::uint64_t, std::string> refused;
-  pb::AnswerBatch answers;
-  while (stream->Read(&answers)) {
-    for (auto& f : answers.frames()) refused[f.exchange()] = f.refused();
+  while (refused.size() < bad.size()) {
+    auto answers = probe.read();
+    ASSERT_TRUE(answers) << "the link ended before every refusal came";
+    for (auto& f : answers->frames()) refused[f.exchange()] = f.refused();
   }
-  EXPECT_TRUE(stream->Finish().ok());
   ASSERT_EQ(refused.size(), 6u);
   EXPECT_NE(refused[1].find("method"), std::string::npos) << refused[1];
   EXPECT_NE(refused[2].find("hop"), std::string::npos) << refused[2];
@@ -427,14 +420,74 @@ TEST_F(ForwardingTest, MalformedRelayedRequestsAreRefusedAndCounted) {
   EXPECT_NE(refused[5].find("malformed field"), std::string::npos) << refused[5];
   EXPECT_NE(refused[6].find("too many"), std::string::npos) << refused[6];
   EXPECT_EQ(forward_service.refused(), 6u);
-  // Without a token the stream itself is refused.
-  grpc::ClientContext bare;
-  auto refused_stream = stubs->forward->Relay(&bare);
-  refused_stream->WritesDone();
-  while (refused_stream->Read(&answers)) {
-  }
-  EXPECT_EQ(refused_stream->Finish().error_code(), grpc::StatusCode::UNAUTHENTICATED);
+  // The link is still good: a well-formed exchange after them is served.
+  pb::RelayBatch ping;
+  auto* f = ping.add_frames();
+  f->set_exchange(7);
+  good.set_fields(
+      "Host: 127.0.0.1\r\nContent-Type: application/json\r\n"
+      "Accept: application/json, text/event-stream\r\n");
+  good.set_body(R"({"jsonrpc":"2.0","id":1,"method":"ping"})");
+  *f->mutable_request() = good;
+  probe.send(ping);
+  auto answer = probe.read();
+  ASSERT_TRUE(answer);
+  ASSERT_EQ(answer->frames_size(), 1);
+  EXPECT_EQ(answer->frames(0).exchange(), 7u);
+  EXPECT_NE(answer->frames(0).chunk().data().find("HTTP/1.1 400"), std::string::npos)
+      << "served (no session: the owner's own 400)";
+  EXPECT_EQ(a.server.metrics().forwarded_in_total.load(), 1u);
+}
+
+TEST_F(ForwardingTest, ALinkWithoutAValidTokenIsRefusedAndCounted) {
+  // No token, a token of another secret, a replayed token: 401, counted, no link.
+  RelayProbe bare(a.http_address());
+  auto head = bare.open("");
+  EXPECT_TRUE(head.starts_with("HTTP/1.1 401 ")) << head;
+  ClusterAuth wrong(std::string(32, 'w'), "b");
+  RelayProbe forged(a.http_address());
+  head = forged.open(wrong.token(kRelayMethod));
+  EXPECT_TRUE(head.starts_with("HTTP/1.1 401 ")) << head;
+  auto token = b.auth.token(kRelayMethod);
+  RelayProbe first(a.http_address());
+  EXPECT_TRUE(first.open(token).starts_with("HTTP/1.1 101 "));
+  RelayProbe replayed(a.http_address());
+  head = replayed.open(token);
+  EXPECT_TRUE(head.starts_with("HTTP/1.1 401 ")) << head;
+  // A token for another method does not open a link either.
+  RelayProbe other(a.http_address());
+  head = other.open(b.auth.token("/mcpmesh.v1.Membership/Ping"));
+  EXPECT_TRUE(head.starts_with("HTTP/1.1 401 ")) << head;
+  auto c = a.auth.counters();
+  EXPECT_EQ(c.missing, 1u);
+  EXPECT_EQ(c.bad_signature, 2u);
+  EXPECT_EQ(c.replay, 1u);
+  EXPECT_EQ(a.server.metrics().upgrades_refused_total.load(), 4u);
+  EXPECT_EQ(a.server.metrics().upgrades_total.load(), 1u);
   EXPECT_EQ(a.server.metrics().forwarded_in_total.load(), 0u);
+}
+
+TEST_F(ForwardingTest, AMalformedOrOversizedFrameEndsTheLinkAndChangesNothingElse) {
+  auto id = initialize(a.http_address());
+  // Bytes that are no RelayBatch.
+  RelayProbe junk(a.http_address());
+  ASSERT_TRUE(junk.open(b.auth.token(kRelayMethod)).starts_with("HTTP/1.1 101 "));
+  std::string frame;
+  append_frame(frame, std::string(64, '\xff'));
+  junk.send_raw(frame);
+  EXPECT_TRUE(junk.closed_by_peer());
+  // A length over the limit: closed before the holder reads (or keeps) a byte of it.
+  RelayProbe huge(a.http_address());
+  ASSERT_TRUE(huge.open(b.auth.token(kRelayMethod)).starts_with("HTTP/1.1 101 "));
+  huge.send_raw(std::string("\x7f\xff\xff\xff", 4));
+  EXPECT_TRUE(huge.closed_by_peer());
+  EXPECT_EQ(forward_service.links_refused(), 1u) << "the malformed one";
+  EXPECT_TRUE(eventually([&] { return forward_service.links() == 0; }));
+  // Relaying still works, and the session is untouched.
+  auto res = request(b.http_address(), http::verb::post,
+                     R"({"jsonrpc":"2.0","id":3,"method":"ping"})", {{"Mcp-Session-Id", id}});
+  EXPECT_EQ(res.result_int(), 200u) << res.body();
+  EXPECT_NE(a.server.find_session(id), nullptr);
 }
 
 TEST_F(ForwardingTest, ManyExchangesShareOneStreamInBatches) {
@@ -460,7 +513,7 @@ TEST_F(ForwardingTest, ManyExchangesShareOneStreamInBatches) {
 
 TEST_F(ForwardingTest, AnUnreachableHolderGivesAnExplicitErrorNotAHang) {
   auto id = initialize(a.http_address());
-  ForwardClient lost(channels, b.auth, b.pool.at(0).get_executor(),
+  ForwardClient lost(b.auth, std::nullopt, b.pool.at(0).get_executor(),
                      {.self_id = "b", .timeout = 5s});
   StaticLocator nowhere("a", lost.target("a", "127.0.0.1:1"));
   b.http.set_locator(&nowhere);
@@ -471,6 +524,68 @@ TEST_F(ForwardingTest, AnUnreachableHolderGivesAnExplicitErrorNotAHang) {
   EXPECT_EQ(res["Retry-After"], "1");
   EXPECT_NE(res.body().find("may or may not have run"), std::string::npos) << res.body();
   EXPECT_EQ(b.server.metrics().forward_failures_total.load(), 1u);
+}
+
+TEST_F(ForwardingTest, APausedHolderIsGivenUpAfterTheSilenceNotAfterTheDeadline) {
+  auto id = initialize(a.http_address());
+  // A holder that accepts the link and then says nothing (a stopped process): a listener that
+  // never answers. The link ends after `silence`, long before the exchange's own deadline.
+  boost::asio::io_context io;
+  boost::asio::ip::tcp::acceptor mute(io, {boost::asio::ip::make_address("127.0.0.1"), 0});
+  ForwardClient stuck(
+      b.auth, std::nullopt, b.pool.at(0).get_executor(),
+      {.self_id = "b", .timeout = 60s, .link = {.heartbeat = 100ms, .silence = 500ms}});
+  StaticLocator paused(
+      "a", stuck.target("a", "127.0.0.1:" + std::to_string(mute.local_endpoint().port())));
+  b.http.set_locator(&paused);
+  auto t0 = std::chrono::steady_clock::now();
+  auto res = request(b.http_address(), http::verb::post,
+                     R"({"jsonrpc":"2.0","id":3,"method":"ping"})", {{"Mcp-Session-Id", id}});
+  auto took = std::chrono::steady_clock::now() - t0;
+  b.http.set_locator(locator.get());
+  EXPECT_EQ(res.result_int(), 503u) << res.body();
+  EXPECT_GE(took, 400ms);
+  EXPECT_LT(took, 5s);
+}
+
+/// Relay links with the cluster's certificates: TLS both ways, checked like the gRPC port.
+class TlsForwardingTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(pki.ok) << "could not make test certificates"; }
+
+  /// What `files` (the relaying node's certificates) get for a ping relayed to a.
+  Response relayed_ping(const std::optional<TlsFiles>& files) {
+    auto id = initialize(a.http_address());
+    ForwardClient client(b.auth, files, b.pool.at(0).get_executor(),
+                         {.self_id = "b", .timeout = 5s});
+    StaticLocator locator("a", client.target("a", a.http_address()));
+    b.http.set_locator(&locator);
+    auto res = request(b.http_address(), http::verb::post,
+                       R"({"jsonrpc":"2.0","id":3,"method":"ping"})", {{"Mcp-Session-Id", id}});
+    b.http.set_locator(nullptr);
+    return res;
+  }
+
+  testing::ThrowawayPki pki;
+  TestNode a{"a", 0xa1};
+  TestNode b{"b", 0xb1};
+};
+
+TEST_F(TlsForwardingTest, ClusterCertificatesRelayAndOthersAreRefused) {
+  ForwardService service(a.auth, a.http, {}, pki.cluster);
+  auto ok = relayed_ping(pki.cluster);
+  EXPECT_EQ(ok.result_int(), 200u) << ok.body();
+  EXPECT_EQ(a.server.metrics().forwarded_in_total.load(), 1u);
+  // Signed by another CA, or no TLS at all: the holder ends the link (with TLS 1.3 the client
+  // learns of the refused certificate only then); the client gets an explicit error, and
+  // nothing runs on the holder.
+  for (const auto& files :
+       {std::optional<TlsFiles>(pki.outsider_files), std::optional<TlsFiles>()}) {
+    auto res = relayed_ping(files);
+    EXPECT_TRUE(res.result_int() == 502u || res.result_int() == 503u) << res.body();
+    EXPECT_NE(res.body().find("may or may not have run"), std::string::npos) << res.body();
+  }
+  EXPECT_EQ(a.server.metrics().forwarded_in_total.load(), 1u);
 }
 
 // ---------------------------------------------------------------------------------------------

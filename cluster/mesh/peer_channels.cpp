@@ -24,7 +24,6 @@ std::shared_ptr<PeerStubs> PeerChannels::get(const std::string& address) {
   args.SetMaxReceiveMessageSize(static_cast<int>(max_message_bytes_));
   auto stubs = std::make_shared<PeerStubs>();
   stubs->channel = grpc::CreateCustomChannel(address, credentials_, args);
-  stubs->forward = pb::Forward::NewStub(stubs->channel);
   stubs->replication = pb::Replication::NewStub(stubs->channel);
   stubs->bus = pb::Bus::NewStub(stubs->channel);
   stubs->admin = pb::Admin::NewStub(stubs->channel);

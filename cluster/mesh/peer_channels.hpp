@@ -1,8 +1,9 @@
 #pragma once
 /// \file
-/// One persistent gRPC channel per peer for the MCP side of the cluster (forwarding,
-/// replication, the notification bus), apart from the membership's probe channels, and one
-/// helper that makes an authenticated unary call with a deadline.
+/// One persistent gRPC channel per peer for the MCP side of the cluster (replication, the
+/// notification bus, node admin; forwarding has relay links of its own, cluster/forward/), apart
+/// from the membership's probe channels, and one helper that makes an authenticated unary call with
+/// a deadline.
 ///
 /// Thread-safety: every member may be called from any thread.
 /// A call may carry its caller's trace context in its metadata (inject_trace, extract_trace).
@@ -28,7 +29,6 @@ namespace pb = ::mcpmesh::v1;
 
 struct PeerStubs {
   std::shared_ptr<grpc::Channel> channel;
-  std::unique_ptr<pb::Forward::Stub> forward;
   std::unique_ptr<pb::Replication::Stub> replication;
   std::unique_ptr<pb::Bus::Stub> bus;
   std::unique_ptr<pb::Admin::Stub> admin;

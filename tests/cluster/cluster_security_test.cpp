@@ -19,6 +19,7 @@
 #include <functional>
 #include <set>
 
+#include "cluster/forward/relay_probe.hpp"
 #include "process_cluster.hpp"
 #include "proto/membership.grpc.pb.h"
 #include "proto/mesh.grpc.pb.h"
@@ -210,17 +211,22 @@ double metric(const std::optional<Metrics>& m, const std::string& key) {
 // ---------------------------------------------------------------------------------------------
 // gRPC: raw calls to one node, stamped (or not) as the test chooses.
 
-/// Adds a call token for the method (or nothing, or a wrong one).
-using Stamp = std::function<void(grpc::ClientContext&, std::string_view method)>;
+/// Adds a call token for the method (or nothing, or a wrong one): to a gRPC call, or as the
+/// token a relay link opens with.
+struct Stamp {
+  std::function<void(grpc::ClientContext&, std::string_view method)> grpc;
+  std::function<std::string(std::string_view method)> token;  // "" for none
+  void operator()(grpc::ClientContext& ctx, std::string_view method) const { grpc(ctx, method); }
+};
 
 Stamp no_token() {
-  return [](grpc::ClientContext&, std::string_view) {};
+  return {[](grpc::ClientContext&, std::string_view) {},
+          [](std::string_view) { return std::string(); }};
 }
 Stamp token_of(cluster::ClusterAuth& auth) {
-  return [&auth](grpc::ClientContext& ctx, std::string_view method) { auth.stamp(ctx, method); };
+  return {[&auth](grpc::ClientContext& ctx, std::string_view method) { auth.stamp(ctx, method); },
+          [&auth](std::string_view method) { return auth.token(method); }};
 }
-
-constexpr std::string_view kRelayMethod = "/mcpmesh.v1.Forward/Relay";
 
 struct Peer {
   explicit Peer(const std::string& addr) {
@@ -233,14 +239,12 @@ struct Peer {
     admin = pb::Admin::NewStub(channel);
     replication = pb::Replication::NewStub(channel);
     bus = pb::Bus::NewStub(channel);
-    forward = pb::Forward::NewStub(channel);
   }
   std::shared_ptr<grpc::Channel> channel;
   std::unique_ptr<pb::Membership::Stub> membership;
   std::unique_ptr<pb::Admin::Stub> admin;
   std::unique_ptr<pb::Replication::Stub> replication;
   std::unique_ptr<pb::Bus::Stub> bus;
-  std::unique_ptr<pb::Forward::Stub> forward;
 };
 
 /// A client context with a deadline and the token `stamp` gives for `method`.
@@ -253,26 +257,35 @@ std::unique_ptr<grpc::ClientContext> context(const Stamp& stamp, std::string_vie
 }
 
 struct ForwardOutcome {
-  grpc::Status status;  // of the Relay stream
+  grpc::Status status;  // of the relay link: OK once it opened, else UNAUTHENTICATED and why
   std::string refused;  // why the holder refused the exchange, if it did
   std::string bytes;    // the answer's chunks, concatenated
   bool last = false;    // the answer's last chunk arrived
 };
 
-/// One exchange relayed as a relaying node does it: a Forward.Relay stream carrying one frame,
-/// read until the stream ends (the holder finishes it once the exchange is answered).
-ForwardOutcome forward_exchange(Peer& peer, const pb::ForwardRequest& request, const Stamp& stamp) {
-  auto ctx = context(stamp, kRelayMethod);
-  auto stream = peer.forward->Relay(ctx.get());
+/// One exchange relayed as a relaying node does it: a relay link to `http_address` carrying one
+/// frame, read until the answer ends or the exchange is refused.
+ForwardOutcome forward_exchange(const std::string& http_address, const pb::ForwardRequest& request,
+                                const Stamp& stamp) {
+  ForwardOutcome out;
+  cluster::RelayProbe probe(http_address, 5000ms);
+  auto head = probe.open(stamp.token(cluster::kRelayMethod));
+  if (!head.starts_with("HTTP/1.1 101 ")) {
+    out.status = grpc::Status(grpc::StatusCode::UNAUTHENTICATED, head.substr(0, head.find('\r')));
+    return out;
+  }
   pb::RelayBatch batch;
   auto* frame = batch.add_frames();
   frame->set_exchange(1);
   *frame->mutable_request() = request;
-  ForwardOutcome out;
-  if (stream->Write(batch)) stream->WritesDone();
-  pb::AnswerBatch answer;
-  while (stream->Read(&answer)) {
-    for (const auto& f : answer.frames()) {
+  probe.send(batch);
+  while (!out.last && out.refused.empty()) {
+    auto answer = probe.read();
+    if (!answer) {
+      out.status = grpc::Status(grpc::StatusCode::UNAVAILABLE, "the link ended");
+      break;
+    }
+    for (const auto& f : answer->frames()) {
       if (f.exchange() != 1) {
         out.refused += "[answer for an exchange never sent: " + std::to_string(f.exchange()) + "]";
         continue;
@@ -282,7 +295,6 @@ ForwardOutcome forward_exchange(Peer& peer, const pb::ForwardRequest& request, c
       out.last = out.last || f.chunk().last();
     }
   }
-  out.status = stream->Finish();
   return out;
 }
 
@@ -388,10 +400,9 @@ std::string status_text(const grpc::Status& s) {
 
 // The calls an attacker without the secret would make, one per RPC of every cluster service,
 // each one that would do damage if it got through. All go to `target`.
-std::vector<std::pair<std::string, grpc::Status>> forged_calls(Peer& target, const Stamp& stamp,
-                                                               const NodeProcess& n2,
-                                                               const NodeProcess& n3,
-                                                               uint64_t n3_incarnation) {
+std::vector<std::pair<std::string, grpc::Status>> forged_calls(
+    Peer& target, const std::string& target_http, const Stamp& stamp, const NodeProcess& n2,
+    const NodeProcess& n3, uint64_t n3_incarnation) {
   std::vector<std::pair<std::string, grpc::Status>> out;
   const uint64_t forged = n3_incarnation + 1000;  // newer than anything real in this test
   {
@@ -463,8 +474,8 @@ std::vector<std::pair<std::string, grpc::Status>> forged_calls(Peer& target, con
     out.emplace_back("Membership.PushPull",
                      state_exchange(target.membership->PushPull(ctx.get()), {chunk}));
   }
-  out.emplace_back("Forward.Relay",
-                   forward_exchange(target, relayed_ping("n1.1.deadbeef"), stamp).status);
+  out.emplace_back("relay link",
+                   forward_exchange(target_http, relayed_ping("n1.1.deadbeef"), stamp).status);
   {
     pb::ReplicationBatch req;  // a full sync: accepted, it would replace n2's copies
     req.set_holder("n2");
@@ -641,7 +652,7 @@ class ClusterSecurityTest : public ::testing::Test {
     ASSERT_GE(reason_before, 0) << "no " << reason_key << " in n1's /metrics";
 
     Peer peer(n1.addr);
-    auto outcomes = forged_calls(peer, stamp, n2, n3, n3_incarnation);
+    auto outcomes = forged_calls(peer, n1.http, stamp, n2, n3, n3_incarnation);
     for (const auto& [rpc, status] : outcomes) {
       EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
           << rpc << " answered " << status_text(status);
@@ -850,7 +861,7 @@ TEST_F(ClusterSecurityTest, BadInputFromAnInsiderIsRefusedAndChangesNothing) {
   // A malformed exchange is refused with its reason (the stream itself stays fine: the other
   // exchanges on it are not the culprit's); nothing of it runs.
   auto expect_refused = [&](const char* what, pb::ForwardRequest r, std::string_view reason) {
-    auto out = forward_exchange(peer, r, stamp);
+    auto out = forward_exchange(n1.http, r, stamp);
     EXPECT_TRUE(out.status.ok()) << what << ": stream " << status_text(out.status);
     EXPECT_NE(out.refused.find(reason), std::string::npos)
         << what << ": refused '" << out.refused << "', answer:\n"
@@ -883,7 +894,7 @@ TEST_F(ClusterSecurityTest, BadInputFromAnInsiderIsRefusedAndChangesNothing) {
     expect_refused("101 headers", r, "too many headers");
   }
   {
-    auto out = forward_exchange(peer, relayed_ping("n1.1.deadbeef"), stamp);
+    auto out = forward_exchange(n1.http, relayed_ping("n1.1.deadbeef"), stamp);
     EXPECT_TRUE(out.status.ok()) << status_text(out.status);
     EXPECT_EQ(out.refused, "");
     EXPECT_TRUE(out.last) << "the answer did not end";
