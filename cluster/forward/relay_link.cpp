@@ -106,6 +106,13 @@ FrameLink::FrameLink(asio::ip::tcp::socket socket, LinkSettings settings)
       last_write_(Clock::now()) {}
 
 void FrameLink::kick() {
+  // On the link's own thread the writer is woken at once (its resume still queues behind the
+  // handlers already due, so what they queue joins the frame); from another thread, by a post.
+  if (auto* io = executor_.target<asio::io_context::executor_type>();
+      io && io->running_in_this_thread()) {
+    wake_.cancel();
+    return;
+  }
   if (kick_posted_.exchange(true, std::memory_order_acq_rel)) return;
   asio::post(executor_, [self = shared_from_this()] {
     self->kick_posted_.store(false, std::memory_order_release);
