@@ -3,7 +3,7 @@
 # session through a node that does not hold it. Two mcpmesh-node processes on loopback (n1, n2;
 # --threads 1 each, fast profile, one cluster); one session, owned by n1. wrk sends the same
 # static tools/call echo (bench/tools_call.lua) either to n1 directly or to n2, which relays
-# every exchange to n1 over its one batched Forward.Relay stream and relays the answer back.
+# every exchange to n1 over its one batched relay link and relays the answer back.
 #
 # Cells, each run once per round, rounds interleaved, medians reported:
 #   variant  cross   the OS schedules n1, n2 and wrk over both cores (wake-ups cross cores)

@@ -312,7 +312,7 @@ class Exchange {
       span.set_attribute("mcp.session.id", mcp::redact_session_id(id.substr(0, 256)));
     }
     if (hops_ > 0) {
-      span.set_attribute("rpc.system", std::string("grpc"));
+      span.set_attribute("rpc.system", std::string("mcpmesh-relay"));
       span.set_attribute("rpc.service", std::string("mcpmesh.v1.Forward"));
       span.set_attribute("rpc.method", std::string("Relay"));
       span.set_attribute("mcpmesh.forward.hops", static_cast<std::int64_t>(hops_));
@@ -1192,7 +1192,7 @@ class Exchange {
     mcp::Span hop;
     if (auto* tracer = shared_->server.tracer(); tracer && trace_.valid()) {
       hop = tracer->start(std::string(kRelaySpan), mcp::SpanKind::kClient, trace_);
-      hop.set_attribute("rpc.system", std::string("grpc"));
+      hop.set_attribute("rpc.system", std::string("mcpmesh-relay"));
       hop.set_attribute("rpc.service", std::string("mcpmesh.v1.Forward"));
       hop.set_attribute("rpc.method", std::string("Relay"));
       hop.set_attribute("mcpmesh.forward.node", target->node());

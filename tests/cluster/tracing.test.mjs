@@ -142,7 +142,8 @@ describe('traces across nodes (OTLP)', { timeout: 180_000 }, () => {
     // Attributes after the conventions (HTTP, RPC, MCP); the session id shown cut short.
     assert.equal(http.tags['http.request.method'], 'POST');
     assert.equal(http.tags['http.response.status_code'], 200);
-    assert.equal(hopOut.tags['rpc.system'], 'grpc');
+    assert.equal(hopOut.tags['rpc.system'], 'mcpmesh-relay');
+    assert.equal(hopIn.tags['rpc.system'], 'mcpmesh-relay');
     assert.equal(hopOut.tags['mcpmesh.forward.node'], n1.id);
     assert.equal(hopIn.tags['mcpmesh.forward.hops'], 1);
     assert.equal(method.tags['mcp.method.name'], 'tools/call');
