@@ -9,6 +9,7 @@
 
 #include <charconv>
 #include <functional>
+#include <future>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -935,6 +936,75 @@ TEST_F(HttpServerTest, ATooLargeBodyWrittenWholeStillGetsIts413) {
     EXPECT_EQ(answer.rfind("HTTP/1.1 413 Payload Too Large\r\n", 0), 0u) << answer;
   }
   EXPECT_EQ(server_->metrics().lingering_closes_total.load(), 3u);
+}
+
+// -- protocol switch (the cluster's relay links) ----------------------------------------------
+
+TEST_F(HttpServerTest, AConnectionSwitchesProtocolsOnlyWhereAndAsTheRouteSays) {
+  std::atomic<int> taken{0};
+  std::string leftover_seen;
+  std::vector<std::unique_ptr<asio::ip::tcp::socket>> kept;  // the taker's sockets
+  http_->set_upgrade(
+      UpgradeRoute{.path = "/switch",
+                   .protocol = "test-proto/1",
+                   .accept = [&](const HttpRequest& req, asio::ip::tcp::socket& socket,
+                                 std::string leftover) -> std::optional<UpgradeRoute::Refusal> {
+                     if (req["X-Key"] != "open sesame") return UpgradeRoute::Refusal{401, "no key"};
+                     leftover_seen = leftover;
+                     ++taken;  // before the answer: the client may look as soon as it reads it
+                     auto s = std::make_unique<asio::ip::tcp::socket>(std::move(socket));
+                     std::string answer =
+                         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: test-proto/1\r\n\r\ntaken";
+                     boost::system::error_code ec;
+                     s->non_blocking(false, ec);
+                     asio::write(*s, asio::buffer(answer), ec);
+                     s->shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+                     kept.push_back(std::move(s));
+                     return std::nullopt;
+                   }});
+  auto ask = [&](std::string_view path, std::string_view proto, std::string_view extra) {
+    boost::system::error_code ec;
+    std::string req = "GET " + std::string(path) +
+                      " HTTP/1.1\r\nHost: elsewhere.example\r\nConnection: Upgrade, close\r\n"
+                      "Upgrade: " +
+                      std::string(proto) + "\r\n" + std::string(extra) + "\r\n";
+    return exchange_raw(endpoint_, req, ec);
+  };
+  // Refused by the route: its status and reason, as a JSON-RPC error; the connection closes.
+  auto refused = ask("/switch", "test-proto/1", "");
+  EXPECT_EQ(refused.rfind("HTTP/1.1 401 ", 0), 0u) << refused;
+  EXPECT_NE(refused.find("no key"), std::string::npos) << refused;
+  // Taken: the taker writes the answer; the Host check (a foreign name here) does not apply.
+  auto switched = ask("/switch", "TEST-PROTO/1", "X-Key: open sesame\r\n");
+  EXPECT_EQ(switched, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: test-proto/1\r\n\r\ntaken");
+  EXPECT_EQ(taken.load(), 1);
+  // Another protocol or another path: an ordinary request (here refused by the Host check).
+  auto other = ask("/switch", "websocket", "X-Key: open sesame\r\n");
+  EXPECT_EQ(other.rfind("HTTP/1.1 403 ", 0), 0u) << other;
+  auto elsewhere = ask("/mcp", "test-proto/1", "X-Key: open sesame\r\n");
+  EXPECT_EQ(elsewhere.rfind("HTTP/1.1 403 ", 0), 0u) << elsewhere;
+  EXPECT_EQ(taken.load(), 1);
+  EXPECT_EQ(server_->metrics().upgrades_total.load(), 1u);
+  EXPECT_EQ(server_->metrics().upgrades_refused_total.load(), 1u);
+  // Bytes the client sent with its request (pipelined) go to the taker.
+  boost::system::error_code ec;
+  exchange_raw(endpoint_,
+               "GET /switch HTTP/1.1\r\nHost: x\r\nUpgrade: test-proto/1\r\n"
+               "X-Key: open sesame\r\n\r\nearly bytes",
+               ec);
+  EXPECT_EQ(leftover_seen, "early bytes");
+  EXPECT_EQ(taken.load(), 2);
+  // Withdrawn: the path is an ordinary one again.
+  http_->set_upgrade(std::nullopt);
+  auto gone = ask("/switch", "test-proto/1", "X-Key: open sesame\r\n");
+  EXPECT_EQ(gone.rfind("HTTP/1.1 403 ", 0), 0u) << gone;
+  EXPECT_EQ(taken.load(), 2);
+  std::promise<void> cleared;
+  asio::post(io_, [&] {
+    kept.clear();
+    cleared.set_value();
+  });
+  cleared.get_future().wait();
 }
 
 }  // namespace

@@ -153,7 +153,6 @@ asio::awaitable<void> FrameLink::watchdog() {
 asio::awaitable<void> FrameLink::run_frames(std::string already_read) {
   auto self = shared_from_this();
   if (over()) co_return;
-  running_ = true;
   last_read_ = last_write_ = Clock::now();
   asio::co_spawn(executor_, writer(), asio::detached);
   // The reader: whole frames are handed on as soon as they are in the buffer.

@@ -153,7 +153,6 @@ class FrameLink : public std::enable_shared_from_this<FrameLink> {
   asio::steady_timer watch_;
   Clock::time_point last_read_;
   Clock::time_point last_write_;
-  bool running_ = false;
   std::atomic<bool> kick_posted_{false};
   std::atomic<bool> over_{false};
 };
