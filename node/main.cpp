@@ -104,6 +104,7 @@ int main(int argc, char** argv) {
   {
     auto fit = connections_for_descriptors(!cfg.cluster.empty());
     auto& max = cfg.http_config.max_connections;
+    cfg.http_config.prepare_descriptors = true;
     if (max == 0) {
       max = fit;
     } else if (max > fit) {

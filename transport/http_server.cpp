@@ -9,10 +9,12 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
 #include <fcntl.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -1923,8 +1925,43 @@ HttpServer::HttpServer(std::vector<asio::io_context*> contexts, mcp::Server& ser
 
 HttpServer::~HttpServer() { stop(); }
 
+/// Gives each I/O context's reactor the per-descriptor state of its share of `max_connections`
+/// at start, in one contiguous run. Asio keeps that state (~180 B a socket) in a pool it never
+/// gives back; made one socket at a time during a flood, it lands between the flood's other
+/// objects, and once those are freed every page holding one of them stays resident: after 10K
+/// sessions and 10K streams, 17 MB of heap for 3 MB of live objects. Made at start it costs its
+/// size (3.3 MB at 19,000 connections) and nothing more. The descriptors are duplicates of one
+/// eventfd that never fires, held together for a moment (~8 µs each: 0.15 s at 19,000) before
+/// anything else of the node runs; it stops at the first one the process may not open.
+void prepare_descriptor_states(const std::vector<asio::io_context*>& contexts, std::size_t max) {
+  int base = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (base < 0) return;
+  std::size_t per_context = max / contexts.size() + 64;
+  std::vector<asio::posix::stream_descriptor> held;
+  held.reserve(per_context);
+  for (auto* context : contexts) {
+    for (std::size_t i = 0; i < per_context; ++i) {
+      int fd = ::fcntl(base, F_DUPFD_CLOEXEC, 0);
+      if (fd < 0) break;
+      asio::posix::stream_descriptor d(*context);
+      boost::system::error_code ec;
+      d.assign(fd, ec);
+      if (ec) {
+        ::close(fd);
+        break;
+      }
+      held.push_back(std::move(d));
+    }
+    held.clear();  // closed: their states wait in the reactor's pool
+  }
+  ::close(base);
+}
+
 void HttpServer::start() {
   boost::system::error_code ec;
+  if (shared_->config.prepare_descriptors) {
+    prepare_descriptor_states(shared_->contexts, shared_->config.max_connections);
+  }
   shared_->acceptor.non_blocking(true, ec);  // refuse_backlog's accept4 must never wait
   shared_->admission->start(shared_->contexts, shared_->server.worker_executor());
   asio::co_spawn(shared_->acceptor.get_executor(), accept_loop(shared_), asio::detached);
