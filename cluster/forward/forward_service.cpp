@@ -151,13 +151,7 @@ class RelayServerLink final : public FrameLink {
     auto self = shared_from_this();
     watch();
     try {
-      std::string head = "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: ";
-      head += kRelayProtocol;
-      head += "\r\n";
-      head += kRelayAuthField;
-      head += ": ";
-      head += accept_token_;
-      head += "\r\n\r\n";
+      auto head = relay_upgrade_answer(accept_token_);
       co_await asio::async_write(stream_.socket(), asio::buffer(head), asio::use_awaitable);
       if (shared_->tls) {
         stream_.use_tls(shared_->tls->server);

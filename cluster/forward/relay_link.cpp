@@ -48,14 +48,11 @@ LinkTls::LinkTls(const TlsFiles& files)
   configure(server, files, false);
 }
 
-std::string relay_upgrade_request(std::string_view host, std::string_view token) {
-  std::string out;
-  out.reserve(256);
-  out += "GET ";
-  out += kRelayPath;
-  out += " HTTP/1.1\r\nHost: ";
-  out += host;
-  out += "\r\nConnection: Upgrade\r\nUpgrade: ";
+namespace {
+
+/// The fields both heads of the switch end with: the protocol and a token.
+std::string with_switch_fields(std::string out, std::string_view token) {
+  out += "Connection: Upgrade\r\nUpgrade: ";
   out += kRelayProtocol;
   out += "\r\n";
   out += kRelayAuthField;
@@ -63,6 +60,17 @@ std::string relay_upgrade_request(std::string_view host, std::string_view token)
   out += token;
   out += "\r\n\r\n";
   return out;
+}
+
+}  // namespace
+
+std::string relay_upgrade_request(std::string_view host, std::string_view token) {
+  return with_switch_fields(
+      "GET " + std::string(kRelayPath) + " HTTP/1.1\r\nHost: " + std::string(host) + "\r\n", token);
+}
+
+std::string relay_upgrade_answer(std::string_view token) {
+  return with_switch_fields("HTTP/1.1 101 Switching Protocols\r\n", token);
 }
 
 void append_frame(std::string& out, std::string_view payload) {

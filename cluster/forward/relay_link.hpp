@@ -83,6 +83,8 @@ struct LinkTls {
 
 /// The request that opens a link to `host` (the holder's advertised HTTP address).
 [[nodiscard]] std::string relay_upgrade_request(std::string_view host, std::string_view token);
+/// The holder's answer that accepts it, with the holder's token.
+[[nodiscard]] std::string relay_upgrade_answer(std::string_view token);
 /// Appends a frame carrying `payload` (its length, then the bytes).
 void append_frame(std::string& out, std::string_view payload);
 
