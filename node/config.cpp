@@ -82,7 +82,8 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
        write_ms = h.write_timeout.count(), keepalive_ms = h.sse_keepalive.count(),
        retry_ms = h.sse_retry.count(), client_timeout_ms = s.client_request_timeout.count(),
        session_idle_s = s.session_idle_timeout.count(), init_ms = s.init_timeout.count(),
-       drain_ms = c.drain_timeout.count(), forward_ms = c.forward_timeout.count();
+       drain_ms = c.drain_timeout.count(), forward_ms = c.forward_timeout.count(),
+       relay_silence_ms = c.relay_silence.count();
 
   po::options_description general("General");
   general.add_options()("help,h", "print this help and exit")("version",
@@ -236,7 +237,12 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
       "alive (a two-node cluster; two sides of a partition may then both continue them)")(
       "forward-timeout-ms", po::value(&forward_ms)->default_value(forward_ms),
       "deadline of one exchange relayed to the node holding its session (an SSE stream "
-      "ends there and the client resumes it)");
+      "ends there and the client resumes it)")(
+      "relay-silence-ms", po::value(&relay_silence_ms)->default_value(relay_silence_ms),
+      "a relay link to or from another node that hears nothing for this long (heartbeats "
+      "every fifth of it) is taken for dead; its exchanges fail with 503")(
+      "max-relay-links", po::value(&c.max_relay_links)->default_value(c.max_relay_links),
+      "relay links other nodes may have open to this one (more: 503, counted)");
   std::string state_key_file;
   long state_ttl_ms = s.request_state_ttl.count(), cache_ttl_ms = s.cache_ttl.count(),
        task_ttl_ms = s.task_ttl.count();
@@ -385,7 +391,10 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
     }
   }
   c.forward_timeout = std::chrono::milliseconds(forward_ms);
+  c.relay_silence = std::chrono::milliseconds(relay_silence_ms);
   if (drain_ms < 0 || forward_ms <= 0) throw std::runtime_error("timeouts must be positive");
+  if (relay_silence_ms < 100) throw std::runtime_error("--relay-silence-ms: at least 100");
+  if (c.max_relay_links == 0) throw std::runtime_error("--max-relay-links: at least 1");
   if (!c.cluster.empty()) {
     if (c.cluster_secret_file.empty()) {
       throw std::runtime_error(

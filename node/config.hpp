@@ -39,6 +39,8 @@ struct NodeConfig {
   std::size_t replicas = 1;           // nodes each session is replicated to
   bool adopt_without_quorum = false;  // continue sessions on a side without the quorum
   std::chrono::milliseconds forward_timeout{3600000};
+  std::chrono::milliseconds relay_silence{5000};  // a relay link silent this long is dead
+  std::size_t max_relay_links = 256;              // relay links from other nodes at once
   // Tracing: spans go to otlp.endpoint (OTLP/HTTP); none are made when it is empty.
   OtlpConfig otlp;
   double trace_sample_ratio = 1.0;  // share of new traces recorded (a sampled caller's always)

@@ -202,6 +202,17 @@ TEST(ParseConfig, TaskBoundsReachTheirConfig) {
   EXPECT_THROW(parse({"--max-tasks-per-session", "0"}), std::runtime_error);
 }
 
+TEST(ParseConfig, RelayLinkBoundsReachTheirConfig) {
+  auto defaults = parse_ok({});
+  EXPECT_EQ(defaults.relay_silence, std::chrono::milliseconds(5000));
+  EXPECT_EQ(defaults.max_relay_links, 256u);
+  auto c = parse_ok({"--relay-silence-ms", "2000", "--max-relay-links", "8"});
+  EXPECT_EQ(c.relay_silence, std::chrono::milliseconds(2000));
+  EXPECT_EQ(c.max_relay_links, 8u);
+  EXPECT_THROW(parse({"--relay-silence-ms", "50"}), std::runtime_error);
+  EXPECT_THROW(parse({"--max-relay-links", "0"}), std::runtime_error);
+}
+
 TEST(ParseConfig, ReplicatedSubscriptionsMustFitARecord) {
   std::vector<std::string> cluster = {"--cluster", "127.0.0.1:0", "--cluster-secret-file", "s"};
   auto with = [&](std::vector<std::string> more) {

@@ -228,6 +228,8 @@ int main(int argc, char** argv) {
               .tls = tls,
               .replicas = cfg.replicas,
               .forward_timeout = cfg.forward_timeout,
+              .relay_silence = cfg.relay_silence,
+              .max_relay_links = cfg.max_relay_links,
               .max_body_bytes = cfg.http_config.max_body_bytes,
               .max_header_bytes = cfg.http_config.max_header_bytes,
               .max_forward_hops = cfg.http_config.max_forward_hops,

@@ -836,15 +836,19 @@ std::unique_ptr<ClusterNode> ClusterNode::start(const ClusterNodeConfig& cfg,
 
   if (svc.server) {
     impl->channels = std::make_unique<PeerChannels>(cfg.tls, max_message);
+    LinkSettings link{.heartbeat = std::max(cfg.relay_silence / 5, std::chrono::milliseconds(20)),
+                      .silence = cfg.relay_silence};
     impl->forward_client = std::make_unique<ForwardClient>(
         *impl->auth, cfg.tls, impl->mesh_io.get_executor(),
-        ForwardClientConfig{.self_id = cfg.node_id, .timeout = cfg.forward_timeout});
+        ForwardClientConfig{.self_id = cfg.node_id, .timeout = cfg.forward_timeout, .link = link});
     if (svc.http) {
       impl->forward_service = std::make_unique<ForwardService>(
           *impl->auth, *svc.http,
           ForwardServiceLimits{.max_body_bytes = cfg.max_body_bytes,
                                .max_header_bytes = cfg.max_header_bytes,
-                               .max_hops = cfg.max_forward_hops},
+                               .max_hops = cfg.max_forward_hops,
+                               .max_links = cfg.max_relay_links,
+                               .link = link},
           cfg.tls);
     }
     impl->store = std::make_unique<ReplicaStore>(

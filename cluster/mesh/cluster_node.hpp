@@ -46,6 +46,10 @@ struct ClusterNodeConfig {
   std::optional<TlsFiles> tls;
   std::size_t replicas = 1;
   std::chrono::milliseconds forward_timeout{3600000};
+  // Relay links: silent this long, one is dead (heartbeats every fifth of it); at most this
+  // many from other nodes at once.
+  std::chrono::milliseconds relay_silence{5000};
+  std::size_t max_relay_links = 256;
   std::size_t max_body_bytes = 4 * 1024 * 1024;
   std::size_t max_header_bytes = 16 * 1024;
   unsigned max_forward_hops = 2;

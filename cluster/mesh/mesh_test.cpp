@@ -548,6 +548,36 @@ TEST_F(ForwardingTest, APausedHolderIsGivenUpAfterTheSilenceNotAfterTheDeadline)
   EXPECT_LT(took, 5s);
 }
 
+TEST(RelayLinks, MoreThanTheLimitAreRefusedAndCountedAndTheOpenOnesGoOn) {
+  TestNode a{"a", 0xa1};
+  ClusterAuth b_auth(std::string(kSecret), "b");
+  ForwardService service(a.auth, a.http, {.max_links = 1});
+  RelayProbe first(a.http_address());
+  ASSERT_TRUE(first.open(b_auth.token(kRelayMethod)).starts_with("HTTP/1.1 101 "));
+  {
+    RelayProbe second(a.http_address());
+    auto head = second.open(b_auth.token(kRelayMethod));
+    EXPECT_TRUE(head.starts_with("HTTP/1.1 503 ")) << head;
+  }
+  EXPECT_EQ(service.links_refused(), 1u);
+  EXPECT_EQ(service.links(), 1u);
+  // The open link still serves.
+  pb::RelayBatch batch;
+  auto* f = batch.add_frames();
+  f->set_exchange(1);
+  auto* r = f->mutable_request();
+  r->set_method("GET");
+  r->set_target("/healthz");
+  r->set_version(11);
+  r->set_hops(1);
+  r->set_fields("Host: 127.0.0.1\r\n");
+  first.send(batch);
+  auto answer = first.read();
+  ASSERT_TRUE(answer);
+  ASSERT_EQ(answer->frames_size(), 1);
+  EXPECT_TRUE(answer->frames(0).chunk().data().starts_with("HTTP/1.1 200 "));
+}
+
 /// Relay links with the cluster's certificates: TLS both ways, checked like the gRPC port.
 class TlsForwardingTest : public ::testing::Test {
  protected:
