@@ -192,6 +192,8 @@ class RelayServerLink final : public FrameLink {
 
   bool on_frame(std::string_view payload) override;
 
+  void refused_frame() override { shared_->links_refused.fetch_add(1, std::memory_order_relaxed); }
+
   void ended(std::string_view) override {
     std::deque<Part> dropped;
     std::vector<std::function<void(bool)>> in_flight;
@@ -244,10 +246,7 @@ class Answer final : public transport::ForwardedAnswer {
 
 bool RelayServerLink::on_frame(std::string_view payload) {
   pb::RelayBatch batch;
-  if (!batch.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) {
-    shared_->links_refused.fetch_add(1, std::memory_order_relaxed);
-    return false;
-  }
+  if (!batch.ParseFromArray(payload.data(), static_cast<int>(payload.size()))) return false;
   auto self = std::static_pointer_cast<RelayServerLink>(shared_from_this());
   bool refused_any = false;
   for (auto& frame : *batch.mutable_frames()) {

@@ -60,7 +60,8 @@ class ForwardService {
   /// Relayed exchanges refused for their shape (not their token: ClusterAuth counts those).
   [[nodiscard]] std::uint64_t refused() const;
   [[nodiscard]] std::uint64_t served() const;
-  /// Links refused: too many open, or a malformed frame (the link closed).
+  /// Links refused: too many open, or a frame that does not parse or is over the limit (the
+  /// link closed).
   [[nodiscard]] std::uint64_t links_refused() const;
   /// Links open now.
   [[nodiscard]] std::size_t links() const;

@@ -173,11 +173,13 @@ asio::awaitable<void> FrameLink::run_frames(std::string already_read) {
         std::size_t n = (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) |
                         (std::size_t{p[2]} << 8) | std::size_t{p[3]};
         if (n > settings_.max_frame_bytes) {
+          refused_frame();
           end("frame of " + std::to_string(n) + " bytes, over the limit");
           co_return;
         }
         if (buf.size() - start - 4 < n) break;
         if (n > 0 && !on_frame(std::string_view(buf.data() + start + 4, n))) {
+          refused_frame();
           end("malformed frame");
           co_return;
         }

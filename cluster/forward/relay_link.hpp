@@ -141,6 +141,9 @@ class FrameLink : public std::enable_shared_from_this<FrameLink> {
   virtual bool on_frame(std::string_view payload) = 0;
   /// Link thread, once: the link is over (`why` for logs and the exchanges that fail).
   virtual void ended(std::string_view why) = 0;
+  /// Link thread: the peer sent a frame over the limit or one on_frame() refused (the link
+  /// ends next).
+  virtual void refused_frame() {}
 
   using Clock = std::chrono::steady_clock;
   LinkStream stream_;

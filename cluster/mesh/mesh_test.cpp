@@ -481,7 +481,7 @@ TEST_F(ForwardingTest, AMalformedOrOversizedFrameEndsTheLinkAndChangesNothingEls
   ASSERT_TRUE(huge.open(b.auth.token(kRelayMethod)).starts_with("HTTP/1.1 101 "));
   huge.send_raw(std::string("\x7f\xff\xff\xff", 4));
   EXPECT_TRUE(huge.closed_by_peer());
-  EXPECT_EQ(forward_service.links_refused(), 1u) << "the malformed one";
+  EXPECT_EQ(forward_service.links_refused(), 2u) << "the malformed one and the oversized one";
   EXPECT_TRUE(eventually([&] { return forward_service.links() == 0; }));
   // Relaying still works, and the session is untouched.
   auto res = request(b.http_address(), http::verb::post,
