@@ -113,15 +113,21 @@ FrameLink::FrameLink(asio::ip::tcp::socket socket, LinkSettings settings)
       last_read_(Clock::now()),
       last_write_(Clock::now()) {}
 
+bool FrameLink::context_stopped() const {
+  auto* io = executor_.target<asio::io_context::executor_type>();
+  return io && io->context().stopped();
+}
+
 void FrameLink::kick() {
   // On the link's own thread the writer is woken at once (its resume still queues behind the
-  // handlers already due, so what they queue joins the frame); from another thread, by a post.
+  // handlers already due, so what they queue joins the frame); from another thread, by a post
+  // (none to a stopped context: the node is shutting down, and it would never run).
   if (auto* io = executor_.target<asio::io_context::executor_type>();
       io && io->running_in_this_thread()) {
     wake_.cancel();
     return;
   }
-  if (kick_posted_.exchange(true, std::memory_order_acq_rel)) return;
+  if (context_stopped() || kick_posted_.exchange(true, std::memory_order_acq_rel)) return;
   asio::post(executor_, [self = shared_from_this()] {
     self->kick_posted_.store(false, std::memory_order_release);
     self->wake_.cancel();
@@ -129,6 +135,7 @@ void FrameLink::kick() {
 }
 
 void FrameLink::close() {
+  if (context_stopped()) return;
   asio::post(executor_, [self = shared_from_this()] { self->end("closed"); });
 }
 

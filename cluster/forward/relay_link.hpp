@@ -153,6 +153,8 @@ class FrameLink : public std::enable_shared_from_this<FrameLink> {
  private:
   asio::awaitable<void> writer();
   asio::awaitable<void> watchdog();
+  /// The link's io_context was stopped (shutting down): posts would never run.
+  [[nodiscard]] bool context_stopped() const;
 
   asio::steady_timer wake_;
   asio::steady_timer watch_;
