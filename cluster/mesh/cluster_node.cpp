@@ -469,6 +469,9 @@ struct ClusterNode::Impl {
     update_candidates();
     svc.server->set_quorate(cfg.adopt_without_quorum || view->quorate());
     if (!live(m.state)) {
+      // Exchanges relayed to it end now (503: they may or may not have run), not after the
+      // link's silence: their clients retry and reach the heir.
+      if (live(old)) forward_client->reset(m.http_address);
       maybe_adopt(m.id);
       return;
     }

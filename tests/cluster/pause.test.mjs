@@ -15,6 +15,10 @@
 //      an update of y raised on the heir marks the end of what the heir replays;
 //   4. S's client got the x update exactly once over both streams.
 //
+// Second case: a request relayed to a holder that then stops is answered 503 ("may or may not
+// have run") as soon as the relaying node declares the holder dead, not when its relay link
+// would notice the silence (set to a minute here).
+//
 // env MCPMESH_NODE = path to mcpmesh-node (required); MCPMESH_NGINX (optional).
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -173,5 +177,45 @@ describe('a holder paused until its heir took over: each update reaches the clie
     assert.equal(onStale + onHeir, 1,
       `the update reached S ${onStale + onHeir} times: ${onStale} on its stream on the resumed ${VICTIM}, `
       + `${onHeir} on its stream resumed on ${heir.id} (after event ${first.lastEventId()})`);
+  });
+});
+
+describe('a request relayed to a holder that stops ends when the holder is declared dead', { timeout: 120_000 }, () => {
+  let c;
+  // Links would take a minute to notice the silence: the answer must come from the death.
+  const SILENCE_MS = 60_000;
+
+  before(async () => {
+    c = await clusterUp({ nodes: 3, name: 'pause-relay', nodeArgs: [`--relay-silence-ms=${SILENCE_MS}`] });
+  });
+
+  after(async () => {
+    try { process.kill(c.node(VICTIM).pid, 'SIGCONT'); } catch { /* gone already */ }
+    await c?.down();
+  });
+
+  it('answers 503 "may or may not have run" within the detection time, not the silence', async () => {
+    const victim = c.node(VICTIM);
+    const relay = c.nodes.find((n) => n.id !== VICTIM);
+    const sid = await openSession(victim.url, { name: 'pause-relay' });
+    // The relay link from `relay` to the victim is open and serving.
+    const warm = await rpc(relay.url, sid, 'tools/call', { name: 'whoami', arguments: {} }, REQUEST_MS);
+    assert.equal(warm.status, 200, `relayed whoami: ${warm.status} ${warm.body}`);
+    const before = await c.metrics(relay.id);
+    const calls = metricValue(before, 'mcpmesh_cluster_forward_calls_total');
+    const failures = metricValue(before, 'mcpmesh_cluster_forward_failures_total');
+
+    process.kill(victim.pid, 'SIGSTOP');
+    const t0 = Date.now();
+    const { answer } = postInBackground(relay.url, sid,
+      { jsonrpc: '2.0', id: 7, method: 'tools/call', params: { name: 'whoami', arguments: {} } }, 30_000);
+    const got = await answer;
+    const took = Date.now() - t0;
+    assert.equal(got.status, 503, `answer: ${got.status} ${got.body}`);
+    assert.match(got.body, /may or may not have run/);
+    assert.ok(took < 15_000, `answered after ${took} ms (the link's silence is ${SILENCE_MS} ms)`);
+    const after = await c.metrics(relay.id);
+    assert.equal(metricValue(after, 'mcpmesh_cluster_forward_calls_total'), calls + 1, 'the request was relayed');
+    assert.equal(metricValue(after, 'mcpmesh_cluster_forward_failures_total'), failures + 1);
   });
 });
