@@ -11,7 +11,8 @@
 #include <boost/asio/read_until.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
-#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/verb.hpp>
 
 #include <algorithm>
@@ -212,23 +213,16 @@ class RelayLink final : public FrameLink {
 
   /// Why the holder's answer to the switch is not a valid 101 from a holder of the secret.
   std::optional<std::string> check_answer(std::string_view head, const std::string& token) {
-    if (!head.starts_with("HTTP/1.1 101 ")) {
-      if (head.starts_with("HTTP/1.1 401 ")) return "cluster secret mismatch";
-      auto line = head.substr(0, head.find('\r'));
-      return "the holder answered " + std::string(line.substr(0, 64));
+    http::response_parser<http::empty_body> parser;
+    boost::system::error_code ec;
+    parser.put(asio::buffer(head.data(), head.size()), ec);
+    if (ec || !parser.is_header_done()) return "the holder's answer is not HTTP";
+    const auto& answer = parser.get();
+    if (answer.result() != http::status::switching_protocols) {
+      if (answer.result() == http::status::unauthorized) return "cluster secret mismatch";
+      return "the holder answered " + std::to_string(answer.result_int());
     }
-    std::string_view theirs;
-    for (auto fields = head.substr(head.find("\r\n") + 2); !fields.empty();) {
-      auto eol = fields.find("\r\n");
-      auto line = fields.substr(0, eol);
-      fields.remove_prefix(eol == std::string_view::npos ? fields.size() : eol + 2);
-      auto colon = line.find(':');
-      if (colon == std::string_view::npos) continue;
-      if (boost::beast::iequals(line.substr(0, colon), kRelayAuthField)) {
-        theirs = line.substr(colon + 1);
-        while (!theirs.empty() && theirs.front() == ' ') theirs.remove_prefix(1);
-      }
-    }
+    std::string_view theirs = answer[kRelayAuthField];
     std::lock_guard lock(shared_->mu);
     if (!shared_->auth) return "shutting down";
     auto ok = shared_->auth->check_token(theirs, std::string(kRelayAcceptMethod) + token);

@@ -357,9 +357,4 @@ std::size_t ForwardService::links() const {
   return shared_->prune();
 }
 
-std::optional<std::string> ForwardService::check(const pb::ForwardRequest& request,
-                                                 transport::HttpRequest& out) const {
-  return check_request(request, out, shared_->limits);
-}
-
 }  // namespace mcpmesh::cluster

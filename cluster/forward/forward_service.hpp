@@ -23,10 +23,6 @@
 #include <optional>
 #include <string>
 
-namespace mcpmesh::v1 {
-class ForwardRequest;
-}
-
 namespace mcpmesh::cluster {
 
 struct ForwardServiceLimits {
@@ -65,10 +61,6 @@ class ForwardService {
   [[nodiscard]] std::uint64_t links_refused() const;
   /// Links open now.
   [[nodiscard]] std::size_t links() const;
-
-  /// Checks one relayed request and builds it; the reason when it is refused.
-  std::optional<std::string> check(const ::mcpmesh::v1::ForwardRequest& request,
-                                   transport::HttpRequest& out) const;
 
   /// What the links share with the service; outlives it while links still run.
   struct Shared;

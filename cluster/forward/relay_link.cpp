@@ -73,10 +73,22 @@ std::string relay_upgrade_answer(std::string_view token) {
   return with_switch_fields("HTTP/1.1 101 Switching Protocols\r\n", token);
 }
 
+void put_frame_length(char* at, std::uint32_t n) {
+  at[0] = static_cast<char>(n >> 24);
+  at[1] = static_cast<char>(n >> 16);
+  at[2] = static_cast<char>(n >> 8);
+  at[3] = static_cast<char>(n);
+}
+
+std::size_t frame_length(const char* at) {
+  const auto* p = reinterpret_cast<const unsigned char*>(at);
+  return (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) | (std::size_t{p[2]} << 8) |
+         std::size_t{p[3]};
+}
+
 void append_frame(std::string& out, std::string_view payload) {
-  auto n = static_cast<std::uint32_t>(payload.size());
-  char head[4] = {static_cast<char>(n >> 24), static_cast<char>(n >> 16), static_cast<char>(n >> 8),
-                  static_cast<char>(n)};
+  char head[4];
+  put_frame_length(head, static_cast<std::uint32_t>(payload.size()));
   out.append(head, 4);
   out.append(payload);
 }
@@ -176,9 +188,7 @@ asio::awaitable<void> FrameLink::run_frames(std::string already_read) {
   try {
     for (;;) {
       while (buf.size() - start >= 4) {
-        const auto* p = reinterpret_cast<const unsigned char*>(buf.data() + start);
-        std::size_t n = (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) |
-                        (std::size_t{p[2]} << 8) | std::size_t{p[3]};
+        std::size_t n = frame_length(buf.data() + start);
         if (n > settings_.max_frame_bytes) {
           refused_frame();
           end("frame of " + std::to_string(n) + " bytes, over the limit");
@@ -227,11 +237,7 @@ asio::awaitable<void> FrameLink::writer() {
         out.clear();
         append_frame(out, {});  // heartbeat
       } else {
-        auto n = static_cast<std::uint32_t>(out.size() - 4);
-        out[0] = static_cast<char>(n >> 24);
-        out[1] = static_cast<char>(n >> 16);
-        out[2] = static_cast<char>(n >> 8);
-        out[3] = static_cast<char>(n);
+        put_frame_length(out.data(), static_cast<std::uint32_t>(out.size() - 4));
       }
       co_await stream_.write(asio::buffer(out));
       last_write_ = Clock::now();

@@ -87,6 +87,9 @@ struct LinkTls {
 [[nodiscard]] std::string relay_upgrade_answer(std::string_view token);
 /// Appends a frame carrying `payload` (its length, then the bytes).
 void append_frame(std::string& out, std::string_view payload);
+/// A frame's length field: 4 bytes, big-endian, at `at`.
+void put_frame_length(char* at, std::uint32_t n);
+[[nodiscard]] std::size_t frame_length(const char* at);
 
 /// A link's byte stream: TCP, or TLS over it.
 class LinkStream {

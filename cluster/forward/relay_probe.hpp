@@ -66,9 +66,7 @@ class RelayProbe {
   std::optional<::mcpmesh::v1::AnswerBatch> read() {
     for (;;) {
       if (!fill(4)) return std::nullopt;
-      const auto* p = reinterpret_cast<const unsigned char*>(in_.data());
-      std::size_t n = (std::size_t{p[0]} << 24) | (std::size_t{p[1]} << 16) |
-                      (std::size_t{p[2]} << 8) | std::size_t{p[3]};
+      std::size_t n = frame_length(in_.data());
       if (!fill(4 + n)) return std::nullopt;
       std::string payload = in_.substr(4, n);
       in_.erase(0, 4 + n);
