@@ -213,8 +213,8 @@ class Server {
   }
 
   /// New sessions are refused while this is false (a draining node).
-  void set_accepting(bool accepting) { accepting_.store(accepting, std::memory_order_relaxed); }
-  [[nodiscard]] bool accepting() const { return accepting_.load(std::memory_order_relaxed); }
+  void set_accepting(bool accepting) { accepting_.store(accepting, std::memory_order_release); }
+  [[nodiscard]] bool accepting() const { return accepting_.load(std::memory_order_acquire); }
   /// New sessions are refused while this is false too: a cluster node that sees at most half of
   /// its cluster alive (its sessions of this epoch may be continued elsewhere, and a session
   /// made now would be lost with them when the cut heals).

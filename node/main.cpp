@@ -268,7 +268,6 @@ int main(int argc, char** argv) {
     auto until = std::chrono::steady_clock::now() + cfg.drain_timeout;
     spdlog::info("draining: no new sessions; {} sessions, {} requests in flight",
                  server.session_count(), server.metrics().inflight_requests.load());
-    server.set_accepting(false);
     // Listen streams end now with their result (their clients listen again elsewhere).
     server.end_listen_streams();
     std::vector<std::shared_ptr<mcp::Session>> handed;
@@ -323,6 +322,9 @@ int main(int argc, char** argv) {
     pool.stop();
   };
   auto start_drain = [&]() -> bool {
+    // New sessions are refused from here, before /readyz can answer 503: a client that sees
+    // the node not ready and sends initialize at once must not get a session on it.
+    server.set_accepting(false);
     if (draining.exchange(true)) return false;
     drain_thread = std::thread(drain);
     return true;
