@@ -381,7 +381,15 @@ class HandlerContext {
       ~Release() { ctx->release_blocking_slot(); }
     } release{this};
     co_return co_await asio::co_spawn(
-        worker_executor(), [fn = std::move(fn)]() mutable -> asio::awaitable<R> { co_return fn(); },
+        worker_executor(),
+        [this, fn = std::move(fn)]() mutable -> asio::awaitable<R> {
+          struct Timed {
+            HandlerContext* ctx;
+            std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+            ~Timed() { ctx->blocking_job_ran(std::chrono::steady_clock::now() - start); }
+          } timed{this};
+          co_return fn();
+        },
         asio::use_awaitable);
   }
 
@@ -389,6 +397,8 @@ class HandlerContext {
   /// Reserves one of the node's `max_blocking_jobs` slots; false when none is free.
   [[nodiscard]] virtual bool acquire_blocking_slot() = 0;
   virtual void release_blocking_slot() = 0;
+  /// A blocking job ran for `wall` on a worker thread (any worker thread).
+  virtual void blocking_job_ran(std::chrono::nanoseconds wall) = 0;
 };
 
 /// Asks the client's model for a completion of one user `prompt` (sampling/createMessage)

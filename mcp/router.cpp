@@ -462,6 +462,9 @@ asio::any_io_executor InflightRequest::worker_executor() const { return server_.
 App& InflightRequest::app() const { return server_.app(); }
 bool InflightRequest::acquire_blocking_slot() { return server_.acquire_blocking_slot(); }
 void InflightRequest::release_blocking_slot() { server_.release_blocking_slot(); }
+void InflightRequest::blocking_job_ran(std::chrono::nanoseconds wall) {
+  server_.blocking_job_ran(wall);
+}
 
 void InflightRequest::cancel() {
   cancelled_ = true;

@@ -134,6 +134,7 @@ class InflightRequest final : public HandlerContext {
  protected:
   bool acquire_blocking_slot() override;
   void release_blocking_slot() override;
+  void blocking_job_ran(std::chrono::nanoseconds wall) override;
 
  private:
   friend class Router;

@@ -52,6 +52,7 @@ Server::Server(asio::io_context& io, App& app, ServerConfig config, std::size_t 
       app_(app),
       config_(std::move(config)),
       workers_(std::max<std::size_t>(worker_threads, 1)),
+      worker_threads_(std::max<std::size_t>(worker_threads, 1)),
       sweep_strand_(asio::make_strand(io)),
       sweep_timer_(sweep_strand_),
       init_timer_(sweep_strand_),
@@ -83,6 +84,14 @@ bool Server::acquire_blocking_slot() {
 }
 
 void Server::release_blocking_slot() { blocking_jobs_.fetch_sub(1, std::memory_order_acq_rel); }
+
+void Server::blocking_job_ran(std::chrono::nanoseconds wall) {
+  // An exponential moving average over about the last 16 jobs; concurrent updates may lose
+  // one sample, which an average does not mind.
+  auto sample = std::max<std::int64_t>(wall.count(), 1);
+  auto mean = mean_job_ns_.load(std::memory_order_relaxed);
+  mean_job_ns_.store(mean == 0 ? sample : mean + (sample - mean) / 16, std::memory_order_relaxed);
+}
 
 bool Server::acquire_request_slot() {
   auto& gauge = metrics_.inflight_requests;

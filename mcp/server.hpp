@@ -293,6 +293,21 @@ class Server {
   /// Blocking-job admission (HandlerContext::run_blocking): false at max_blocking_jobs.
   [[nodiscard]] bool acquire_blocking_slot();
   void release_blocking_slot();
+  /// A blocking job ran for `wall` on a worker (any thread): feeds WorkerLoad::mean_job.
+  void blocking_job_ran(std::chrono::nanoseconds wall);
+
+  /// The worker pool's load as admission control reads it (any thread).
+  struct WorkerLoad {
+    std::size_t jobs = 0;     // blocking jobs queued or running
+    std::size_t threads = 0;  // worker threads
+    /// Moving average of a job's wall time on its worker (0 before the first job): with the
+    /// threads, what the pool serves per second on the CPU it gets.
+    std::chrono::nanoseconds mean_job{0};
+  };
+  [[nodiscard]] WorkerLoad worker_load() const {
+    return {blocking_jobs_.load(std::memory_order_relaxed), worker_threads_,
+            std::chrono::nanoseconds(mean_job_ns_.load(std::memory_order_relaxed))};
+  }
   /// Request admission (the Router, any thread): false (counted) at max_inflight requests
   /// admitted and not answered yet; the gauge inflight_requests is that count.
   [[nodiscard]] bool acquire_request_slot();
@@ -349,6 +364,7 @@ class Server {
   Metrics metrics_;
   Router router_{*this};
   asio::thread_pool workers_;
+  std::size_t worker_threads_;
   static std::string_view session_key(const Session& s) { return s.id(); }
   registry::ShardedRegistry<Session, &Server::session_key> sessions_;  // keys: views of the ids
   registry::SubscriptionIndex subscriptions_;
@@ -370,6 +386,7 @@ class Server {
   std::atomic<std::size_t> freed_since_trim_{0};
   std::size_t freed_at_last_tick_ = 0;  // sweep_strand_ only
   std::atomic<std::size_t> blocking_jobs_{0};
+  std::atomic<std::int64_t> mean_job_ns_{0};
   std::atomic<std::size_t> session_slots_{0};
   std::atomic<bool> accepting_{true};
   std::atomic<bool> quorate_{true};

@@ -567,6 +567,12 @@ TEST_F(SessionTest, RunBlockingUsesTheWorkerPoolAndResumes) {
   EXPECT_NE(observed().blocking_ran_on, std::this_thread::get_id());
   // The io_context runs only on this thread, so resuming there means back on the session.
   EXPECT_EQ(observed().resumed_on, std::this_thread::get_id());
+  // What admission control reads of the pool: the job ended, its time is in the average.
+  auto load = harness_.server().worker_load();
+  EXPECT_EQ(load.jobs, 0u);
+  EXPECT_GE(load.threads, 1u);
+  EXPECT_GT(load.mean_job.count(), 0);
+  EXPECT_LT(load.mean_job, std::chrono::seconds(5));
 }
 
 class NoBlockingSlotsTest : public SessionTest {

@@ -298,9 +298,10 @@ Admission::Admission(AdmissionConfig config, std::size_t max_connections, std::s
   statm_fd_ = ::open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
 }
 
-void Admission::start(const std::vector<asio::io_context*>& contexts,
-                      asio::any_io_executor workers) {
+void Admission::start(const std::vector<asio::io_context*>& contexts, asio::any_io_executor workers,
+                      std::function<WorkerQueue()> queue) {
   workers_ = std::move(workers);
+  worker_queue_ = std::move(queue);
   auto period = std::chrono::duration_cast<std::chrono::nanoseconds>(config_.tick) / 4;
   for (auto* context : contexts) {
     auto probe = std::make_shared<Probe>(*context, period, workers_ && probes_.empty());
@@ -382,11 +383,18 @@ void Admission::tick() {
   auto rss = resident_bytes();
   rss_.store(rss, std::memory_order_relaxed);
   double memory = memory_limit_ ? static_cast<double>(rss) / static_cast<double>(memory_limit_) : 0;
-  auto before = controller_.zone();
+  auto before = zone_.load(std::memory_order_relaxed);
   auto zone = controller_.update({std::chrono::nanoseconds(lag), memory});
   if (config_.shed) {
     session_ratio_.store(controller_.session_ratio(), std::memory_order_relaxed);
     request_ratio_.store(controller_.request_ratio(), std::memory_order_relaxed);
+  }
+  // The queue bound's refusals since the last tick count like the ratios': requests refused
+  // is red, sessions only orange.
+  if (queue_refused_requests_.exchange(false, std::memory_order_relaxed)) {
+    zone = std::max(zone, Zone::kRed);
+  } else if (queue_refused_sessions_.exchange(false, std::memory_order_relaxed)) {
+    zone = std::max(zone, Zone::kOrange);
   }
   zone_.store(zone, std::memory_order_relaxed);
   if (zone != before && (zone >= Zone::kOrange || before >= Zone::kOrange)) {
@@ -458,6 +466,27 @@ std::shared_ptr<void> Admission::open_connection(const ClientRef& client) {
           }};
 }
 
+double worker_queue_bound(const WorkerQueue& q, std::chrono::nanoseconds wait, double share) {
+  if (q.threads == 0 || q.mean_job.count() <= 0) return 0;
+  auto threads = static_cast<double>(q.threads);
+  return threads + share * threads * static_cast<double>(wait.count()) /
+                       static_cast<double>(q.mean_job.count());
+}
+
+bool Admission::worker_queue_full(double share, std::atomic<bool>& refused) {
+  // The lag controller reacts per tick, to a lag it samples; between its ticks ten times the
+  // capacity queues seconds of work, and its ratio, a share of what arrives, leaves the pool
+  // idle whenever arrivals dip. A bound on the queue itself admits exactly while a job would
+  // start within half the lag target: every finished job lets the next arrival in, so the
+  // workers stay busy at any offered load, and an admitted job's wait stays bounded.
+  if (!config_.shed || !worker_queue_) return false;
+  auto q = worker_queue_();
+  auto bound = worker_queue_bound(q, std::chrono::nanoseconds(config_.shed_lag) / 2, share);
+  if (bound <= 0 || static_cast<double>(q.jobs) < bound) return false;
+  refused.store(true, std::memory_order_relaxed);
+  return true;
+}
+
 bool Admission::worker_queue_stalled() const {
   // Between two ticks the ratios stand still, and ten times the capacity fills the worker
   // queue with a second of work in one tick (the first tick of an overload, or a dip in the
@@ -472,7 +501,8 @@ bool Admission::worker_queue_stalled() const {
 }
 
 std::shared_ptr<void> Admission::admit_session(const ClientRef& client, Refusal& refusal) {
-  if (!admit_share(session_ratio_.load(std::memory_order_relaxed), session_credit) ||
+  if (worker_queue_full(0.5, queue_refused_sessions_) ||
+      !admit_share(session_ratio_.load(std::memory_order_relaxed), session_credit) ||
       (zone() >= Zone::kOrange && worker_queue_stalled())) {
     Metrics::inc(metrics_.shed_sessions_total);
     refusal = {503, std::chrono::seconds(2),
@@ -525,7 +555,8 @@ std::optional<Refusal> Admission::limit_requests(const ClientRef& client, std::s
 }
 
 std::optional<Refusal> Admission::shed_request() {
-  if (admit_share(request_ratio_.load(std::memory_order_relaxed), request_credit) &&
+  if (!worker_queue_full(1, queue_refused_requests_) &&
+      admit_share(request_ratio_.load(std::memory_order_relaxed), request_credit) &&
       !(zone() == Zone::kRed && worker_queue_stalled())) {
     return std::nullopt;
   }
@@ -556,6 +587,14 @@ void Admission::render_metrics(std::string& out) const {
   gauge("worker_queue_lag_seconds",
         "the longest a job waited for a worker pool thread during the last tick", "",
         static_cast<double>(last_worker_lag_ns_.load(std::memory_order_relaxed)) / 1e9);
+  if (worker_queue_) {
+    auto q = worker_queue_();
+    gauge("worker_queue_jobs", "blocking jobs queued or running on the worker pool", "",
+          static_cast<double>(q.jobs));
+    gauge("worker_queue_bound",
+          "blocking jobs past which new requests are shed (0: no job ran yet)", "",
+          config_.shed ? worker_queue_bound(q, std::chrono::nanoseconds(config_.shed_lag) / 2) : 0);
+  }
   gauge("memory_resident_bytes", "resident memory of the node", "",
         static_cast<double>(rss_.load(std::memory_order_relaxed)));
   gauge("memory_limit_bytes", "resident memory the load shedder measures against", "",

@@ -31,6 +31,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -73,6 +74,21 @@ struct AdmissionConfig {
   /// Period of the controller; each I/O thread's lag probe runs at a quarter of it.
   std::chrono::milliseconds tick{100};
 };
+
+/// The worker pool's queue as admission control reads it.
+struct WorkerQueue {
+  std::size_t jobs = 0;     // blocking jobs queued or running
+  std::size_t threads = 0;  // worker threads
+  /// A job's mean wall time on its worker (0: none ran yet). threads / mean_job is what the
+  /// pool serves per second on the CPU it gets.
+  std::chrono::nanoseconds mean_job{0};
+};
+
+/// How many blocking jobs may be queued or running before new work is refused: every worker
+/// busy plus what they serve in `wait` (Little's law), `share` of it for new sessions (which
+/// go first). 0 = no bound yet (no job has run).
+[[nodiscard]] double worker_queue_bound(const WorkerQueue& q, std::chrono::nanoseconds wait,
+                                        double share = 1);
 
 /// A client as admission control counts it.
 struct ClientKey {
@@ -203,7 +219,8 @@ class Admission : public std::enable_shared_from_this<Admission> {
   /// Starts the lag probes (one per context), the queue probe of the worker pool `workers`
   /// (none when null) and the controller (on the first context). `workers` must outlive the
   /// probe's last job: stop() before the pool is joined, whose pending jobs are then dropped.
-  void start(const std::vector<asio::io_context*>& contexts, asio::any_io_executor workers = {});
+  void start(const std::vector<asio::io_context*>& contexts, asio::any_io_executor workers = {},
+             std::function<WorkerQueue()> queue = {});
   void stop();
 
   /// The client behind a connection from `peer`, and whether `peer` is a trusted proxy.
@@ -252,6 +269,9 @@ class Admission : public std::enable_shared_from_this<Admission> {
   static void note_lag(std::atomic<std::int64_t>& worst, std::int64_t lag);
   /// The worker pool's probe job has been queued longer than the lag target (any thread).
   [[nodiscard]] bool worker_queue_stalled() const;
+  /// The worker pool's queue is at `share` of its bound (any thread): admitted work would wait
+  /// there longer than half the lag target. Notes the refusal for the zone.
+  [[nodiscard]] bool worker_queue_full(double share, std::atomic<bool>& refused);
   /// Admits one in `ratio` (deterministically, per thread); true = admitted.
   static bool admit_share(double ratio, double& credit);
   [[nodiscard]] std::uint64_t resident_bytes();
@@ -277,6 +297,9 @@ class Admission : public std::enable_shared_from_this<Admission> {
   std::atomic<std::int64_t> worker_probe_posted_ns_{0};  // 0 = no probe job queued
   std::atomic<std::int64_t> worst_worker_lag_ns_{0};     // since the last tick
   std::atomic<std::int64_t> last_worker_lag_ns_{0};      // the last tick's
+  std::function<WorkerQueue()> worker_queue_;            // null: no bound
+  std::atomic<bool> queue_refused_requests_{false};      // since the last tick
+  std::atomic<bool> queue_refused_sessions_{false};      // since the last tick
   std::atomic<std::uint64_t> rss_{0};
   std::uint64_t memory_limit_ = 0;
   int statm_fd_ = -1;

@@ -373,6 +373,78 @@ TEST(Admission, RefusesNewWorkWhileTheWorkerQueueIsOverTheLagTarget) {
   workers.join();
 }
 
+TEST(WorkerQueueBound, EveryWorkerBusyPlusWhatTheyServeInTheWait) {
+  // 4 threads, 2 ms a job: 2,000 jobs/s, so 25 ms of wait is 50 queued behind the 4 running.
+  WorkerQueue q{0, 4, 2ms};
+  EXPECT_DOUBLE_EQ(worker_queue_bound(q, 25ms), 54.0);
+  EXPECT_DOUBLE_EQ(worker_queue_bound(q, 25ms, 0.5), 29.0);  // sessions: half the queue
+  // Jobs longer than the wait: nothing may queue, only the workers' own jobs run.
+  EXPECT_NEAR(worker_queue_bound({0, 4, 1s}, 25ms), 4.1, 1e-9);
+  // No job ran yet, or no pool: no bound.
+  EXPECT_EQ(worker_queue_bound({0, 4, 0ns}, 25ms), 0.0);
+  EXPECT_EQ(worker_queue_bound({0, 0, 2ms}, 25ms), 0.0);
+}
+
+TEST(Admission, RefusesNewWorkPastTheWorkerQueueBoundAndTurnsRed) {
+  // A pool of 2 threads at 10 ms a job with a 20 ms lag target (10 ms of wait: 2 jobs
+  // queued): 4 jobs in flight is the bound for requests, 3 for sessions. Below it everything
+  // is taken; at it new requests get 503 (counted), sessions already at 3; the ticks while it
+  // refuses are red; with the queue back under the bound work is taken and the zone recovers.
+  mcp::Metrics m;
+  AdmissionConfig c = quiet();
+  c.shed_lag = 20ms;
+  c.tick = 20ms;
+  auto a = std::make_shared<Admission>(c, 100, 100, m);
+  asio::io_context io;
+  std::atomic<std::size_t> jobs{0};
+  a->start({&io}, {}, [&jobs] { return WorkerQueue{jobs.load(), 2, 10ms}; });
+  auto client = a->client(ip::make_address("10.0.0.1"));
+  Refusal refusal;
+  jobs = 2;
+  EXPECT_FALSE(a->shed_request());
+  EXPECT_TRUE(a->admit_session(client, refusal));
+  jobs = 3;
+  EXPECT_FALSE(a->shed_request());
+  EXPECT_FALSE(a->admit_session(client, refusal));
+  EXPECT_EQ(refusal.status, 503u);
+  jobs = 4;
+  auto refused = a->shed_request();
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 503u);
+  EXPECT_EQ(refused->retry_after, 1s);
+  EXPECT_EQ(m.shed_requests_total.load(), 1u);
+  EXPECT_EQ(m.shed_sessions_total.load(), 1u);
+  auto run_until = [&io](auto pred) {
+    for (auto end = Clock::now() + 5s; Clock::now() < end;) {
+      if (pred()) return true;
+      io.run_one_for(10ms);
+    }
+    return false;
+  };
+  EXPECT_TRUE(run_until([&] { return a->shed_request() && a->zone() == Zone::kRed; }));
+  std::string metrics;
+  a->render_metrics(metrics);
+  EXPECT_NE(metrics.find("mcpmesh_worker_queue_jobs 4"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("mcpmesh_worker_queue_bound 4"), std::string::npos) << metrics;
+  jobs = 1;
+  EXPECT_FALSE(a->shed_request());
+  EXPECT_TRUE(run_until([&] { return a->zone() < Zone::kOrange; }));
+  a->stop();
+}
+
+TEST(Admission, NoWorkerQueueBoundWhenSheddingIsOff) {
+  mcp::Metrics m;
+  AdmissionConfig c = quiet();
+  c.shed = false;
+  auto a = std::make_shared<Admission>(c, 100, 100, m);
+  asio::io_context io;
+  a->start({&io}, {}, [] { return WorkerQueue{1000, 2, 10ms}; });
+  EXPECT_FALSE(a->shed_request());
+  Refusal refusal;
+  EXPECT_TRUE(a->admit_session(a->client(ip::make_address("10.0.0.1")), refusal));
+  a->stop();
+}
+
 TEST(Admission, TrustedProxiesNameTheirClientsInXForwardedFor) {
   mcp::Metrics m;
   AdmissionConfig c = quiet();

@@ -1963,7 +1963,11 @@ void HttpServer::start() {
     prepare_descriptor_states(shared_->contexts, shared_->config.max_connections);
   }
   shared_->acceptor.non_blocking(true, ec);  // refuse_backlog's accept4 must never wait
-  shared_->admission->start(shared_->contexts, shared_->server.worker_executor());
+  shared_->admission->start(shared_->contexts, shared_->server.worker_executor(),
+                            [&server = shared_->server] {
+                              auto load = server.worker_load();
+                              return WorkerQueue{load.jobs, load.threads, load.mean_job};
+                            });
   asio::co_spawn(shared_->acceptor.get_executor(), accept_loop(shared_), asio::detached);
 }
 
