@@ -75,6 +75,7 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
   auto& a = h.admission;
   std::string config_file, allowed_origins, allowed_hosts, seeds, trusted_proxies;
   long shed_lag_ms = a.shed_lag.count(), linger_ms = h.linger_timeout.count();
+  long overload_batch_us = c.overload_batch.count();
   std::uint64_t memory_limit_mb = 0;
   std::size_t max_body = h.max_body_bytes, max_header = h.max_header_bytes,
               json_depth = h.max_json_depth;
@@ -147,6 +148,10 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
       "the client")("shed-lag-ms", po::value(&shed_lag_ms)->default_value(shed_lag_ms),
                     "event-loop lag load shedding keeps an overloaded node under (0 = never "
                     "shed; the health zone is still exported)")(
+      "overload-batch-us", po::value(&overload_batch_us)->default_value(overload_batch_us),
+      "while the node sheds requests (zone red), each I/O thread handles what is ready and "
+      "then sleeps this long, so that it refuses many requests per wake-up (0 = off; at most "
+      "100000)")(
       "memory-limit-mb", po::value(&memory_limit_mb)->default_value(0),
       "resident memory for the health zones (0 = the cgroup limit, else 80% of RAM): new "
       "sessions are refused at 85%, new requests too at 95%")(
@@ -425,6 +430,10 @@ std::optional<NodeConfig> parse_config(int argc, char** argv) {
   }
   a.trusted_proxies = split_list(trusted_proxies);
   if (shed_lag_ms < 0 || linger_ms < 0) throw std::runtime_error("timeouts must not be negative");
+  if (overload_batch_us < 0 || overload_batch_us > 100000) {
+    throw std::runtime_error("--overload-batch-us must be within 0..100000");
+  }
+  c.overload_batch = std::chrono::microseconds(overload_batch_us);
   a.shed = shed_lag_ms > 0;
   if (a.shed) a.shed_lag = std::chrono::milliseconds(shed_lag_ms);
   a.memory_limit_bytes = memory_limit_mb << 20;

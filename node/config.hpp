@@ -22,6 +22,9 @@ struct NodeConfig {
   std::string log_format = "text";  // text | json (one JSON object per line)
   mcp::ServerConfig server;
   std::size_t worker_threads = 4;
+  /// While the node sheds requests (health zone red), each I/O thread handles what is ready
+  /// and then sleeps this long (0 = never): many refusals per wake-up, not one.
+  std::chrono::microseconds overload_batch{1000};
   transport::HttpConfig http_config;
   transport::StdioConfig stdio_config;
   /// SIGTERM (or `mcpmesh-ctl drain`): how long requests in flight may take to finish before

@@ -173,9 +173,16 @@ int main(int argc, char** argv) {
     if (cfg.http) {
       try {
         http = std::make_unique<transport::HttpServer>(pool, server, cfg.http_config);
-        http->set_extra_metrics([&exporter](std::string& out) {
+        http->set_extra_metrics([&exporter, &pool](std::string& out) {
           node::render_process_metrics(out);
+          mcp::append_sample(out, "mcpmesh_io_batch_pauses_total",
+                             "pauses of an I/O thread that batched work while the node shed "
+                             "requests (--overload-batch-us)",
+                             "counter", "", static_cast<double>(pool.batch_pauses()));
           if (exporter) exporter->render_metrics(out);
+        });
+        pool.set_batching(cfg.overload_batch, [server = http.get()] {
+          return server->admission().zone() == transport::Zone::kRed;
         });
       } catch (const boost::system::system_error& e) {
         // The code's message only: what() would carry a library source location.

@@ -3,7 +3,12 @@
 #include <gtest/gtest.h>
 #include <boost/asio/post.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <memory>
+#include <set>
+#include <thread>
+#include <vector>
 
 namespace mcpmesh::transport {
 namespace {
@@ -46,6 +51,73 @@ TEST(IoPool, PendingHandlersGoBeforeAnyContextsServices) {
     }
   }
   EXPECT_EQ(*late, 0) << "handlers outlived another context's services";
+}
+
+/// A one-context pool running on its own thread, batching while `batching` is true.
+struct BatchingPool {
+  explicit BatchingPool(std::chrono::microseconds pause, bool on) : batching(on) {
+    pool.set_batching(pause, [this] { return batching.load(); });
+    thread = std::thread([this] { pool.run(); });
+  }
+  ~BatchingPool() {
+    pool.stop();
+    if (thread.joinable()) thread.join();
+  }
+  /// Posts `n` handlers 1 ms apart; each notes the pause count it ran after.
+  std::vector<std::uint64_t> post_spread(int n) {
+    auto rounds = std::make_shared<std::vector<std::uint64_t>>();
+    auto done = std::make_shared<std::atomic<int>>(0);
+    for (int i = 0; i < n; ++i) {
+      asio::post(pool.at(0), [this, rounds, done] {
+        rounds->push_back(pool.batch_pauses());
+        ++*done;
+      });
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (done->load() < n && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    EXPECT_EQ(done->load(), n) << "handlers did not run";
+    pool.stop();
+    thread.join();
+    return *rounds;
+  }
+  IoPool pool{1};
+  std::atomic<bool> batching;
+  std::thread thread;
+};
+
+TEST(IoPool, BatchingRunsWhatArrivedDuringAPauseInOneRound) {
+  // 20 handlers posted over ~20 ms, with a 50 ms pause: they run in a round or two (three if
+  // the first arrives just before a pause ends), not one wake-up each.
+  BatchingPool p(std::chrono::milliseconds(50), true);
+  auto rounds = p.post_spread(20);
+  ASSERT_EQ(rounds.size(), 20u);
+  std::set<std::uint64_t> distinct(rounds.begin(), rounds.end());
+  EXPECT_LE(distinct.size(), 3u);
+  EXPECT_GT(p.pool.batch_pauses(), 0u);
+}
+
+TEST(IoPool, WithoutTheConditionNothingPauses) {
+  BatchingPool p(std::chrono::milliseconds(50), false);
+  auto rounds = p.post_spread(20);
+  ASSERT_EQ(rounds.size(), 20u);
+  EXPECT_EQ(p.pool.batch_pauses(), 0u);
+}
+
+TEST(IoPool, BatchingStartsWhenTheConditionTurnsAndStopEndsIt) {
+  BatchingPool p(std::chrono::milliseconds(5), false);
+  p.batching = true;  // seen within one 50 ms round of run_for
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (p.pool.batch_pauses() == 0 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  EXPECT_GT(p.pool.batch_pauses(), 0u);
+  auto before = std::chrono::steady_clock::now();
+  p.pool.stop();
+  p.thread.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - before, std::chrono::seconds(2));
 }
 
 }  // namespace
