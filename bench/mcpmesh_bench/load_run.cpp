@@ -631,7 +631,13 @@ class Runner {
   void start_threads() {
     for (auto& t : threads_) {
       t->guard.emplace(t->ctx.get_executor());
-      t->thread = std::thread([ctx = &t->ctx] { ctx->run(); });
+      t->thread = std::thread([ctx = &t->ctx, busy = o_.busy_poll] {
+        if (!busy) {
+          ctx->run();
+          return;
+        }
+        while (!ctx->stopped()) ctx->poll();
+      });
     }
   }
 

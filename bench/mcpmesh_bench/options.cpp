@@ -316,6 +316,10 @@ CommandLine parse_command_line(int argc, const char* const* argv) {
       ("honour-retry-after", po::bool_switch(&o.honour_retry_after),
        "after a 429 or 503 with Retry-After (seconds), that connection waits so long; an "
        "initialize so refused while opening the sessions is sent again after the wait")
+      ("busy-poll", po::bool_switch(&o.busy_poll),
+       "load threads poll their sockets without ever sleeping (a core each): on loopback the "
+       "server then does not pay for waking the generator on every answer, as it would not "
+       "for a client on another machine")
       ("protocol-version", po::value(&o.protocol_version)->default_value(o.protocol_version),
        "protocolVersion asked for in initialize")
       ("header", po::value(&o.headers)->composing(),

@@ -97,7 +97,8 @@ struct BenchOptions {
   std::string source_spec;
   bool keep_sessions = false;
   bool honour_retry_after = false;
-  bool quiet = false;  ///< no summary on stderr
+  bool busy_poll = false;  ///< load threads poll without sleeping
+  bool quiet = false;      ///< no summary on stderr
 };
 
 /// What parsing the command line led to: options to run with, or an exit (help, version,

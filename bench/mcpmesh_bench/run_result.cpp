@@ -295,7 +295,8 @@ json::object report_json(const BenchOptions& o, const RunResult& r) {
                       {"source_addresses", std::move(sources)},
                       {"headers", std::move(headers)},
                       {"keep_sessions", o.keep_sessions},
-                      {"honour_retry_after", o.honour_retry_after}};
+                      {"honour_retry_after", o.honour_retry_after},
+                      {"busy_poll", o.busy_poll}};
 
   json::object ops;
   for (std::size_t i = 0; i < kOpCount; ++i) {
