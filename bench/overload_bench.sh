@@ -13,6 +13,9 @@
 #      source addresses 127.0.0.2-9, clients that do not honour Retry-After (the worst case).
 #   3. recovery: the node's /metrics polled every 0.2 s from the end of the load until the
 #      health zone is green.
+#   4. the peer (OVERLOAD_PEER=1): nginx on the node's core answering the same open loop (same
+#      rate, connections and generator) with a static 503, for OVERLOAD_PEER_DURATION s. Its
+#      CPU per answer is the cheapest refusal this machine allows, printed beside the node's.
 # /metrics (zone, admit ratios, event-loop lag, worker-queue lag, RSS) is sampled every second
 # throughout and printed as a timeline.
 #
@@ -24,14 +27,23 @@
 # thread and its worker pool share that core), mcpmesh-bench and the sampler on the others.
 # On a 2-core machine a load generator sending 10 × C would otherwise take the node's CPU and
 # the goodput would measure the generator. OVERLOAD_PIN=0 leaves placement to the OS.
+# Pinned, the generator busy-polls (mcpmesh-bench --busy-poll; OVERLOAD_BUSY_POLL=0 not): on
+# loopback the sender of each answer also runs the receiver's TCP work and wakes its thread,
+# an inter-processor interrupt that costs a virtual machine a VM exit; a generator that never
+# sleeps needs no wake-up, as a client on another machine costs the server none.
+#
+# The call's cost: 2,000 µs of CPU (OVERLOAD_MICROS). At ten times the capacity nine requests
+# are refused per one served, so a goodput of 80% needs a refusal under 1/40 of a call. On this
+# machine nginx's static 503 (step 4) costs 20-30 µs: with calls of 500 µs no server could keep
+# 80% (the report says what nginx's refusal cost would allow); docs/BENCHMARKS.md has both.
 #
 # Acceptance (exit 1 when any fails; each printed with its figure):
 #   - the node shed: some answers were 503 or 429 (OVERLOAD_REQUIRE_SHED=0 to skip);
 #   - goodput (good answers/s during the overload) >= OVERLOAD_MIN_GOODPUT (0.8) × C;
 #   - admitted p99 <= OVERLOAD_P99_MS (default 500 ms: ten times the 50 ms lag target the
-#     shedder keeps an admitted request's wait under, which leaves room for its 100 ms tick, the
-#     AIMD overshoot and the latency counted from the scheduled send; an unshed node's p99
-#     grows with the run until the bench's 10 s timeout);
+#     shedder keeps an admitted request's wait under, which leaves room for the first tick of
+#     the overload and the latency counted from the scheduled send; an unshed node's p99 grows
+#     with the run until the bench's 10 s timeout);
 #   - RSS growth (max during the overload − before it) <= OVERLOAD_RSS_GROWTH_MB (default 256:
 #     the connections' and sessions' buffers; what is admitted is bounded, so growth must not
 #     scale with the offered total);
@@ -40,13 +52,16 @@
 # env:
 #   MCPMESH_NODE, MCPMESH_BENCH  binaries (default <repo>/build/bin/...)
 #   NODE_ARGS                    extra node flags (e.g. --shed-lag-ms 20)
-#   OVERLOAD_MICROS              burn per call, µs (default 500)
+#   OVERLOAD_MICROS              burn per call, µs (default 2000)
 #   OVERLOAD_FACTOR              offered load / C (default 10)
 #   OVERLOAD_DURATION            overload seconds (default 60)
 #   OVERLOAD_CAP_DURATION        capacity run seconds (default 10, after 2 s warm-up)
 #   OVERLOAD_CAP_CONNECTIONS     closed-loop connections of the capacity run (default 64)
 #   OVERLOAD_CONNECTIONS         open-loop connections, one session each (default 2048)
 #   OVERLOAD_SOURCES             source addresses (default 127.0.0.2-9)
+#   OVERLOAD_PEER=0              no nginx peer (step 4); OVERLOAD_PEER_DURATION its seconds (15);
+#                                MCPMESH_NGINX the binary (default nginx on the PATH, /usr/sbin)
+#   OVERLOAD_BUSY_POLL=0         the generator sleeps between events
 #   OVERLOAD_KEEP=1              keep the work directory (node log, JSON reports, samples)
 # Output: the figures, a timeline, `BENCH <name> <value>` lines (also appended to $OUT when set).
 set -euo pipefail
@@ -55,7 +70,7 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd)
 MCPMESH_NODE=${MCPMESH_NODE:-$REPO_ROOT/build/bin/mcpmesh-node}
 MCPMESH_BENCH=${MCPMESH_BENCH:-$REPO_ROOT/build/bin/mcpmesh-bench}
-MICROS=${OVERLOAD_MICROS:-500}
+MICROS=${OVERLOAD_MICROS:-2000}
 FACTOR=${OVERLOAD_FACTOR:-10}
 DURATION=${OVERLOAD_DURATION:-60}
 CAP_DURATION=${OVERLOAD_CAP_DURATION:-10}
@@ -68,6 +83,9 @@ RSS_GROWTH_MB=${OVERLOAD_RSS_GROWTH_MB:-256}
 GREEN_S=${OVERLOAD_GREEN_S:-10}
 REQUIRE_SHED=${OVERLOAD_REQUIRE_SHED:-1}
 PIN=${OVERLOAD_PIN:-1}
+BUSY=${OVERLOAD_BUSY_POLL:-1}
+PEER=${OVERLOAD_PEER:-1}
+PEER_DURATION=${OVERLOAD_PEER_DURATION:-15}
 NODE_CPU=${OVERLOAD_NODE_CPU:-1}
 START_DEADLINE=20
 
@@ -76,13 +94,14 @@ for tool in curl python3; do
 done
 [[ -x "$MCPMESH_NODE" ]] || { echo "overload_bench: no mcpmesh-node at $MCPMESH_NODE (set MCPMESH_NODE)" >&2; exit 2; }
 [[ -x "$MCPMESH_BENCH" ]] || { echo "overload_bench: no mcpmesh-bench at $MCPMESH_BENCH (set MCPMESH_BENCH)" >&2; exit 2; }
-NODE_PIN=() GEN_PIN=()
+NODE_PIN=() GEN_PIN=() BUSY_POLL=()
 if [[ $PIN == 1 ]]; then
   command -v taskset >/dev/null || { echo "overload_bench: 'taskset' not found (or OVERLOAD_PIN=0)" >&2; exit 2; }
   CPUS=$(nproc)
   if [[ $CPUS -ge 2 ]]; then
     others=$(seq 0 $((CPUS - 1)) | grep -vx "$NODE_CPU" | paste -sd, -)
     NODE_PIN=(taskset -c "$NODE_CPU") GEN_PIN=(taskset -c "$others")
+    [[ $BUSY == 1 ]] && BUSY_POLL=(--busy-poll)
   else
     echo "overload_bench: one CPU: nothing to pin" >&2
   fi
@@ -159,7 +178,7 @@ bench() {
   shift
   for attempt in 1 2 3; do
     if "${GEN_PIN[@]}" "$MCPMESH_BENCH" --url "$URL" --tool burn --args "{\"micros\":$MICROS}" \
-      --source-addresses "$SOURCES" --quiet "$@" >"$out" 2>"$out.err"; then
+      --source-addresses "$SOURCES" --quiet "${BUSY_POLL[@]}" "$@" >"$out" 2>"$out.err"; then
       return 0
     fi
     grep -q 'session setup: HTTP 503' "$out" || break
@@ -225,12 +244,82 @@ while :; do
 done
 sleep 2  # two more samples of the calm node for the timeline
 
+# -- 4. the ceiling: nginx answering the same offered load with a static 503 ------------------
+# What a refusal costs is mostly the kernel's (read, write, wake-ups); nginx's `return 503` on
+# the node's core, at the same rate over as many connections from the same generator, is what
+# the cheapest possible refusal costs on this machine. Its worker's CPU per answer is the peer
+# figure beside the node's refusal cost.
+PEER_TICKS=0 PEER_ANSWERS=0
+if [[ $PEER == 1 ]]; then
+  NGINX=${MCPMESH_NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+  [[ -x $NGINX ]] || die "nginx not found at $NGINX (set MCPMESH_NGINX; OVERLOAD_PEER=0 skips the peer)"
+  stop_node
+  PEER_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  mkdir -p "$WORK/nginx"
+  cat >"$WORK/nginx/nginx.conf" <<NGINX_CONF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log warn;
+worker_rlimit_nofile $((CONNS * 2 + 256));
+events { worker_connections $((CONNS * 2 + 128)); }
+http {
+  access_log off;
+  client_body_temp_path $WORK/nginx;
+  default_type application/json;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  server {
+    listen 127.0.0.1:$PEER_PORT;
+    location /mcp {
+      # initialize opens a "session"; notifications/initialized (54 bytes) is accepted; DELETE
+      # closes; every other request is refused as the shedder refuses it.
+      if (\$http_mcp_session_id = "") {
+        add_header Mcp-Session-Id "peer" always;
+        return 200 '{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"nginx","version":"1"}}}';
+      }
+      if (\$http_content_length = "54") { return 202; }
+      if (\$request_method = DELETE) { return 200; }
+      add_header Retry-After 1 always;
+      return 503 '{"jsonrpc":"2.0","id":2,"error":{"code":-32000,"message":"this node is overloaded (health zone red): request not taken; retry shortly"}}';
+    }
+  }
+}
+NGINX_CONF
+  "${NODE_PIN[@]}" "$NGINX" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" </dev/null >"$WORK/nginx/out.log" 2>&1 &
+  PEER_PID=$!
+  PIDS+=("$PEER_PID")
+  URL=http://127.0.0.1:$PEER_PORT/mcp
+  deadline=$((SECONDS + START_DEADLINE))
+  until curl -s -o /dev/null -X POST "$URL" -d '{}'; do
+    kill -0 "$PEER_PID" 2>/dev/null || { cat "$WORK/nginx/out.log" "$WORK/nginx/error.log" >&2; die "nginx exited during start"; }
+    [[ $SECONDS -lt $deadline ]] || die "nginx did not start within ${START_DEADLINE}s"
+    sleep 0.05
+  done
+  PEER_WORKER=$(pgrep -P "$PEER_PID" | head -1)
+  [[ -n $PEER_WORKER ]] || die "no nginx worker process"
+  echo "overload_bench: nginx peer $URL (worker pid $PEER_WORKER), ${PEER_DURATION}s at $RATE/s" >&2
+  PEER_BEFORE=$(cpu_ticks "$PEER_WORKER")
+  bench "$WORK/peer.json" --rate "$RATE" --connections "$CONNS" --warmup 0s \
+    --duration "${PEER_DURATION}s" --timeout 10s
+  PEER_TICKS=$(($(cpu_ticks "$PEER_WORKER") - PEER_BEFORE))
+  PEER_ANSWERS=$(python3 -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+s = d["sessions"]
+print(d["http_requests"] + d.get("warmup_requests", 0) + 2 * s["created"] + s["deleted"])' "$WORK/peer.json")
+  kill -TERM "$PEER_PID" 2>/dev/null || true
+  wait "$PEER_PID" 2>/dev/null || true
+fi
+
 # -- report ----------------------------------------------------------------------------------
 python3 - "$WORK" "$CAPACITY" "$RATE" "$RSS_BEFORE" "${GREEN_AFTER:-none}" "$MIN_GOODPUT" \
   "$P99_MS" "$RSS_GROWTH_MB" "$GREEN_S" "$REQUIRE_SHED" "${OUT:-}" \
-  "$((CAP_CPU_AFTER - CAP_CPU_BEFORE))" "$((CPU_AFTER - CPU_BEFORE))" "$(getconf CLK_TCK)" <<'PY'
+  "$((CAP_CPU_AFTER - CAP_CPU_BEFORE))" "$((CPU_AFTER - CPU_BEFORE))" "$(getconf CLK_TCK)" \
+  "$PEER_TICKS" "$PEER_ANSWERS" <<'PY'
 import json, sys
 cap_ticks, ovl_ticks, hz = int(sys.argv[12]), int(sys.argv[13]), int(sys.argv[14])
+peer_ticks, peer_answers = int(sys.argv[15]), int(sys.argv[16])
 work, capacity, rate, rss_before, green_after = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 min_goodput, p99_bound, rss_bound_mb, green_bound, require_shed, out = float(sys.argv[6]), float(sys.argv[7]), float(sys.argv[8]), float(sys.argv[9]), sys.argv[10] == "1", sys.argv[11]
 d = json.load(open(f"{work}/overload.json"))
@@ -268,6 +357,14 @@ ovl_cpu_s = ovl_ticks / hz
 refusal_us = 1e6 * max(0.0, ovl_cpu_s - op["ok"] * cap_cpu_us / 1e6) / refused if refused else 0
 print(f"node CPU                      {cap_cpu_us:.0f} µs per good answer (capacity run), {ovl_cpu_s / measured:.2f} s/s during the overload,"
       f" ~{refusal_us:.0f} µs per refusal")
+peer_us = 1e6 * peer_ticks / hz / peer_answers if peer_answers else 0
+if peer_answers and peer_us > 0:
+    print(f"nginx peer (static 503)       {peer_us:.0f} µs per answer at the same rate and connections;"
+          f" a refusal costs the node {refusal_us / peer_us:.2f} × that")
+    # The goodput the node's CPU allows if each refusal cost what nginx's static 503 costs.
+    ceiling = (ovl_cpu_s / measured - (refused / measured) * peer_us / 1e6) / (cap_cpu_us / 1e6)
+    print(f"                              at nginx's cost per refusal the node's CPU would allow"
+          f" {ceiling:,.0f}/s = {ceiling / capacity:.2f} × capacity")
 print(f"node RSS                      {rss_before / 2**20:.1f} MiB before, {rss_max / 2**20:.1f} MiB max during")
 print(f"green again after             {green_after} s")
 print("timeline (s from the start: zone, admit ratio sessions/requests, event-loop lag ms, worker-queue lag ms, RSS MiB):")
@@ -299,6 +396,9 @@ bench = {"capacity_rps": round(capacity), "offered_rps": round(rate), "goodput_r
          "admitted_p99_ms": lat["p99"], "admitted_p999_ms": lat["p999"], "rss_before_mib": round(rss_before / 2**20, 1),
          "rss_max_mib": round(rss_max / 2**20, 1), "green_after_s": green_after,
          "cpu_us_per_good": round(cap_cpu_us), "cpu_us_per_refusal": round(refusal_us)}
+if peer_answers and peer_us > 0:
+    bench["nginx_us_per_static_503"] = round(peer_us, 1)
+    bench["refusal_vs_nginx_503"] = round(refusal_us / peer_us, 2)
 lines = [f"BENCH overload_{k} {v}" for k, v in bench.items()]
 print("\n".join(lines))
 if out:
