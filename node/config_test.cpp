@@ -213,6 +213,15 @@ TEST(ParseConfig, RelayLinkBoundsReachTheirConfig) {
   EXPECT_THROW(parse({"--max-relay-links", "0"}), std::runtime_error);
 }
 
+TEST(ParseConfig, OverloadBatchingReachesItsConfig) {
+  EXPECT_EQ(parse_ok({}).overload_batch, std::chrono::microseconds(1000));
+  EXPECT_EQ(parse_ok({"--overload-batch-us", "250"}).overload_batch,
+            std::chrono::microseconds(250));
+  EXPECT_EQ(parse_ok({"--overload-batch-us", "0"}).overload_batch, std::chrono::microseconds(0));
+  EXPECT_THROW(parse({"--overload-batch-us", "-1"}), std::runtime_error);
+  EXPECT_THROW(parse({"--overload-batch-us", "100001"}), std::runtime_error);
+}
+
 TEST(ParseConfig, ReplicatedSubscriptionsMustFitARecord) {
   std::vector<std::string> cluster = {"--cluster", "127.0.0.1:0", "--cluster-secret-file", "s"};
   auto with = [&](std::vector<std::string> more) {

@@ -9,7 +9,11 @@
 //      200, 503 or a refusal (never a hang), accept failures are counted and logged at most
 //      about once a second, and the node serves again afterwards;
 //   3. one client floods `initialize` for 10 s; meanwhile and after, a client from another
-//      address gets a session at once, and the flooder is held to its share.
+//      address gets a session at once, and the flooder is held to its share;
+//   4. the worker pool's queue bound: with one worker and a 1 s lag target, CPU-heavy calls
+//      (`burn`, 100 ms) past the bound (the worker plus what it serves in 500 ms) are answered
+//      503 + Retry-After with a JSON-RPC error naming the request, new sessions already at half
+//      the queue, counted; the calls admitted complete; afterwards the node serves again.
 //
 // env MCPMESH_NODE = path to the mcpmesh-node binary (required)
 import { after, describe, it } from 'node:test';
@@ -152,6 +156,47 @@ function initialize(port, { agent, localAddress, name = 'client' }) {
   }), ANSWER_DEADLINE_MS, `initialize from ${localAddress}`);
 }
 
+/** POST `message` on `session` from `localAddress`; resolves { status, headers, rpc } (rpc: the
+ * JSON-RPC answer, from a JSON body or the last `data:` line of an SSE one). */
+function post(port, session, message, localAddress = '127.0.0.1') {
+  return withDeadline(new Promise((resolve, reject) => {
+    const body = JSON.stringify(message);
+    const req = http.request({
+      host: '127.0.0.1', port, path: '/mcp', method: 'POST', agent: false, localAddress,
+      headers: {
+        'Content-Type': 'application/json', Accept: 'application/json, text/event-stream',
+        'Content-Length': Buffer.byteLength(body), 'Mcp-Session-Id': session,
+        'MCP-Protocol-Version': PROTOCOL,
+      },
+    }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c) => { text += c; });
+      res.on('end', () => {
+        const data = text.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5));
+        const json = data.length ? data[data.length - 1] : text;
+        let rpc;
+        try { rpc = json.trim() ? JSON.parse(json) : undefined; } catch { rpc = undefined; }
+        resolve({ status: res.statusCode, headers: res.headers, rpc, text });
+      });
+    });
+    req.on('error', reject);
+    req.end(body);
+  }), ANSWER_DEADLINE_MS, `POST ${message.method ?? 'answer'}`);
+}
+
+async function openSession(port, name, localAddress = '127.0.0.1') {
+  const r = await initialize(port, { agent: false, localAddress, name });
+  assert.equal(r.status, 200, `initialize: ${r.status}`);
+  const note = await post(port, r.session, { jsonrpc: '2.0', method: 'notifications/initialized' }, localAddress);
+  assert.equal(note.status, 202);
+  return r.session;
+}
+
+const burn = (id, micros) => ({
+  jsonrpc: '2.0', id, method: 'tools/call', params: { name: 'burn', arguments: { micros } },
+});
+
 describe('admission under descriptor limits and floods', { timeout: 240_000 }, () => {
   it('ulimit -n 1024: connections past the limit get 503 or a refusal, never a hang', async () => {
     const node = await startNode([], { nofile: 1024 });
@@ -256,6 +301,62 @@ describe('admission under descriptor limits and floods', { timeout: 240_000 }, (
     assert.ok(metric(m, 'sessions_active') <= 10_000 + 3, `sessions of the flooder capped: ${metric(m, 'sessions_active')}`);
     const after = await initialize(node.port, { agent: false, localAddress: '127.0.0.4', name: 'after' });
     assert.equal(after.status, 200);
+    await stopNode(node);
+  });
+
+  it('CPU-heavy calls past the worker queue bound get 503 + Retry-After; the admitted complete', async () => {
+    // One worker, a 1 s lag target: the lag controller stays out of it (the queue never holds
+    // a second of work), and the bound is 1 + 500 ms / 100 ms = 6 jobs for requests, 3.5 for
+    // sessions, once a 100 ms job has run.
+    const node = await startNode(['--threads', '1', '--worker-threads', '1', '--shed-lag-ms', '1000']);
+    const session = await openSession(node.port, 'heavy');
+    const healthy = await openSession(node.port, 'healthy', '127.0.0.5');
+    const first = await post(node.port, session, burn(1, 100_000));
+    assert.equal(first.status, 200, first.text);
+    const before = (await getText(node.port, '/metrics')).body;
+    const bound = metric(before, 'worker_queue_bound');
+    assert.ok(bound >= 2 && bound <= 7, `bound from the mean job time: ${bound}`);
+    // Twelve calls 5 ms apart: within the first call's 100 ms the queue fills to the bound.
+    const calls = [];
+    let sessionWhileFull;
+    for (let i = 0; i < 12; i++) {
+      calls.push(post(node.port, session, burn(100 + i, 100_000), SOURCES[i % SOURCES.length]));
+      await delay(5);
+      if (i === 8) sessionWhileFull = initialize(node.port, { agent: false, localAddress: '127.0.0.6', name: 'late' });
+    }
+    const answers = await Promise.all(calls);
+    const late = await sessionWhileFull;
+    const byStatus = {};
+    for (const a of answers) byStatus[a.status] = (byStatus[a.status] ?? 0) + 1;
+    console.log(`# 12 calls of 100 ms on one worker, bound ${bound.toFixed(1)}: ${JSON.stringify(byStatus)}; `
+      + `initialize while full: ${late.status}`);
+    const refused = answers.filter((a) => a.status === 503);
+    const admitted = answers.filter((a) => a.status === 200);
+    assert.ok(refused.length >= 1, `past the bound calls are refused: ${JSON.stringify(byStatus)}`);
+    assert.ok(admitted.length >= 2, `up to the bound calls are taken: ${JSON.stringify(byStatus)}`);
+    assert.equal(refused.length + admitted.length, 12, JSON.stringify(byStatus));
+    for (const r of refused) {
+      assert.equal(r.headers['retry-after'], '1');
+      assert.equal(r.rpc?.error?.code, -32000, r.text);
+      assert.match(r.rpc.error.message, /overloaded/);
+      assert.ok(r.rpc.id >= 100, `the refusal names its request: ${r.text}`);
+    }
+    for (const a of admitted) {
+      assert.equal(a.rpc?.result?.structuredContent?.micros, 100_000, a.text);
+    }
+    assert.equal(late.status, 503, 'a new session is refused while the queue is past half');
+    const m = (await getText(node.port, '/metrics')).body;
+    assert.equal(metric(m, 'shed_requests_total') - (metric(before, 'shed_requests_total') ?? 0), refused.length);
+    assert.ok(metric(m, 'shed_sessions_total') >= 1);
+    assert.equal(metric(m, 'blocking_jobs_rejected_total') ?? 0, 0, 'nothing reached the pool past the bound');
+    // The healthy session, from another address, is served once the queue has drained.
+    const echo = await post(node.port, healthy, {
+      jsonrpc: '2.0', id: 2, method: 'tools/call', params: { name: 'echo', arguments: { text: 'fine' } },
+    }, '127.0.0.5');
+    assert.equal(echo.status, 200, echo.text);
+    assert.equal(echo.rpc?.result?.content?.[0]?.text, 'fine');
+    const again = await initialize(node.port, { agent: false, localAddress: '127.0.0.6', name: 'again' });
+    assert.equal(again.status, 200);
     await stopNode(node);
   });
 });
