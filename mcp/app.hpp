@@ -380,24 +380,29 @@ class HandlerContext {
       HandlerContext* ctx;
       ~Release() { ctx->release_blocking_slot(); }
     } release{this};
-    co_return co_await asio::co_spawn(
+    // The job's wall time on its worker feeds admission control; it is handed over here, on
+    // the handler's side, so the worker touches nothing but `fn`.
+    struct Ran {
+      R value;
+      std::chrono::nanoseconds wall;
+    };
+    auto ran = co_await asio::co_spawn(
         worker_executor(),
-        [this, fn = std::move(fn)]() mutable -> asio::awaitable<R> {
-          struct Timed {
-            HandlerContext* ctx;
-            std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
-            ~Timed() { ctx->blocking_job_ran(std::chrono::steady_clock::now() - start); }
-          } timed{this};
-          co_return fn();
+        [fn = std::move(fn)]() mutable -> asio::awaitable<Ran> {
+          auto start = std::chrono::steady_clock::now();
+          R value = fn();
+          co_return Ran{std::move(value), std::chrono::steady_clock::now() - start};
         },
         asio::use_awaitable);
+    blocking_job_ran(ran.wall);
+    co_return std::move(ran.value);
   }
 
  protected:
   /// Reserves one of the node's `max_blocking_jobs` slots; false when none is free.
   [[nodiscard]] virtual bool acquire_blocking_slot() = 0;
   virtual void release_blocking_slot() = 0;
-  /// A blocking job ran for `wall` on a worker thread (any worker thread).
+  /// A blocking job ran for `wall` on a worker thread (called on the handler's executor).
   virtual void blocking_job_ran(std::chrono::nanoseconds wall) = 0;
 };
 

@@ -14,6 +14,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -42,10 +43,10 @@ class IoPool {
     return *contexts_[next_.fetch_add(1, std::memory_order_relaxed) % contexts_.size()];
   }
 
-  /// Overload batching: while `when()` holds (any thread calls it; it must be cheap), each
-  /// thread runs what is ready, then sleeps `pause` before it looks again, instead of waking
-  /// for every arrival. A node that refuses most of what arrives then reads and answers many
-  /// requests per wake-up, and the context switches it saves go to the work it admitted.
+  /// Overload batching: while `when()` holds (each thread looks every 25 ms; it must be cheap),
+  /// each thread runs what is ready, then sleeps `pause` before it looks again, instead of
+  /// waking for every arrival. A node that refuses most of what arrives then reads and answers
+  /// many requests per wake-up, and the context switches it saves go to the work it admitted.
   /// Call before run(); a zero pause (the default) turns it off.
   void set_batching(std::chrono::microseconds pause, std::function<bool()> when) {
     batch_pause_ = pause;
@@ -58,15 +59,16 @@ class IoPool {
 
   /// Runs every context, context 0 on the calling thread; returns once all have stopped.
   void run() {
+    arm_batching();
     std::vector<std::thread> threads;
     for (std::size_t i = 1; i < contexts_.size(); ++i) {
       threads.emplace_back([this, i] {
         mcp::RoamingExecutor::set_thread_context(contexts_[i].get());
-        run_context(*contexts_[i]);
+        contexts_[i]->run();
       });
     }
     mcp::RoamingExecutor::set_thread_context(contexts_[0].get());
-    run_context(*contexts_[0]);
+    contexts_[0]->run();
     mcp::RoamingExecutor::set_thread_context(nullptr);
     for (auto& t : threads) t.join();
   }
@@ -81,6 +83,7 @@ class IoPool {
 
   ~IoPool() {
     guards_.clear();
+    checks_.clear();  // their cancelled waits are destroyed with the other pending handlers
     for (auto& c : contexts_) c->destroy_handlers();
   }
 
@@ -93,23 +96,28 @@ class IoPool {
     void destroy_handlers() { shutdown(); }
   };
 
-  void run_context(boost::asio::io_context& context) {
-    if (batch_pause_.count() <= 0 || !batch_when_) {
-      context.run();
-      return;
+  /// Looks at the batching condition on every context every 25 ms. While it holds, the check
+  /// handler runs the rounds itself: nested poll()s, which Asio allows from a handler outside
+  /// any strand (an outer run()'s own queued work is taken in). The fast path stays run().
+  void arm_batching() {
+    if (batch_pause_.count() <= 0 || !batch_when_ || !checks_.empty()) return;
+    for (auto& c : contexts_) {
+      checks_.push_back(std::make_unique<boost::asio::steady_timer>(*c));
+      arm_check(*c, *checks_.back());
     }
-    // Runs as run() does, looking at the condition every 50 ms; while it holds, one round
-    // of what is ready (the reactor polled without blocking) per pause.
-    while (!context.stopped()) {
-      if (batch_when_()) {
+  }
+  void arm_check(boost::asio::io_context& context, boost::asio::steady_timer& timer) {
+    timer.expires_after(std::chrono::milliseconds(25));
+    timer.async_wait([this, &context, &timer](boost::system::error_code ec) {
+      if (ec) return;
+      while (!context.stopped() && batch_when_()) {
         context.poll();
-        if (context.stopped()) break;
+        if (context.stopped()) return;
         batch_pauses_.fetch_add(1, std::memory_order_relaxed);
         std::this_thread::sleep_for(batch_pause_);
-      } else {
-        context.run_for(std::chrono::milliseconds(50));
       }
-    }
+      arm_check(context, timer);
+    });
   }
 
   std::vector<std::unique_ptr<Context>> contexts_;
@@ -118,6 +126,7 @@ class IoPool {
   std::chrono::microseconds batch_pause_{0};
   std::function<bool()> batch_when_;
   std::atomic<std::uint64_t> batch_pauses_{0};
+  std::vector<std::unique_ptr<boost::asio::steady_timer>> checks_;  // one per context
 };
 
 }  // namespace mcpmesh::transport
