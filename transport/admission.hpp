@@ -219,6 +219,8 @@ class Admission : public std::enable_shared_from_this<Admission> {
   /// Starts the lag probes (one per context), the queue probe of the worker pool `workers`
   /// (none when null) and the controller (on the first context). `workers` must outlive the
   /// probe's last job: stop() before the pool is joined, whose pending jobs are then dropped.
+  /// `queue` reads the pool's queue for its bound (any thread, at every new request; no bound
+  /// when null).
   void start(const std::vector<asio::io_context*>& contexts, asio::any_io_executor workers = {},
              std::function<WorkerQueue()> queue = {});
   void stop();
