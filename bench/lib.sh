@@ -31,3 +31,46 @@ bench_cleanup() {
   fi
   exit $rc
 }
+
+# nginx_static NGINX DIR PORT WORKER_CONNECTIONS LOCATION [PREFIX...]: starts NGINX (one worker,
+# its files in DIR) serving `location /mcp { LOCATION }` on 127.0.0.1:PORT, run under the
+# command PREFIX when given (taskset ...), and waits until it answers (START_DEADLINE s, 20 by
+# default). Sets NGINX_PID (the master, also in PIDS); exits 1 with its logs when it does not
+# start. A static responder: what this machine allows, measured beside a server.
+nginx_static() {
+  local nginx=$1 dir=$2 port=$3 conns=$4 location=$5 deadline
+  shift 5
+  mkdir -p "$dir"
+  cat >"$dir/nginx.conf" <<CONF
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+worker_rlimit_nofile $((conns + 256));
+events { worker_connections $conns; }
+http {
+  access_log off;
+  default_type application/json;
+  client_body_temp_path $dir/body; proxy_temp_path $dir/proxy; fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi; scgi_temp_path $dir/scgi;
+  server {
+    listen 127.0.0.1:$port;
+    location /mcp {
+$location
+    }
+  }
+}
+CONF
+  "$@" "$nginx" -c "$dir/nginx.conf" -p "$dir" -e "$dir/error.log" </dev/null >"$dir/out.log" 2>&1 &
+  NGINX_PID=$!
+  PIDS+=("$NGINX_PID")
+  deadline=$((SECONDS + ${START_DEADLINE:-20}))
+  until curl -s -o /dev/null -X POST "http://127.0.0.1:$port/mcp" -d '{}'; do
+    if ! kill -0 "$NGINX_PID" 2>/dev/null || [[ $SECONDS -ge $deadline ]]; then
+      echo "$BENCH_NAME: nginx did not start:" >&2
+      cat "$dir/out.log" "$dir/error.log" >&2 2>/dev/null || true
+      exit 1
+    fi
+    sleep 0.05
+  done
+}

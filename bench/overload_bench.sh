@@ -255,47 +255,23 @@ if [[ $PEER == 1 ]]; then
   [[ -x $NGINX ]] || die "nginx not found at $NGINX (set MCPMESH_NGINX; OVERLOAD_PEER=0 skips the peer)"
   stop_node
   PEER_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  mkdir -p "$WORK/nginx"
-  cat >"$WORK/nginx/nginx.conf" <<NGINX_CONF
-worker_processes 1;
-daemon off;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx/error.log warn;
-worker_rlimit_nofile $((CONNS * 2 + 256));
-events { worker_connections $((CONNS * 2 + 128)); }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx;
-  default_type application/json;
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
-  server {
-    listen 127.0.0.1:$PEER_PORT;
-    location /mcp {
-      # initialize opens a "session"; notifications/initialized (54 bytes) is accepted; DELETE
-      # closes; every other request is refused as the shedder refuses it.
-      if (\$http_mcp_session_id = "") {
+  # initialize opens a "session"; notifications/initialized (54 bytes) is accepted; DELETE
+  # closes; every other request is refused as the shedder refuses it.
+  nginx_static "$NGINX" "$WORK/nginx" "$PEER_PORT" $((CONNS * 2 + 128)) "$(cat <<'LOCATION'
+      keepalive_requests 100000000;
+      keepalive_timeout 300s;
+      if ($http_mcp_session_id = "") {
         add_header Mcp-Session-Id "peer" always;
         return 200 '{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-11-25","capabilities":{"tools":{}},"serverInfo":{"name":"nginx","version":"1"}}}';
       }
-      if (\$http_content_length = "54") { return 202; }
-      if (\$request_method = DELETE) { return 200; }
+      if ($http_content_length = "54") { return 202; }
+      if ($request_method = DELETE) { return 200; }
       add_header Retry-After 1 always;
       return 503 '{"jsonrpc":"2.0","id":2,"error":{"code":-32000,"message":"this node is overloaded (health zone red): request not taken; retry shortly"}}';
-    }
-  }
-}
-NGINX_CONF
-  "${NODE_PIN[@]}" "$NGINX" -c "$WORK/nginx/nginx.conf" -p "$WORK/nginx" </dev/null >"$WORK/nginx/out.log" 2>&1 &
-  PEER_PID=$!
-  PIDS+=("$PEER_PID")
+LOCATION
+)" "${NODE_PIN[@]}"
+  PEER_PID=$NGINX_PID
   URL=http://127.0.0.1:$PEER_PORT/mcp
-  deadline=$((SECONDS + START_DEADLINE))
-  until curl -s -o /dev/null -X POST "$URL" -d '{}'; do
-    kill -0 "$PEER_PID" 2>/dev/null || { cat "$WORK/nginx/out.log" "$WORK/nginx/error.log" >&2; die "nginx exited during start"; }
-    [[ $SECONDS -lt $deadline ]] || die "nginx did not start within ${START_DEADLINE}s"
-    sleep 0.05
-  done
   PEER_WORKER=$(pgrep -P "$PEER_PID" | head -1)
   [[ -n $PEER_WORKER ]] || die "no nginx worker process"
   echo "overload_bench: nginx peer $URL (worker pid $PEER_WORKER), ${PEER_DURATION}s at $RATE/s" >&2

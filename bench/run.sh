@@ -188,36 +188,11 @@ total() { awk -v c="$2" '{s += $c} END {print s + 0}' "$WORK/$1.runs"; }
 
 # start_ceiling: nginx answering POST /mcp with a fixed tools/call result; sets PORT
 start_ceiling() {
-  local dir="$WORK/nginx" port
-  mkdir -p "$dir"
+  local port
   port=$("$NODE22" -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })')
-  cat >"$dir/nginx.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  client_body_temp_path $dir/body; proxy_temp_path $dir/proxy; fastcgi_temp_path $dir/fastcgi;
-  uwsgi_temp_path $dir/uwsgi; scgi_temp_path $dir/scgi;
-  server {
-    listen 127.0.0.1:$port;
-    location /mcp {
-      default_type application/json;
-      return 200 '{"jsonrpc":"2.0","id":1,"result":{"content":[{"type":"text","text":"bench-payload"}]}}';
-    }
-  }
-}
-CONF
-  "$NGINX" -c "$dir/nginx.conf" -e "$dir/error.log" >"$WORK/ceiling.stdout" 2>"$WORK/ceiling.stderr" &
-  PIDS+=("$!")
-  SERVER_PID[ceiling]=$!
-  local deadline=$((SECONDS + START_DEADLINE))
-  until curl -s -o /dev/null -X POST "http://127.0.0.1:$port/mcp"; do
-    [[ $SECONDS -lt $deadline ]] || { echo "bench: nginx did not start:" >&2; cat "$WORK/ceiling.stderr" >&2; exit 1; }
-    sleep 0.1
-  done
+  nginx_static "$NGINX" "$WORK/nginx" "$port" 1024 \
+    "      return 200 '{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"content\":[{\"type\":\"text\",\"text\":\"bench-payload\"}]}}';"
+  SERVER_PID[ceiling]=$NGINX_PID
   PORT=$port
 }
 
