@@ -95,8 +95,6 @@ metric() {
   curl -sS --max-time 5 "http://${HTTP[$1]}/metrics" | awk -v n="$2" '$1 == n {v = $2} END {print v}'
 }
 
-# cpu_ticks <pid>: utime+stime of the whole process (every thread), clock ticks
-cpu_ticks() { sed -E 's/^.*\) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 # ctx_switches <pid>: voluntary + nonvoluntary context switches summed over its threads
 ctx_switches() {
   cat /proc/"$1"/task/*/status 2>/dev/null | awk '/^(voluntary|nonvoluntary)_ctxt_switches:/ {s += $2} END {print s + 0}'

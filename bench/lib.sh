@@ -32,6 +32,18 @@ bench_cleanup() {
   exit $rc
 }
 
+# cpu_ticks <pid>: user+system CPU time of a process (all its threads) and of its children
+# (nginx's worker), in clock ticks
+cpu_ticks() {
+  local pid total=0 u s
+  for pid in "$1" $(pgrep -P "$1" || true); do
+    # fields 14 and 15 of /proc/<pid>/stat, counted after the ")" that ends the command name
+    read -r u s < <(sed -E 's/^.*\) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12, $13}') || continue
+    total=$((total + ${u:-0} + ${s:-0}))
+  done
+  echo "$total"
+}
+
 # nginx_static NGINX DIR PORT WORKER_CONNECTIONS LOCATION [PREFIX...]: starts NGINX (one worker,
 # its files in DIR) serving `location /mcp { LOCATION }` on 127.0.0.1:PORT, run under the
 # command PREFIX when given (taskset ...), and waits until it answers (START_DEADLINE s, 20 by

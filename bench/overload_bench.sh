@@ -158,8 +158,6 @@ sample() {
     END {if (z != "") printf "%s %s %s %s %s %s %s\n", t, z, s, r, l, (w == "" ? 0 : w), m}' || true
 }
 
-# cpu_ticks <pid>: utime+stime of the whole process (every thread), clock ticks
-cpu_ticks() { sed -E 's/^.*\) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
 
 # wait_green: until the zone is green (at most 10 s; on a busy machine a node can start yellow)
 wait_green() {
@@ -272,13 +270,11 @@ LOCATION
 )" "${NODE_PIN[@]}"
   PEER_PID=$NGINX_PID
   URL=http://127.0.0.1:$PEER_PORT/mcp
-  PEER_WORKER=$(pgrep -P "$PEER_PID" | head -1)
-  [[ -n $PEER_WORKER ]] || die "no nginx worker process"
-  echo "overload_bench: nginx peer $URL (worker pid $PEER_WORKER), ${PEER_DURATION}s at $RATE/s" >&2
-  PEER_BEFORE=$(cpu_ticks "$PEER_WORKER")
+  echo "overload_bench: nginx peer $URL (pid $PEER_PID), ${PEER_DURATION}s at $RATE/s" >&2
+  PEER_BEFORE=$(cpu_ticks "$PEER_PID")  # the master and its worker
   bench "$WORK/peer.json" --rate "$RATE" --connections "$CONNS" --warmup 0s \
     --duration "${PEER_DURATION}s" --timeout 10s
-  PEER_TICKS=$(($(cpu_ticks "$PEER_WORKER") - PEER_BEFORE))
+  PEER_TICKS=$(($(cpu_ticks "$PEER_PID") - PEER_BEFORE))
   PEER_ANSWERS=$(python3 -c '
 import json, sys
 d = json.load(open(sys.argv[1]))

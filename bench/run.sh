@@ -142,18 +142,6 @@ check() {
   printf '  check   %-8s %10s answers checked, %d wrong\n' "$name" "$answers" "$BAD"
 }
 
-# cpu_ticks <pid>: user+system CPU time of a process (all its threads) and of its children
-# (nginx's worker), in clock ticks
-cpu_ticks() {
-  local pid total=0 u s
-  for pid in "$1" $(pgrep -P "$1" || true); do
-    # fields 14 and 15 of /proc/<pid>/stat, counted after the ")" that ends the command name
-    read -r u s < <(sed -E 's/^.*\) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12, $13}') || continue
-    total=$((total + ${u:-0} + ${s:-0}))
-  done
-  echo "$total"
-}
-
 # bench <name> <url> <sid> <round>: one timed wrk run (static request);
 # appends "rps p50 p99 non2xx cpu_us_per_request"
 bench() {
